@@ -1,0 +1,46 @@
+"""Argument helpers shared by the command-line entry points."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def split_list(values: Sequence[str] | str | None, cast: Callable[[str], T] = str) -> list[T]:
+    """Flatten list flags given as separate arguments or as one quoted, space-separated string.
+
+    `--layer 20 25` and `--layer "20 25"` (the original README's form) both give [20, 25].
+    """
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    out: list[T] = []
+    for value in values:
+        for part in str(value).replace(",", " ").split():
+            try:
+                out.append(cast(part))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"invalid value {part!r}") from None
+    return out
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Scripts print summaries; library modules log through `logging` at INFO."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
+    """The model flag (default: the embedded model) plus device/dtype overrides."""
+    parser.add_argument(flag, default="smollm2-135m",
+                        help="Hub id, local dir, LoRA checkpoint or training output dir "
+                             "(default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
