@@ -51,17 +51,22 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a causal LM, plain or PEFT-wrapped (block L outputs hidden_states[L])."""
+def decoder_stack(model: nn.Module) -> nn.Module:
+    """The module that owns the decoder blocks (`.layers`), for plain and PEFT-wrapped models."""
     seen = model
     for _ in range(6):
-        if hasattr(seen, "layers") and isinstance(seen.layers, nn.ModuleList):
-            return seen.layers
+        if isinstance(getattr(seen, "layers", None), nn.ModuleList):
+            return seen
         inner = getattr(seen, "model", None) or getattr(seen, "base_model", None)
         if inner is None or inner is seen:
             break
         seen = inner
     raise TypeError(f"cannot find decoder layers on {type(model).__name__}")
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a causal LM, plain or PEFT-wrapped (block L outputs hidden_states[L])."""
+    return decoder_stack(model).layers
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

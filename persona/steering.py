@@ -1,0 +1,177 @@
+"""Steering: add (or ablate) persona vectors in the residual stream, one mechanism for all uses.
+
+Layer L means the output of decoder block L, the residual stream `hidden_states[L]`
+reports (0 = embedding output). Positions follow the original persona-vectors code:
+
+- ``response``: the last real prompt position (its output is the first answer token)
+  and every generated token;
+- ``prompt``: every real prompt token, never padding, never generated tokens;
+- ``all``: both, never padding.
+
+A pre-hook on the decoder stack reads each forward call's attention mask and cache
+length, so padding is never touched and prefill is told apart from decode steps. The
+same context serves generation, sweeps (per-row coefficients) and training hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from persona.models import decoder_stack
+from persona.vectors import load_vector, vector_at_layer
+
+Positions = Literal["response", "prompt", "all"]
+Op = Literal["add", "ablate"]
+POSITIONS: tuple[str, ...] = ("response", "prompt", "all")
+
+_ACTIVE: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class Steer:
+    """One intervention at one layer; several may be active at once.
+
+    `coef` may be a float or a `[batch]` tensor of per-row coefficients. `op="ablate"`
+    removes the component along the unit vector (coef is ignored).
+    """
+
+    vector: torch.Tensor
+    layer: int
+    coef: float | torch.Tensor = 1.0
+    positions: Positions = "response"
+    op: Op = "add"
+
+
+class _CallState:
+    """Which positions of the current forward call each `positions` kind touches."""
+
+    def __init__(self) -> None:
+        self.real: torch.Tensor | None = None  # [B, T] bool, False on padding
+        self.prefill = True
+        self._masks: dict[str, torch.Tensor] = {}
+
+    def update(self, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        embeds = kwargs.get("inputs_embeds")
+        shape = ids.shape[:2] if ids is not None else embeds.shape[:2]
+        device = ids.device if ids is not None else embeds.device
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            self.real = mask[:, -shape[1]:].to(device=device, dtype=torch.bool)
+        else:
+            self.real = torch.ones(shape, dtype=torch.bool, device=device)
+        self.prefill = past == 0
+        self._masks = {}
+
+    def mask(self, positions: str) -> torch.Tensor:
+        """A [B, T, 1] 0/1 mask of the positions to steer in this call."""
+        if positions not in self._masks:
+            real = self.real
+            if positions == "all":
+                sel = real
+            elif positions == "prompt":
+                sel = real if self.prefill else torch.zeros_like(real)
+            elif self.prefill:  # response during prefill: the last real prompt position only
+                idx = torch.arange(real.shape[1], device=real.device).expand_as(real)
+                last = torch.where(real, idx, -1).max(dim=1, keepdim=True).values
+                sel = idx == last
+            else:
+                sel = real
+            self._masks[positions] = sel.unsqueeze(-1)
+        return self._masks[positions]
+
+
+def _layer_module(stack: nn.Module, layer: int) -> nn.Module:
+    return stack.get_input_embeddings() if layer == 0 else stack.layers[layer - 1]
+
+
+def _make_hook(steer: Steer, direction: torch.Tensor, state: _CallState):
+    def hook(_module: nn.Module, _inputs: tuple, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        mask = state.mask(steer.positions).to(hidden.dtype)
+        if steer.op == "ablate":
+            change = -(hidden @ direction).unsqueeze(-1) * direction
+        else:
+            coef = steer.coef
+            if isinstance(coef, torch.Tensor) and coef.dim() > 0:
+                if coef.shape[0] != hidden.shape[0]:
+                    raise ValueError(f"per-row coef has {coef.shape[0]} rows but the batch has {hidden.shape[0]}")
+                coef = coef.to(hidden.device, hidden.dtype).view(-1, 1, 1)
+            change = coef * direction
+        steered = hidden + mask * change
+        return (steered, *output[1:]) if isinstance(output, tuple) else steered
+
+    return hook
+
+
+def _direction(steer: Steer, stack: nn.Module, num_layers: int, ref: torch.Tensor) -> torch.Tensor:
+    if steer.positions not in POSITIONS:
+        raise ValueError(f"positions must be one of {POSITIONS}, got {steer.positions!r}")
+    if steer.op not in ("add", "ablate"):
+        raise ValueError(f"op must be 'add' or 'ablate', got {steer.op!r}")
+    hidden = stack.get_input_embeddings().weight.shape[1]
+    vec = vector_at_layer(steer.vector, steer.layer, num_layers=num_layers, hidden_size=hidden,
+                          source="steering vector").to(ref.device, ref.dtype)
+    if steer.op == "ablate":
+        norm = vec.norm()
+        if norm == 0:
+            raise ValueError("cannot ablate along a zero vector")
+        vec = vec / norm
+    return vec
+
+
+@contextlib.contextmanager
+def steering(model: nn.Module, steers: Sequence[Steer]) -> Iterator[None]:
+    """Apply `steers` to `model` inside the block; hooks are removed on exit, whatever happens."""
+    stack = decoder_stack(model)
+    num_layers = len(stack.layers)
+    ref = stack.get_input_embeddings().weight
+    directions = [_direction(s, stack, num_layers, ref) for s in steers]
+    state = _CallState()
+    handles = []
+    try:
+        handles.append(stack.register_forward_pre_hook(lambda _m, a, k: state.update(a, k), with_kwargs=True))
+        for steer, direction in zip(steers, directions):
+            handles.append(_layer_module(stack, steer.layer).register_forward_hook(_make_hook(steer, direction, state)))
+        _ACTIVE[stack] = _ACTIVE.get(stack, 0) + 1
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        if stack in _ACTIVE:
+            _ACTIVE[stack] -= 1
+            if _ACTIVE[stack] <= 0:
+                del _ACTIVE[stack]
+
+
+def is_steered(model: nn.Module) -> bool:
+    """True while a `steering` context is active on this model (judges refuse to score then)."""
+    return _ACTIVE.get(decoder_stack(model), 0) > 0
+
+
+def broadcast(name: str, values: Sequence, n: int) -> list:
+    """Pair list flags: a single value broadcasts to `n`, otherwise lengths must match."""
+    values = list(values)
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"--{name} has {len(values)} values but {n} are needed (one each, or a single value)")
+    return values
+
+
+def load_steers(vector_paths: Sequence[str], layers: Sequence[int], coefs: Sequence[float],
+                positions: Positions = "response", op: Op = "add") -> list[Steer]:
+    """Steers from CLI lists: paths, layers and coefs pair up; a single value broadcasts."""
+    n = max(len(vector_paths), len(layers), len(coefs))
+    paths = broadcast("vector_path", vector_paths, n)
+    return [Steer(load_vector(p), layer=int(layer), coef=float(c), positions=positions, op=op)
+            for p, layer, c in zip(paths, broadcast("layer", layers, n), broadcast("coef", coefs, n))]
