@@ -39,7 +39,8 @@ class Steer:
     """One intervention at one layer; several may be active at once.
 
     `coef` may be a float or a `[batch]` tensor of per-row coefficients. `op="ablate"`
-    removes the component along the unit vector (coef is ignored).
+    removes `coef` times the component along the unit vector (1.0, the default, removes
+    it fully; a per-row 0/1 tensor ablates some rows only).
     """
 
     vector: torch.Tensor
@@ -98,16 +99,16 @@ def _make_hook(steer: Steer, direction: torch.Tensor, state: _CallState):
     def hook(_module: nn.Module, _inputs: tuple, output):
         hidden = output[0] if isinstance(output, tuple) else output
         mask = state.mask(steer.positions).to(hidden.dtype)
+        coef = steer.coef
+        if isinstance(coef, torch.Tensor) and coef.dim() > 0:
+            if coef.shape[0] != hidden.shape[0]:
+                raise ValueError(f"per-row coef has {coef.shape[0]} rows but the batch has {hidden.shape[0]}")
+            coef = coef.to(hidden.device, hidden.dtype).view(-1, 1, 1)
         if steer.op == "ablate":
             change = -(hidden @ direction).unsqueeze(-1) * direction
         else:
-            coef = steer.coef
-            if isinstance(coef, torch.Tensor) and coef.dim() > 0:
-                if coef.shape[0] != hidden.shape[0]:
-                    raise ValueError(f"per-row coef has {coef.shape[0]} rows but the batch has {hidden.shape[0]}")
-                coef = coef.to(hidden.device, hidden.dtype).view(-1, 1, 1)
-            change = coef * direction
-        steered = hidden + mask * change
+            change = direction
+        steered = hidden + mask * (coef * change)
         return (steered, *output[1:]) if isinstance(output, tuple) else steered
 
     return hook
@@ -129,13 +130,18 @@ def _direction(steer: Steer, stack: nn.Module, num_layers: int, ref: torch.Tenso
     return vec
 
 
+def check_steers(model: nn.Module, steers: Sequence[Steer]) -> list[torch.Tensor]:
+    """Validate steers against the model (size, layer range, options); the per-steer directions."""
+    stack = decoder_stack(model)
+    ref = stack.get_input_embeddings().weight
+    return [_direction(s, stack, len(stack.layers), ref) for s in steers]
+
+
 @contextlib.contextmanager
 def steering(model: nn.Module, steers: Sequence[Steer]) -> Iterator[None]:
     """Apply `steers` to `model` inside the block; hooks are removed on exit, whatever happens."""
     stack = decoder_stack(model)
-    num_layers = len(stack.layers)
-    ref = stack.get_input_embeddings().weight
-    directions = [_direction(s, stack, num_layers, ref) for s in steers]
+    directions = check_steers(model, steers)
     state = _CallState()
     handles = []
     try:
