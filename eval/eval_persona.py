@@ -19,7 +19,7 @@ from pathlib import Path
 from persona.cli import add_model_args, setup_logging, split_list
 from persona.evaluation import Cell, build_samples, generate_cells, judge_frame, summarize, sweep_filename
 from persona.generation import HFBackend, SamplingParams
-from persona.io import write_csv
+from persona.io import read_table, write_csv
 from persona.judge import add_judge_args, make_judge
 from persona.models import load_model
 from persona.steering import POSITIONS, Steer, check_steers, load_steers
@@ -82,6 +82,33 @@ def _cells(args: argparse.Namespace) -> tuple[list[Cell], list[Path], bool]:
     return cells, outs, True
 
 
+def answers_path(out: Path) -> Path:
+    """Where generated answers wait for judging, so an interrupted run never regenerates them."""
+    return out.with_name(out.stem + ".answers.csv")
+
+
+def answers_with_resume(cells: list[Cell], outs: list[Path], samples, lm, params: SamplingParams,
+                        args: argparse.Namespace) -> list:
+    """Generate the cells whose answers are not on disk yet; reuse saved answers of the others."""
+    frames: dict[int, object] = {}
+    for i, out in enumerate(outs):
+        saved = answers_path(out)
+        if saved.exists() and not args.overwrite:
+            frame = read_table(saved, required=("question", "prompt", "answer", "question_id"))
+            if frame["question_id"].tolist() == [s.question_id for s in samples]:
+                frame["answer"] = frame["answer"].fillna("")
+                frames[i] = frame
+                print(f"reusing generated answers from {saved}")
+    missing = [i for i in range(len(cells)) if i not in frames]
+    if missing:
+        new = generate_cells(HFBackend(lm, args.batch_size), lm.tokenizer, samples, [cells[i] for i in missing],
+                             params, args.seed)
+        for i, frame in zip(missing, new):
+            write_csv(answers_path(outs[i]), frame)
+            frames[i] = frame
+    return [frames[i] for i in range(len(cells))]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
@@ -104,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                             instruction_type=args.persona_instruction_type, assistant_name=args.assistant_name)
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
     params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
-    frames = generate_cells(HFBackend(lm, args.batch_size), lm.tokenizer, samples, [c for c, _ in todo],
-                            params, args.seed)
+    frames = answers_with_resume([c for c, _ in todo], [o for _, o in todo], samples, lm, params, args)
     judges = {
         metric: make_judge(args.judge_model, trait=trait, metric=metric, base_url=args.judge_base_url,
                            eval_model=lm, use_cache=not args.no_judge_cache, eval_type=args.judge_eval_type)
@@ -114,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for (cell, out), frame in zip(todo, frames):
         scored = judge_frame(frame, judges, max_concurrent=args.max_concurrent_judges)
         write_csv(out, scored)
+        answers_path(out).unlink(missing_ok=True)
         print(f"\n{out} ({len(scored)} rows)" + (f" [{cell.name}]" if is_sweep else ""))
         print(summarize(scored, [trait.judge_column, "coherence"]))
     return 0
