@@ -238,3 +238,22 @@ def test_check_library_reports_each_problem(tmp_path, capsys):
 def test_check_cli_rejects_missing_dir(tmp_path, capsys):
     assert traits.main(["--check", str(tmp_path / "absent")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the shipped library
+
+BASE_TRAITS = {"evil", "sycophantic", "hallucinating", "optimistic", "pessimistic", "confident", "anxious",
+               "critical", "humorous", "impolite", "apathetic"}
+VARIANT_BASES = {"anxious", "confident", "optimistic", "evil"}
+
+
+def test_shipped_library_is_complete_and_valid():
+    reports, general = check_library(traits.DEFAULT_DATA_DIR)
+    assert general == [] and [p for r in reports for p in r.problems] == []
+    expected = BASE_TRAITS | {f"{b}_{i}" for b in VARIANT_BASES for i in range(2, 6)}
+    assert {r.name for r in reports} == expected
+    assert set(traits.load_definitions()) == expected
+    for name in BASE_TRAITS:
+        extract, evaluate = load_trait(name), load_trait(name, "eval")
+        assert len({traits.normalize_question(q) for q in extract.questions + evaluate.questions}) == 40
+        assert "REFUSAL" in extract.eval_prompt and name not in " ".join(extract.questions).lower()
