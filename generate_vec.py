@@ -1,0 +1,54 @@
+"""Extract persona vectors from paired pos/neg persona evaluations.
+
+    python generate_vec.py --pos_path output/evil_pos.csv --neg_path output/evil_neg.csv \\
+        --trait evil --save_dir persona_vectors/smollm2-135m
+
+Writes <trait>_{prompt_avg,response_avg,prompt_last}_diff.pt (float32 [num_layers+1, hidden])
+and <trait>_vectors.json (what was kept, from which files, with which model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from persona.cli import add_model_args, setup_logging
+from persona.extraction import NoEffectiveSamples, persona_vectors, read_pairs, save_persona_vectors
+from persona.models import load_model
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser, "--model_name")
+    parser.add_argument("--pos_path", required=True, help="eval_persona CSV run with --persona_instruction_type pos")
+    parser.add_argument("--neg_path", required=True, help="eval_persona CSV run with --persona_instruction_type neg")
+    parser.add_argument("--trait", required=True, help="trait name; variants (anxious_2) use the base trait's score column")
+    parser.add_argument("--save_dir", required=True, help="folder for the vector files")
+    parser.add_argument("--threshold", type=float, default=50,
+                        help="keep pairs with pos score >= T and neg score < 100-T (default 50)")
+    parser.add_argument("--batch_size", type=int, default=16, help="forward-pass batch size")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        pairs = read_pairs(args.pos_path, args.neg_path, args.trait, args.threshold)
+    except NoEffectiveSamples as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs "
+          + ", ".join(f"[{name}: {n}]" for name, n in pairs.condition_counts.items()))
+    lm = load_model(args.model_name, device=args.device, dtype=args.dtype)
+    vectors = persona_vectors(lm, pairs, batch_size=args.batch_size)
+    paths = save_persona_vectors(args.save_dir, args.trait, vectors, lm=lm, pairs=pairs, threshold=args.threshold,
+                                 sources={"pos": args.pos_path, "neg": args.neg_path})
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Capture residual-stream activations over (prompt, answer) pairs: one function for extraction and projection.
+
+`capture` runs a model on `prompt + answer` texts in length-sorted, padded batches under
+`torch.inference_mode()` and reduces every requested layer to three per-sample summaries:
+
+- `prompt_avg`:   mean hidden state over the prompt tokens,
+- `response_avg`: mean hidden state over the answer tokens,
+- `prompt_last`:  hidden state at the last prompt token (its output predicts the first answer token).
+
+Layer L means `hidden_states[L]` of a Hugging Face forward pass: row 0 is the embedding
+output (the input of block 0), row L < num_layers the output of decoder block L, and row
+num_layers the last block's output after the model's final norm (as HF reports it).
+
+Only the decoder blocks up to the deepest requested layer run, and never the LM head:
+forward hooks on the blocks reduce each layer as soon as it is computed (no sample's full
+hidden states are kept), and a hook on the deepest needed block stops the forward pass.
+With `reduce="mean"` the per-sample summaries are summed on the fly (extraction needs only
+the means); with `reduce="none"` they are returned per sample (projection).
+
+Prompt/answer boundary: the model reads the tokens of `prompt + answer` (no special tokens
+added: the prompt is already chat-templated). The prompt part is the longest common prefix
+of those tokens and the tokens of `prompt` alone, so it equals the prompt's own tokens
+unless the tokenizer merges across the seam; then the merged token (which holds answer
+text) counts as the response, and prompt activations never see answer text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from persona.models import LoadedModel, decoder_layers
+from persona.vectors import VECTOR_KINDS
+
+log = logging.getLogger(__name__)
+
+Reduce = Literal["none", "mean"]
+
+
+@dataclass
+class Activations:
+    """Per-kind summaries at `layers`: `[n, len(layers), hidden]` per sample, or `[len(layers), hidden]` means.
+
+    Per-sample rows are NaN where a sample has no tokens of that part (e.g. a missing answer);
+    means skip such samples, and `counts[kind]` says how many samples each mean averages.
+    """
+
+    layers: tuple[int, ...]
+    prompt_avg: Tensor
+    response_avg: Tensor
+    prompt_last: Tensor
+    counts: dict[str, int]
+
+    def __getitem__(self, kind: str) -> Tensor:
+        if kind not in VECTOR_KINDS:
+            raise KeyError(f"unknown activation kind {kind!r}; use one of {VECTOR_KINDS}")
+        return getattr(self, kind)
+
+    def at_layer(self, kind: str, layer: int) -> Tensor:
+        """The summaries of `kind` at one captured layer (`[n, hidden]` or `[hidden]`)."""
+        if layer not in self.layers:
+            raise KeyError(f"layer {layer} was not captured (captured: {list(self.layers)})")
+        return self[kind].select(-2, self.layers.index(layer))
+
+
+@dataclass
+class _Encoded:
+    ids: list[int]
+    n_prompt: int
+
+
+def _text(value: object) -> str:
+    """Missing cells (None, NaN) read as empty text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def encode_pairs(tokenizer, prompts: Sequence[object], answers: Sequence[object]) -> list[_Encoded]:
+    """Token ids of `prompt + answer` and the length of the prompt part (see the module docstring)."""
+    prompts = [_text(p) for p in prompts]
+    answers = [_text(a) for a in answers]
+    full = tokenizer([p + a for p, a in zip(prompts, answers)], add_special_tokens=False)["input_ids"]
+    alone = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    return [_Encoded(list(ids), _common_prefix(ids, p_ids)) for ids, p_ids in zip(full, alone)]
+
+
+def resolve_layers(layers: Sequence[int] | None, num_layers: int) -> tuple[int, ...]:
+    """Sorted unique layers, all of 0..num_layers when None; out-of-range layers are an error."""
+    if layers is None:
+        return tuple(range(num_layers + 1))
+    out = tuple(sorted({int(layer) for layer in layers}))
+    bad = [layer for layer in out if not 0 <= layer <= num_layers]
+    if bad or not out:
+        raise ValueError(f"layers {bad or '[]'} are out of range: the model has layers 0..{num_layers} "
+                         "(0 = embeddings, L = output of decoder block L)")
+    return out
+
+
+class _StopForward(Exception):
+    """Raised by the hook on the deepest needed block: nothing after it has to run."""
+
+
+class _Batch:
+    """Reduction weights for one padded batch; hooks write each layer's summaries into `out`."""
+
+    def __init__(self, items: list[_Encoded], n_slots: int, hidden: int, pad_id: int, left: bool,
+                 device: torch.device):
+        lengths = [len(e.ids) for e in items]
+        width = max(lengths)
+        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+        weights = torch.zeros(len(items), len(VECTOR_KINDS), width)  # rows follow VECTOR_KINDS
+        for i, e in enumerate(items):
+            start = width - len(e.ids) if left else 0
+            ids[i, start:start + len(e.ids)] = torch.tensor(e.ids)
+            prompt_end, end = start + e.n_prompt, start + len(e.ids)
+            if e.n_prompt:
+                weights[i, 0, start:prompt_end] = 1.0 / e.n_prompt
+                weights[i, 2, prompt_end - 1] = 1.0
+            if end > prompt_end:
+                weights[i, 1, prompt_end:end] = 1.0 / (end - prompt_end)
+        self.input_ids = ids.to(device)
+        self.attention_mask = None
+        self.position_ids = None
+        if left:  # right padding needs no mask: under causal attention no real token sees a pad
+            mask = torch.arange(width) >= torch.tensor([width - n for n in lengths])[:, None]
+            self.attention_mask = mask.long().to(device)
+            self.position_ids = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        self.valid = None if self.attention_mask is None else self.attention_mask.bool()[..., None]
+        self.weights = weights.to(device)
+        self.out = torch.empty(len(items), len(VECTOR_KINDS), n_slots, hidden, device=device)
+
+    def record(self, slot: int, hidden: Tensor) -> None:
+        hidden = hidden.float()
+        if self.valid is not None:  # left-pad rows attend to nothing: some kernels give NaN, and 0 * NaN is NaN
+            hidden = hidden.masked_fill(~self.valid, 0.0)
+        self.out[:, :, slot] = torch.bmm(self.weights, hidden)
+
+
+def _block_output(output: object) -> Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextlib.contextmanager
+def _layer_hooks(model: nn.Module, layers: tuple[int, ...], num_layers: int,
+                 state: dict[str, _Batch]) -> Iterator[None]:
+    """Hooks that record `layers` (except the final one, read from the model's output) and stop early."""
+    blocks = decoder_layers(model)
+    deepest = layers[-1]
+    handles = []
+
+    def on_input(module, args, kwargs):
+        state["batch"].record(0, args[0] if args else kwargs["hidden_states"])
+        if deepest == 0:
+            raise _StopForward
+
+    def on_output(slot: int, stop: bool):
+        def hook(module, args, output):
+            state["batch"].record(slot, _block_output(output))
+            if stop:
+                raise _StopForward
+        return hook
+
+    try:
+        if layers[0] == 0:
+            handles.append(blocks[0].register_forward_pre_hook(on_input, with_kwargs=True))
+        for slot, layer in enumerate(layers):
+            if 0 < layer < num_layers:
+                handles.append(blocks[layer - 1].register_forward_hook(on_output(slot, layer == deepest)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def decoder_stack(model: nn.Module) -> nn.Module:
+    """The base model under the LM head (`model.model` for most causal LMs), PEFT wrapper removed."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner.base_model
+
+
+def _batches(order: list[int], batch_size: int) -> Iterator[list[int]]:
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object], *,
+            layers: Sequence[int] | None = None, batch_size: int = 16, reduce: Reduce = "none",
+            padding_side: Literal["right", "left"] = "right", progress: bool = True) -> Activations:
+    """Prompt-average, response-average and last-prompt-token activations of each (prompt, answer).
+
+    `prompts` are chat-templated texts (ending with the generation prompt), `answers` the
+    generated texts; missing answers (None/NaN) give NaN response summaries. `layers`
+    defaults to all of 0..num_layers. `reduce="mean"` returns means over samples without
+    keeping per-sample rows. Padding side does not change the result (right is fastest).
+    """
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+    if reduce not in ("none", "mean"):
+        raise ValueError(f"reduce must be 'none' or 'mean', not {reduce!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    layers = resolve_layers(layers, lm.num_layers)
+    device, hidden = lm.device, lm.hidden_size
+    encoded = encode_pairs(lm.tokenizer, prompts, answers)
+    order = sorted((i for i, e in enumerate(encoded) if e.ids), key=lambda i: -len(encoded[i].ids))
+    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    final_slot = layers.index(lm.num_layers) if lm.num_layers in layers else None
+
+    has = {"prompt_avg": [e.n_prompt > 0 for e in encoded],
+           "response_avg": [len(e.ids) > e.n_prompt for e in encoded]}
+    has["prompt_last"] = has["prompt_avg"]
+    shape = (len(VECTOR_KINDS), len(layers), hidden)
+    per_sample = torch.full((len(encoded), *shape), math.nan) if reduce == "none" else None
+    sums = torch.zeros(shape, device=device)
+    state: dict[str, _Batch] = {}
+    base = decoder_stack(lm.model)
+    bar = tqdm(total=len(order), desc="activations", unit="sample", disable=not progress)
+    with torch.inference_mode(), _layer_hooks(lm.model, layers, lm.num_layers, state), bar:
+        for idx in _batches(order, batch_size):
+            batch = state["batch"] = _Batch([encoded[i] for i in idx], len(layers), hidden, pad_id,
+                                            padding_side == "left", device)
+            try:
+                output = base(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                              position_ids=batch.position_ids, use_cache=False)
+                if final_slot is not None:
+                    batch.record(final_slot, output.last_hidden_state)
+            except _StopForward:
+                pass
+            if per_sample is not None:
+                per_sample[idx] = batch.out.cpu()
+            else:  # a part a sample lacks has zero weights, so it adds nothing to the sums
+                sums += batch.out.sum(0)
+            bar.update(len(idx))
+    log.debug("captured %d samples at %d layers", len(order), len(layers))
+
+    counts = {kind: sum(flags) for kind, flags in has.items()}
+    if per_sample is not None:
+        for k, kind in enumerate(VECTOR_KINDS):
+            per_sample[[i for i, ok in enumerate(has[kind]) if not ok], k] = math.nan
+        values = per_sample.unbind(1)
+    else:
+        n = torch.tensor([counts[kind] for kind in VECTOR_KINDS])[:, None, None]
+        values = (sums.cpu() / n).masked_fill(n == 0, math.nan).unbind(0)
+    return Activations(layers, *values, counts=counts)

@@ -1,0 +1,123 @@
+"""Persona vector extraction: filter paired pos/neg evaluations, then mean(pos) - mean(neg) per layer.
+
+Rows of the pos and neg CSVs pair up by position (eval_persona writes them in the same
+question/instruction/sample order). A pair is kept when the pos answer shows the trait
+(score >= threshold), the neg answer does not (score < 100 - threshold) and both are
+coherent (coherence >= 50). For each kind (prompt_avg, response_avg, prompt_last) the
+vector is the mean activation over kept pos rows minus that over kept neg rows, at every
+layer 0..num_layers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch import Tensor
+
+from persona.activations import capture
+from persona.io import read_table, write_json
+from persona.models import LoadedModel
+from persona.traits import base_trait
+from persona.vectors import VECTOR_KINDS, save_vector
+
+MIN_COHERENCE = 50
+LAYER_CONVENTION = ("row L = hidden_states[L]: row 0 = embedding output, row L = output of decoder block L "
+                    "(the last row after the model's final norm)")
+
+
+class NoEffectiveSamples(ValueError):
+    """No pos/neg pair passed the filter; the message gives the count for each condition."""
+
+
+@dataclass
+class EffectivePairs:
+    """The kept pos and neg rows (aligned), the judge column used and per-condition counts."""
+
+    pos: pd.DataFrame
+    neg: pd.DataFrame
+    column: str
+    total: int
+    condition_counts: dict[str, int]
+
+    @property
+    def kept(self) -> int:
+        return len(self.pos)
+
+
+def judge_column(trait: str, columns: list[str]) -> str:
+    """The score column of `trait`: its base trait (`anxious_2` -> `anxious`), else the name itself."""
+    for name in dict.fromkeys((base_trait(trait), trait)):
+        if name in columns:
+            return name
+    raise ValueError(f"no score column for trait {trait!r}: expected {base_trait(trait)!r} among {columns}")
+
+
+def effective_pairs(pos: pd.DataFrame, neg: pd.DataFrame, trait: str, threshold: float = 50) -> EffectivePairs:
+    """The pairs where pos shows the trait, neg does not and both answers are coherent."""
+    if len(pos) != len(neg):
+        raise ValueError(f"pos has {len(pos)} rows but neg has {len(neg)}: rows pair up by position, so both "
+                         "must come from eval_persona runs with the same questions and --n_per_question")
+    column = judge_column(trait, list(pos.columns))
+    if column not in neg.columns:
+        raise ValueError(f"the neg file has no {column!r} column (the pos file does): {list(neg.columns)}")
+
+    def score(df: pd.DataFrame, name: str) -> np.ndarray:  # unscored rows (NaN, text) never pass
+        return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float)
+
+    conditions = {
+        f"pos {column} >= {threshold:g}": score(pos, column) >= threshold,
+        f"neg {column} < {100 - threshold:g}": score(neg, column) < 100 - threshold,
+        f"pos coherence >= {MIN_COHERENCE}": score(pos, "coherence") >= MIN_COHERENCE,
+        f"neg coherence >= {MIN_COHERENCE}": score(neg, "coherence") >= MIN_COHERENCE,
+    }
+    keep = np.logical_and.reduce(list(conditions.values()))
+    counts = {name: int(mask.sum()) for name, mask in conditions.items()}
+    if not keep.any():
+        detail = "; ".join(f"{name}: {n}/{len(pos)}" for name, n in counts.items())
+        raise NoEffectiveSamples(f"no pos/neg pair passes the filter for {trait!r} ({detail}). "
+                                 f"Lower --threshold (now {threshold:g}) or check the judge scores.")
+    return EffectivePairs(pos[keep].reset_index(drop=True), neg[keep].reset_index(drop=True), column,
+                          len(pos), counts)
+
+
+def read_pairs(pos_path: str | os.PathLike, neg_path: str | os.PathLike, trait: str,
+               threshold: float = 50) -> EffectivePairs:
+    """Read two eval_persona CSVs and filter them (`effective_pairs`)."""
+    required = ("prompt", "answer", "coherence")
+    return effective_pairs(read_table(pos_path, required), read_table(neg_path, required), trait, threshold)
+
+
+def persona_vectors(lm: LoadedModel, pairs: EffectivePairs, *, batch_size: int = 16) -> dict[str, Tensor]:
+    """`{kind: mean(pos) - mean(neg)}`, each float32 `[num_layers + 1, hidden]`."""
+    means = [capture(lm, list(df["prompt"]), list(df["answer"]), batch_size=batch_size, reduce="mean")
+             for df in (pairs.pos, pairs.neg)]
+    return {kind: means[0][kind] - means[1][kind] for kind in VECTOR_KINDS}
+
+
+def vector_filename(trait: str, kind: str) -> str:
+    return f"{trait}_{kind}_diff.pt"
+
+
+def save_persona_vectors(save_dir: str | os.PathLike, trait: str, vectors: dict[str, Tensor], *,
+                         lm: LoadedModel, pairs: EffectivePairs, threshold: float,
+                         sources: dict[str, str]) -> list[Path]:
+    """Write `<trait>_<kind>_diff.pt` for each kind plus `<trait>_vectors.json` metadata, atomically."""
+    save_dir = Path(save_dir)
+    paths = []
+    for kind, vector in vectors.items():
+        paths.append(save_dir / vector_filename(trait, kind))
+        save_vector(paths[-1], vector)
+    meta = save_dir / f"{trait}_vectors.json"
+    write_json(meta, {
+        "model": lm.name, "trait": trait, "judge_column": pairs.column, "threshold": threshold,
+        "min_coherence": MIN_COHERENCE, "n_pairs_kept": pairs.kept, "n_pairs_total": pairs.total,
+        "condition_counts": pairs.condition_counts, "shape": [lm.num_layers + 1, lm.hidden_size],
+        "layer_convention": LAYER_CONVENTION, "files": {k: vector_filename(trait, k) for k in vectors},
+        "sources": sources, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return [*paths, meta]

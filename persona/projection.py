@@ -1,0 +1,190 @@
+"""Project activations onto persona vectors and add the results as columns of an eval file.
+
+Projection types (activation kind in brackets): `proj` (response_avg), `prompt_last_proj`
+(prompt_last), `prompt_avg_proj` (prompt_avg) give the scalar projection `a·v/|v|`;
+`cos_sim` (response_avg) gives the cosine of the angle between `a` and `v`. With a base
+model the activation is `a_model - a_base` per sample: the finetuning shift along `v`.
+
+Columns are named `{model}_{vector file stem}_{type}_layer{L}` (+ `_finetuning_shift`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from persona.activations import capture
+from persona.io import write_csv, write_jsonl
+from persona.models import load_model, model_basename
+from persona.vectors import load_vector, vector_at_layer
+
+log = logging.getLogger(__name__)
+
+PROJECTION_TYPES = {"proj": "response_avg", "prompt_last_proj": "prompt_last",
+                    "prompt_avg_proj": "prompt_avg", "cos_sim": "response_avg"}
+SHIFT_SUFFIX = "_finetuning_shift"
+
+
+def project(acts: Tensor, vector: Tensor, projection_type: str) -> Tensor:
+    """`a·v/|v|` (or cosine for `cos_sim`) of each row of `acts` `[n, hidden]`; NaN rows stay NaN."""
+    if projection_type not in PROJECTION_TYPES:
+        raise ValueError(f"unknown projection type {projection_type!r}; use one of {list(PROJECTION_TYPES)}")
+    vector = vector.to(acts.dtype)
+    norm = vector.norm()
+    if norm == 0:
+        raise ValueError("cannot project onto a zero vector (is that layer's row all zeros?)")
+    if projection_type == "cos_sim":
+        return F.cosine_similarity(acts, vector.expand_as(acts), dim=-1)
+    return acts @ vector / norm
+
+
+def column_name(model_name: str, vector_path: str | Path, projection_type: str, layer: int,
+                shift: bool = False) -> str:
+    """`{model_basename}_{vector_file_stem}_{type}_layer{L}`, plus `_finetuning_shift` for a shift."""
+    name = f"{model_basename(model_name)}_{Path(vector_path).stem}_{projection_type}_layer{layer}"
+    return name + SHIFT_SUFFIX if shift else name
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column: a vector file, a layer and a projection type."""
+
+    name: str
+    vector_path: str
+    layer: int
+    projection_type: str
+
+
+class EvalFile:
+    """An eval CSV (kept as text cells, so nothing but new columns changes) or chat JSONL."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path} does not exist")
+        self.is_jsonl = self.path.suffix.lower() == ".jsonl"
+        if self.is_jsonl:
+            self.records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()
+                            if line.strip()]
+            if any("messages" not in r for r in self.records):
+                raise ValueError(f"{self.path}: every JSONL line needs a 'messages' list")
+            self.columns = list(dict.fromkeys(k for r in self.records for k in r))
+        else:
+            self.table = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+            missing = [c for c in ("prompt", "answer") if c not in self.table.columns]
+            if missing:
+                raise ValueError(f"{self.path}: missing column(s) {missing}; found {list(self.table.columns)}. "
+                                 "Is this an output of `python -m eval.eval_persona`?")
+            self.columns = list(self.table.columns)
+
+    def __len__(self) -> int:
+        return len(self.records) if self.is_jsonl else len(self.table)
+
+    def prompts_and_answers(self, tokenizer) -> tuple[list[str | None], list[str | None]]:
+        """CSV: the stored (already chat-templated) prompt; JSONL: all but the last message, templated."""
+        if not self.is_jsonl:
+            return list(self.table["prompt"]), list(self.table["answer"])
+        prompts, answers = [], []
+        for r in self.records:
+            messages = r["messages"]
+            if messages and messages[-1].get("role") == "assistant":
+                context, answer = messages[:-1], messages[-1].get("content")
+            else:  # nothing to score: no assistant turn at the end
+                context, answer = messages, None
+            prompts.append(tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
+                           if context else None)
+            answers.append(answer)
+        return prompts, answers
+
+    def set_column(self, name: str, values: Sequence[float]) -> None:
+        if self.is_jsonl:
+            for r, v in zip(self.records, values):
+                r[name] = None if math.isnan(v) else v  # JSON has no NaN
+        else:
+            self.table[name] = list(values)
+
+    def save(self) -> None:
+        if self.is_jsonl:
+            write_jsonl(self.path, self.records)
+        else:
+            write_csv(self.path, self.table)
+
+
+def plan_columns(model_name: str, vector_paths: Sequence[str], layers: Sequence[int],
+                 projection_types: Sequence[str], *, shift: bool) -> list[Column]:
+    """Every (vector, layer, type) column, in that nesting order."""
+    bad = [t for t in projection_types if t not in PROJECTION_TYPES]
+    if bad:
+        raise ValueError(f"unknown projection type(s) {bad}; use {list(PROJECTION_TYPES)}")
+    columns = [Column(column_name(model_name, v, t, layer, shift), v, layer, t)
+               for v in dict.fromkeys(vector_paths) for layer in dict.fromkeys(layers)
+               for t in dict.fromkeys(projection_types)]
+    names: dict[str, str] = {}
+    for c in columns:
+        if names.setdefault(c.name, c.vector_path) != c.vector_path:
+            raise ValueError(f"{names[c.name]} and {c.vector_path} would both write column {c.name}: "
+                             "rename one vector file (columns use the file name without its folder)")
+    return columns
+
+
+def _free_memory() -> None:
+    """Return a dropped model's accelerator memory before the next one loads."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def add_projection_columns(file_path: str | Path, vector_paths: Sequence[str], layers: Sequence[int],
+                           projection_types: Sequence[str] = ("proj",), *, model_name: str,
+                           base_model: str | None = None, overwrite: bool = False, batch_size: int = 16,
+                           device: str | None = None, dtype: str | None = None) -> list[str]:
+    """Add projection columns to an eval CSV/JSONL in place (atomically); return the columns written.
+
+    Existing columns are kept unless `overwrite`. All vectors and layers come from one pass
+    of each model over the data. Rows without an answer get NaN for response-based types.
+    """
+    data = EvalFile(file_path)
+    vectors = {p: load_vector(p) for p in dict.fromkeys(vector_paths)}
+    columns = plan_columns(model_name, list(vectors), layers, projection_types, shift=base_model is not None)
+    todo = [c for c in columns if overwrite or c.name not in data.columns]
+    for c in columns:
+        if c not in todo:
+            log.info("column %s exists; skipping (pass --overwrite to recompute)", c.name)
+    if not todo:
+        return []
+    needed = sorted({c.layer for c in todo})
+
+    lm = load_model(model_name, device=device, dtype=dtype)
+    shape = (lm.num_layers, lm.hidden_size)
+    rows = {(c.vector_path, c.layer): vector_at_layer(vectors[c.vector_path], c.layer, num_layers=shape[0],
+                                                      hidden_size=shape[1], source=c.vector_path)
+            for c in todo}  # shape errors surface before the long pass
+    prompts, answers = data.prompts_and_answers(lm.tokenizer)
+    acts = capture(lm, prompts, answers, layers=needed, batch_size=batch_size)
+    if base_model is not None:
+        del lm
+        _free_memory()
+        lm = load_model(base_model, device=device, dtype=dtype)
+        if (lm.num_layers, lm.hidden_size) != shape:
+            raise ValueError(f"--base_model {base_model} has {lm.num_layers} layers x {lm.hidden_size} hidden but "
+                             f"{model_name} has {shape[0]} x {shape[1]}: a finetuning shift needs the same architecture")
+        base = capture(lm, prompts, answers, layers=needed, batch_size=batch_size)
+
+    for c in todo:
+        kind = PROJECTION_TYPES[c.projection_type]
+        a = acts.at_layer(kind, c.layer)
+        if base_model is not None:
+            a = a - base.at_layer(kind, c.layer)
+        data.set_column(c.name, project(a, rows[c.vector_path, c.layer], c.projection_type).tolist())
+    data.save()
+    return [c.name for c in todo]
