@@ -208,9 +208,11 @@ def load_trait(name_or_path: str, version: Literal["extract", "eval"] = "extract
     return trait
 
 
-def load_definitions(data_dir: str | Path | None = None) -> dict[str, str]:
-    """`trait_definitions.json`: trait name (variants included) -> definition paragraph."""
-    path = (Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR) / DEFINITIONS_FILE
+def load_definitions(path_or_dir: str | Path | None = None) -> dict[str, str]:
+    """Trait name (variants included) -> definition, from a `.json` file or a library folder."""
+    path = Path(path_or_dir) if path_or_dir is not None else DEFAULT_DATA_DIR
+    if path.suffix != ".json":
+        path = path / DEFINITIONS_FILE
     if not path.is_file():
         raise TraitError(f"{path}: trait definitions file not found")
     data = read_json(path)

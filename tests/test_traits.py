@@ -158,6 +158,7 @@ def test_invalid_json_names_line(tmp_path):
 
 def test_definitions_validation(tmp_path):
     assert traits.load_definitions(make_library(tmp_path))["anxious_2"] == "Another wording of anxious."
+    assert traits.load_definitions(tmp_path / "trait_definitions.json") == traits.load_definitions(tmp_path)
     write(tmp_path / "trait_definitions.json", {"evil": ""})
     with pytest.raises(TraitError, match="field 'evil': expected a non-empty string"):
         traits.load_definitions(tmp_path)
