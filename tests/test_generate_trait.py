@@ -1,4 +1,5 @@
-"""data_generation.generate_trait end to end: the real `openai` client over HTTP to a scripted local server."""
+"""data_generation.generate_trait (CLI over persona.trait_generation) end to end: the real `openai` client over
+HTTP to a scripted local server."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from data_generation import generate_trait as gen
-from persona import traits
+from persona import llm, traits
+from persona import trait_generation as tg
 from persona.traits import load_trait
 
 EVAL_PROMPT = "Judge {question} -> {answer}. Output REFUSAL or 0-100 only."
@@ -185,12 +187,12 @@ def test_variant_without_base_fails_without_asking(tmp_path, serve, no_key, caps
      "field 'instruction': expected a list of 5"),
 ])
 def test_bad_answers_are_rejected(answer, message):
-    with pytest.raises(gen.GenerationError, match=re.escape(message)):
-        gen.base_artifacts(gen.parse_json_answer(answer), "x")
+    with pytest.raises(llm.InvalidAnswerError, match=re.escape(message)):
+        tg.base_artifacts(llm.parse_json_answer(answer), "x")
 
 
 def test_fenced_answer_is_accepted():
-    artifacts = gen.base_artifacts(gen.parse_json_answer("```json\n" + base_answer("x") + "\n```"), "x")
+    artifacts = tg.base_artifacts(llm.parse_json_answer("```json\n" + base_answer("x") + "\n```"), "x")
     assert len(artifacts["extract"]["questions"]) == len(artifacts["eval"]["questions"]) == traits.N_QUESTIONS
 
 

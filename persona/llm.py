@@ -1,0 +1,112 @@
+"""The one place that talks to OpenAI-compatible chat endpoints: client, retries, JSON answers.
+
+Every LLM-calling feature (trait generation, judges, dataset generators) should build its
+client with `make_async_client` and wrap each request in `with_retries`, so key handling,
+backoff and the notion of "worth retrying" are the same everywhere:
+
+    client = make_async_client(base_url, timeout=60, purpose="judging answers")
+    reply = await with_retries(lambda: client.chat.completions.create(...), max_retries=4, base_delay=2)
+
+The client's own retry loop is off (`max_retries=0`) so that ours is the only one. API
+keys are read through `persona.settings` and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import openai
+
+from persona import settings
+
+T = TypeVar("T")
+
+OPENAI_HOST = "api.openai.com"
+PLACEHOLDER_KEY = "unused-by-local-server"  # the client insists on some key; local servers ignore it
+
+_FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\s*(.*?)\s*```\Z", re.S)
+
+
+class InvalidAnswerError(ValueError):
+    """The model answered, but the answer is unusable (not JSON, wrong shape); asking again may help."""
+
+
+def make_async_client(base_url: str | None, *, timeout: float, purpose: str) -> openai.AsyncOpenAI:
+    """An async client for `base_url` (default: $OPENAI_BASE_URL, else OpenAI) with retries left to us.
+
+    OpenAI itself needs OPENAI_API_KEY, and a missing key is a one-line
+    `MissingSettingError` naming `purpose`; a custom endpoint (vLLM, a local server) gets
+    the key when one is set and a placeholder otherwise.
+    """
+    base_url = base_url or settings.get("OPENAI_BASE_URL")
+    if base_url is None or urlparse(base_url).hostname == OPENAI_HOST:
+        key = settings.require("OPENAI_API_KEY", purpose)
+    else:
+        key = settings.get("OPENAI_API_KEY", PLACEHOLDER_KEY)
+    return openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether asking again may succeed: connection errors and timeouts, 429, 5xx, unusable answers.
+
+    Other 4xx (bad request, auth, unknown model) fail the same way every time.
+    """
+    if isinstance(exc, (openai.APIConnectionError, InvalidAnswerError)):  # APITimeoutError included
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return False
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, base_delay: float,
+                       is_valid: Callable[[T], bool] | None = None,
+                       on_retry: Callable[[int, BaseException, float], None] | None = None) -> T:
+    """`await call()` up to `max_retries` times in all; the first result that passes `is_valid`.
+
+    A retryable failure (see `is_retryable`; a result rejected by `is_valid` counts as an
+    `InvalidAnswerError`) waits `base_delay * 2 ** (attempt - 1)` seconds, after calling
+    `on_retry(attempt, error, delay)`, e.g. to log it. Anything else, or the failure of
+    the last attempt, is raised as is.
+    """
+    if max_retries < 1:
+        raise ValueError(f"max_retries must be >= 1, got {max_retries}")
+    attempt = 1
+    while True:
+        try:
+            result = await call()
+            if is_valid is not None and not is_valid(result):
+                raise InvalidAnswerError(f"answer rejected by {getattr(is_valid, '__name__', 'is_valid')}")
+            return result
+        except Exception as exc:
+            if attempt == max_retries or not is_retryable(exc):
+                raise
+            delay = base_delay * 2 ** (attempt - 1)
+            if on_retry is not None:
+                on_retry(attempt, exc, delay)
+        await asyncio.sleep(delay)
+        attempt += 1
+
+
+def parse_json_answer(text: str | None) -> dict[str, Any]:
+    """The JSON object in a model answer; tolerates a ```json fence around it.
+
+    Raises `InvalidAnswerError` (retryable) when the answer is empty, not JSON or not an object.
+    """
+    if not text or not text.strip():
+        raise InvalidAnswerError("empty answer")
+    body = text.strip()
+    fenced = _FENCE.match(body)
+    if fenced:
+        body = fenced[1]
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise InvalidAnswerError(f"answer is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise InvalidAnswerError(f"answer is JSON {type(data).__name__}, expected an object")
+    return data
