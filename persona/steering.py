@@ -1,7 +1,8 @@
 """Steering: add (or ablate) persona vectors in the residual stream, one mechanism for all uses.
 
-Layer L means the output of decoder block L, the residual stream `hidden_states[L]`
-reports (0 = embedding output). Positions follow the original persona-vectors code:
+Layer L means the residual stream `hidden_states[L]` reports: 0 = embedding output,
+L = output of decoder block L (for the last block, after the model's final norm, as
+transformers reports it and as vectors are extracted). Positions follow the original persona-vectors code:
 
 - ``response``: the last real prompt position (its output is the first answer token)
   and every generated token;
@@ -92,7 +93,12 @@ class _CallState:
 
 
 def _layer_module(stack: nn.Module, layer: int) -> nn.Module:
-    return stack.get_input_embeddings() if layer == 0 else stack.layers[layer - 1]
+    """The module whose output is `hidden_states[layer]` (the last one is after the final norm)."""
+    if layer == 0:
+        return stack.get_input_embeddings()
+    if layer == len(stack.layers) and isinstance(getattr(stack, "norm", None), nn.Module):
+        return stack.norm
+    return stack.layers[layer - 1]
 
 
 def _make_hook(steer: Steer, direction: torch.Tensor, state: _CallState):

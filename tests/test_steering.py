@@ -25,7 +25,7 @@ def _block_output(lm, layer, ids, mask=None, steers=()):
     """Residual stream after block `layer` (read at the input of the next module, after all hooks)."""
     seen = {}
     stack = lm.model.model
-    target = stack.layers[layer] if layer < lm.num_layers else stack.norm
+    target = stack.layers[layer] if layer < lm.num_layers else lm.model.lm_head
     handle = target.register_forward_pre_hook(lambda _m, args: seen.setdefault("h", args[0].clone()))
     try:
         _logits(lm, ids, mask, steers)
@@ -46,7 +46,7 @@ def test_response_steering_touches_only_last_prompt_position_and_generated_token
     from transformers import DynamicCache
 
     stack = tiny_lm.model.model
-    target = stack.layers[layer] if layer < tiny_lm.num_layers else stack.norm
+    target = stack.layers[layer] if layer < tiny_lm.num_layers else tiny_lm.model.lm_head
 
     def decode_stream(steers):
         seen = []
@@ -89,7 +89,7 @@ def test_prompt_steering_never_touches_padding(tiny_lm):
 def test_prompt_steering_adds_exactly_coef_times_vector(tiny_lm):
     ids = torch.tensor([[5, 17, 42]])
     vec = _vector(tiny_lm)
-    # steering at the last layer: the final norm's input is block L's output plus coef * v
+    # steering at the last layer adds to hidden_states[L] (after the final norm): the LM head's input
     L = tiny_lm.num_layers
     plain = _block_output(tiny_lm, L, ids)
     steered = _block_output(tiny_lm, L, ids, steers=[Steer(vec, layer=L, coef=0.5, positions="all")])
@@ -112,6 +112,17 @@ def test_per_row_coefficients_equal_separate_runs(tiny_lm):
     for row in range(2):
         sep = _logits(tiny_lm, enc.input_ids, enc.attention_mask, [Steer(vec, 1, float(coefs[row]), "all")])
         torch.testing.assert_close(batched[row], sep[row], atol=1e-5, rtol=1e-5)
+
+
+def test_steered_stream_matches_hidden_states_at_every_layer(tiny_lm):
+    """What a steer adds at layer L is what `hidden_states[L]` reports, the last layer included."""
+    ids = torch.tensor([[5, 17, 42]])
+    vec = _vector(tiny_lm)
+    for layer in range(tiny_lm.num_layers + 1):
+        with torch.no_grad():
+            plain = tiny_lm.model(input_ids=ids, output_hidden_states=True).hidden_states[layer]
+        steered = _block_output(tiny_lm, layer, ids, steers=[Steer(vec, layer, 1.0, "all")])
+        torch.testing.assert_close(steered, plain + vec[layer], atol=1e-4, rtol=1e-4)
 
 
 def test_ablation_removes_the_component(tiny_lm):
