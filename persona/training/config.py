@@ -1,0 +1,175 @@
+"""The training config schema: every key of the original persona-vectors configs, validated.
+
+A config is a JSON file read by `python training.py configs/X.json`. Unknown keys, missing
+files and bad values are reported together, one line per key, each naming the key and
+what to write instead. Numbers given as strings ("1e-5") are parsed, never evaluated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (BaseModel, ConfigDict, Field, FilePath, NonNegativeFloat, NonNegativeInt, PositiveInt,
+                      ValidationError, field_validator, model_validator)
+from transformers.trainer_utils import SchedulerType
+from transformers.training_args import OptimizerNames
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+UNSUPPORTED_LOSSES = ("dpo", "orpo")
+
+
+class ConfigError(ValueError):
+    """A training config is invalid; the message lists every bad key with its fix."""
+
+
+class SteeringConfig(BaseModel):
+    """Hooks active during training only: `steer` adds coef*v (preventative steering), `ablate` removes v (CAFT)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steering_vector_path: FilePath
+    type: Literal["steer", "ablate"] = "steer"
+    steering_coef: float = Field(1.0, allow_inf_nan=False)
+    layers: list[NonNegativeInt] = Field(min_length=1)
+
+
+class TrainingConfig(BaseModel):
+    """One finetuning run: LoRA (or full) SFT on chat JSONL with optional training-time hooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    training_file: list[FilePath] = Field(min_length=1)
+    test_file: FilePath | None = None
+    test_size: float = Field(0.1, ge=0.0, lt=1.0)  # held-out fraction when there is no test_file (ours)
+    finetuned_model_id: str | None = None
+    max_seq_length: PositiveInt = 2048
+    load_in_4bit: bool = False
+    loss: Literal["sft", "dpo", "orpo"] = "sft"
+    is_peft: bool = True
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), min_length=1)
+    lora_bias: Literal["none", "all", "lora_only"] = "none"
+    r: PositiveInt = 32
+    lora_alpha: PositiveInt = 64
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    use_rslora: bool = True
+    merge_before_push: bool = True
+    push_to_private: bool = True
+    epochs: PositiveInt = 1
+    max_steps: PositiveInt | None = None
+    per_device_train_batch_size: PositiveInt = 2
+    gradient_accumulation_steps: PositiveInt = 8
+    warmup_steps: NonNegativeInt = 5
+    learning_rate: float = Field(1e-5, gt=0.0, allow_inf_nan=False)
+    logging_steps: PositiveInt = 1
+    optim: str = "adamw_8bit"
+    weight_decay: NonNegativeFloat = 0.01
+    lr_scheduler_type: str = "linear"
+    seed: int = 0
+    beta: float = Field(0.1, gt=0.0)
+    save_steps: PositiveInt = 5000
+    save_strategy: Literal["steps", "epoch", "no"] = "steps"
+    save_total_limit: PositiveInt | None = None
+    output_dir: str = Field(min_length=1)
+    train_on_responses_only: bool = True
+    enable_steering_during_training: bool = False
+    steering_config: SteeringConfig | None = None
+
+    @field_validator("training_file", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, os.PathLike)) else value
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _parse_number(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise ValueError(f"must be a number like 1e-5, got {value!r}") from None
+        return value
+
+    @field_validator("loss")
+    @classmethod
+    def _sft_only(cls, value: str) -> str:
+        if value in UNSUPPORTED_LOSSES:
+            raise ValueError(f"loss {value!r} is not supported here; only 'sft' is (use the original "
+                             "persona-vectors code for DPO/ORPO)")
+        return value
+
+    @field_validator("optim")
+    @classmethod
+    def _known_optim(cls, value: str) -> str:
+        return _one_of(value, [o.value for o in OptimizerNames])
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        return _one_of(value, [s.value for s in SchedulerType])
+
+    @model_validator(mode="after")
+    def _steering_needs_config(self) -> TrainingConfig:
+        if self.enable_steering_during_training and self.steering_config is None:
+            raise ValueError("enable_steering_during_training is true but steering_config is missing: add "
+                             '{"steering_vector_path": ..., "type": "steer"|"ablate", "steering_coef": ..., '
+                             '"layers": [...]} or set it to false')
+        return self
+
+    @property
+    def steering(self) -> SteeringConfig | None:
+        """The steering config when steering is enabled, else None."""
+        return self.steering_config if self.enable_steering_during_training else None
+
+
+def _one_of(value: str, allowed: list[str]) -> str:
+    if value not in allowed:
+        close = difflib.get_close_matches(value, allowed, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else f"; choose from {', '.join(allowed)}"
+        raise ValueError(f"unknown value {value!r}{hint}")
+    return value
+
+
+def _describe(error: dict, known: list[str]) -> str:
+    """One line per pydantic error: the key path, then what is wrong and how to fix it."""
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+    kind, got = error["type"], error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    if not where or kind == "value_error":  # our own messages already name the value and the fix
+        return f"{where}: {message}" if where else message
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "remove it"
+        return f"{where}: unknown key ({hint})"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind == "path_not_file":
+        return f"{where}: file {got!r} does not exist (paths are relative to {Path.cwd()})"
+    return f"{where}: {message} (got {got!r})"
+
+
+def parse_config(data: Any, source: str = "<config>") -> TrainingConfig:
+    """Validate a config dict; a `ConfigError` lists every problem, one per line."""
+    try:
+        return TrainingConfig.model_validate(data)
+    except ValidationError as err:
+        known = list(TrainingConfig.model_fields) + list(SteeringConfig.model_fields)
+        lines = [_describe(e, known) for e in err.errors()]
+        raise ConfigError(f"{source}: invalid training config:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike) -> TrainingConfig:
+    """Read and validate a JSON training config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"training config {path} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,123 @@
+"""LoRA (or full) SFT with TRL's `SFTTrainer`, optional training-time hooks, checkpoints on disk.
+
+`build_trainer` loads the model and data and sets everything up; `run_training` trains
+inside the hooks (removed afterwards, also on error), evaluates the held-out set and
+writes `training_results.json`. Every `save_steps` (and at the end) a `checkpoint-N`
+folder with the adapter and tokenizer appears under `output_dir`; `persona.models.load_model`
+loads it (or the output dir, which picks the newest checkpoint) with the adapter merged.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig
+from trl import SFTConfig, SFTTrainer
+
+from persona.io import write_json
+from persona.models import EMBEDDED_MODEL, embedded_model_dir, load_model, newest_checkpoint
+from persona.training.backend import resolve_optim, unsloth_wanted
+from persona.training.config import TrainingConfig
+from persona.training.data import tokenized_dataset, train_eval_split
+from persona.training.hooks import check_training_hooks, training_hooks
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "training_config.json"
+RESULTS_FILE = "training_results.json"
+
+
+def base_model_id(spec: str) -> str:
+    """What the adapter records as its base: the spec itself, or an absolute path for local dirs.
+
+    `load_model` resolves it again later, so the embedded model stays `smollm2-135m`
+    instead of a cache path that exists on this machine only.
+    """
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def lora_config(cfg: TrainingConfig) -> LoraConfig:
+    return LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias=cfg.lora_bias,
+                      target_modules=list(cfg.target_modules), use_rslora=cfg.use_rslora, task_type="CAUSAL_LM")
+
+
+def _load_unsloth(cfg: TrainingConfig):
+    from unsloth import FastLanguageModel
+
+    name = str(embedded_model_dir()) if cfg.model == EMBEDDED_MODEL else cfg.model
+    model, tokenizer = FastLanguageModel.from_pretrained(model_name=name, max_seq_length=cfg.max_seq_length,
+                                                         load_in_4bit=cfg.load_in_4bit, dtype=None)
+    model.name_or_path = base_model_id(cfg.model)
+    if cfg.is_peft:
+        model = FastLanguageModel.get_peft_model(
+            model, r=cfg.r, target_modules=list(cfg.target_modules), lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout, bias=cfg.lora_bias, use_gradient_checkpointing="unsloth",
+            random_state=cfg.seed, use_rslora=cfg.use_rslora, loftq_config=None)
+    return model, tokenizer, None
+
+
+def _load_transformers(cfg: TrainingConfig):
+    if cfg.load_in_4bit:
+        log.warning("load_in_4bit needs Unsloth on CUDA; loading %s unquantized instead", cfg.model)
+    lm = load_model(cfg.model)  # CUDA + bf16 when available, else CPU + fp32
+    lm.model.name_or_path = base_model_id(cfg.model)
+    lm.tokenizer.padding_side = "right"
+    return lm.model, lm.tokenizer, lora_config(cfg) if cfg.is_peft else None
+
+
+def sft_config(cfg: TrainingConfig, *, has_eval: bool) -> SFTConfig:
+    cuda = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, warmup_steps=cfg.warmup_steps,
+        learning_rate=cfg.learning_rate, logging_steps=cfg.logging_steps, optim=resolve_optim(cfg.optim),
+        weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_scheduler_type, seed=cfg.seed,
+        save_strategy=cfg.save_strategy, save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        max_length=cfg.max_seq_length, eval_strategy="no", do_eval=has_eval, report_to="none",
+        bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False,
+        # Recomputing blocks in backward re-runs forward hooks; only worth it for big models on GPU.
+        gradient_checkpointing=cuda and not unsloth_wanted(),
+        dataset_num_proc=None, disable_tqdm=False,
+    )
+
+
+def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
+    """Model, tokenizer, tokenized train/held-out sets and the configured `SFTTrainer`."""
+    model, tokenizer, peft_config = _load_unsloth(cfg) if unsloth_wanted() else _load_transformers(cfg)
+    check_training_hooks(model, cfg.steering)
+    train_rows, eval_rows = train_eval_split(cfg.training_file, cfg.test_file, cfg.test_size, cfg.seed)
+    train_set = tokenized_dataset(tokenizer, train_rows, cfg.train_on_responses_only)
+    eval_set = tokenized_dataset(tokenizer, eval_rows, cfg.train_on_responses_only) if eval_rows else None
+    log.info("training %s on %d conversations (%d held out); loss on %s", cfg.model, len(train_rows),
+             len(eval_rows), "assistant tokens only" if cfg.train_on_responses_only else "all tokens")
+    return SFTTrainer(model=model, args=sft_config(cfg, has_eval=eval_set is not None), train_dataset=train_set,
+                      eval_dataset=eval_set, processing_class=tokenizer, peft_config=peft_config)
+
+
+def run_training(trainer: SFTTrainer, cfg: TrainingConfig) -> dict[str, Any]:
+    """Train (hooks active only meanwhile), evaluate the held-out set, write the results file."""
+    out = Path(cfg.output_dir)
+    write_json(out / CONFIG_FILE, cfg.model_dump(mode="json"))
+    with training_hooks(trainer.model, cfg.steering):
+        train_output = trainer.train()
+    results: dict[str, Any] = {"train": train_output.metrics, "global_step": trainer.state.global_step}
+    if trainer.eval_dataset is not None:
+        results["eval"] = trainer.evaluate()
+    checkpoint = newest_checkpoint(out) if out.is_dir() else None
+    results["checkpoint"] = str(checkpoint) if checkpoint else None
+    write_json(out / RESULTS_FILE, results)
+    if cfg.finetuned_model_id:
+        log.info("finetuned_model_id %r is recorded only: this toolkit does not push to the Hub",
+                 cfg.finetuned_model_id)
+    return results
+
+
+def train(cfg: TrainingConfig) -> dict[str, Any]:
+    """Run one finetuning job end to end; see `run_training` for what lands on disk."""
+    return run_training(build_trainer(cfg), cfg)
