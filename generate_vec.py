@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs "
-          + ", ".join(f"[{name}: {n}]" for name, n in pairs.condition_counts.items()))
+          + "(" + ", ".join(f"{name}: {n}/{pairs.total}" for name, n in pairs.condition_counts.items()) + ")")
     lm = load_model(args.model_name, device=args.device, dtype=args.dtype)
     vectors = persona_vectors(lm, pairs, batch_size=args.batch_size)
     paths = save_persona_vectors(args.save_dir, args.trait, vectors, lm=lm, pairs=pairs, threshold=args.threshold,

@@ -1,0 +1,140 @@
+"""Benchmark: activation extraction, the naive per-sample loop vs `persona.activations.capture`.
+
+Data: 48 real answers of the embedded model (12 `evil` extract questions x pos/neg system
+prompts x 2 instructions, greedy, cached after the first run), about 7k tokens.
+  (naive)   one sample at a time, full model forward with every hidden state and the LM
+            head, then the three summaries at every layer (the seed project's loop)
+  (capture) `capture(..., reduce="mean")` at every layer, for several batch sizes
+Also: the decoder FLOP rate each achieves against a measured matmul rate on this machine.
+All ratios come from this run, on this machine.
+
+    .venv/bin/python bench/extraction.py [--model smollm2-135m] [--device cpu] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+
+from persona.activations import capture, encode_pairs
+from persona.generation import chat_prompts, generate_answers
+from persona.models import decoder_layers, load_model
+from persona.settings import cache_dir
+from persona.traits import load_trait
+
+N_QUESTIONS, MAX_NEW_TOKENS, BATCH_SIZES = 12, 110, (1, 4, 8, 16, 48)
+
+
+def bench_data(lm) -> tuple[list[str], list[str]]:
+    """48 chat prompts and the model's greedy answers (cached: generation is not what we measure)."""
+    trait = load_trait("evil")
+    convs = [[{"role": "system", "content": trait.system_prompt(kind, k)}, {"role": "user", "content": q}]
+             for q in trait.questions[:N_QUESTIONS] for kind in ("pos", "neg") for k in (0, 1)]
+    prompts = chat_prompts(lm.tokenizer, convs)
+    path = cache_dir() / "bench" / f"extraction_{lm.name.replace('/', '_')}_{len(prompts)}_{MAX_NEW_TOKENS}.json"
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached["prompts"] == prompts:
+            return prompts, cached["answers"]
+    answers = generate_answers(lm, convs, max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, batch_size=16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"prompts": prompts, "answers": answers}))
+    return prompts, answers
+
+
+def naive(lm, prompts, answers) -> None:
+    """The seed project's loop: per sample, full forward (LM head included), all hidden states."""
+    with torch.inference_mode():
+        for p, a in zip(prompts, answers):
+            ids = lm.tokenizer(p + a, add_special_tokens=False, return_tensors="pt").input_ids.to(lm.device)
+            n = len(lm.tokenizer(p, add_special_tokens=False).input_ids)
+            hidden = lm.model(input_ids=ids, output_hidden_states=True).hidden_states
+            for h in hidden:
+                h[:, :n].mean(1).cpu(), h[:, n:].mean(1).cpu(), h[:, n - 1].cpu()
+
+
+def decoder_flops(lm, lengths: list[int]) -> float:
+    """Matmul FLOPs of the decoder blocks over the real tokens: 2 x linear weights per token + attention."""
+    blocks = decoder_layers(lm.model)
+    linear = sum(m.weight.numel() for m in blocks.modules() if isinstance(m, nn.Linear))
+    cfg = lm.model.config
+    attn_width = cfg.num_attention_heads * getattr(cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads)
+    causal_pairs = sum(n * (n + 1) // 2 for n in lengths)  # query-key pairs under the causal mask
+    return 2.0 * linear * sum(lengths) + 4.0 * attn_width * causal_pairs * len(blocks)
+
+
+def lm_head_flops(lm, lengths: list[int]) -> float:
+    return 2.0 * lm.model.get_output_embeddings().weight.numel() * sum(lengths)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_time(fn, device: torch.device, repeats: int) -> float:
+    """Best of `repeats` wall times (the machine may be shared), after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_rate(lm, device: torch.device, repeats: int) -> tuple[float, str]:
+    """Best FLOP/s of a square GEMM and of the model's own MLP GEMM shape, in the model's dtype."""
+    dtype, h = lm.model.dtype, lm.hidden_size
+    inter = getattr(lm.model.config, "intermediate_size", 4 * h)
+    shapes = {"2048^3": (2048, 2048, 2048), f"4096x{h}x{inter}": (4096, h, inter)}
+    best, label = 0.0, ""
+    for name, (m, k, n) in shapes.items():
+        a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
+        seconds = best_time(lambda: torch.mm(a, b), device, max(repeats, 5))
+        if 2.0 * m * k * n / seconds > best:
+            best, label = 2.0 * m * k * n / seconds, name
+    return best, label
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    device = lm.device
+    prompts, answers = bench_data(lm)
+    lengths = [len(e.ids) for e in encode_pairs(lm.tokenizer, prompts, answers)]
+    tokens = sum(lengths)
+    dec, head = decoder_flops(lm, lengths), lm_head_flops(lm, lengths)
+    peak, peak_shape = matmul_rate(lm, device, args.repeats)
+    print(f"{lm.name} on {device} ({lm.model.dtype}, {torch.get_num_threads()} threads): {len(prompts)} samples, "
+          f"{tokens} tokens (min {min(lengths)}, max {max(lengths)}); decoder {dec / tokens / 1e6:.0f} MFLOP/token, "
+          f"LM head {head / tokens / 1e6:.0f} MFLOP/token; matmul peak {peak / 1e9:.1f} GFLOP/s ({peak_shape})")
+
+    t_naive = best_time(lambda: naive(lm, prompts, answers), device, args.repeats)
+    print(f"naive per-sample loop: {tokens / t_naive:8.0f} tok/s  decoder+head {(dec + head) / t_naive / 1e9:6.1f} "
+          f"GFLOP/s = {(dec + head) / t_naive / peak:4.0%} of matmul peak "
+          f"(decoder only {dec / t_naive / peak:4.0%})")
+    for bs in BATCH_SIZES:
+        t = best_time(lambda: capture(lm, prompts, answers, batch_size=bs, reduce="mean", progress=False),
+                      device, args.repeats)
+        sorted_lengths = sorted(lengths, reverse=True)
+        padded = sum(max(sorted_lengths[i:i + bs]) * len(sorted_lengths[i:i + bs])
+                     for i in range(0, len(sorted_lengths), bs))
+        print(f"capture batch {bs:3d}:      {tokens / t:8.0f} tok/s  decoder {dec / t / 1e9:6.1f} GFLOP/s = "
+              f"{dec / t / peak:4.0%} of matmul peak  padding +{padded / tokens - 1:4.1%}  "
+              f"speed-up vs naive {t_naive / t:4.2f}x")
+
+
+if __name__ == "__main__":
+    main()
