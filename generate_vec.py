@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from persona.cli import add_model_args, setup_logging
-from persona.extraction import NoEffectiveSamples, persona_vectors, read_pairs, save_persona_vectors
+from persona.extraction import persona_vectors, read_pairs, save_persona_vectors
 from persona.models import load_model
 
 
@@ -36,11 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     try:
         pairs = read_pairs(args.pos_path, args.neg_path, args.trait, args.threshold)
-    except NoEffectiveSamples as err:
+    except ValueError as err:  # no surviving pair, mismatched row counts, missing columns
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs "
-          + "(" + ", ".join(f"{name}: {n}/{pairs.total}" for name, n in pairs.condition_counts.items()) + ")")
+    counts = ", ".join(f"{name}: {n}/{pairs.total}" for name, n in pairs.condition_counts.items())
+    print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs ({counts})")
     lm = load_model(args.model_name, device=args.device, dtype=args.dtype)
     vectors = persona_vectors(lm, pairs, batch_size=args.batch_size)
     paths = save_persona_vectors(args.save_dir, args.trait, vectors, lm=lm, pairs=pairs, threshold=args.threshold,

@@ -126,6 +126,8 @@ def plan_columns(model_name: str, vector_paths: Sequence[str], layers: Sequence[
     bad = [t for t in projection_types if t not in PROJECTION_TYPES]
     if bad:
         raise ValueError(f"unknown projection type(s) {bad}; use {list(PROJECTION_TYPES)}")
+    if not (vector_paths and layers and projection_types):
+        raise ValueError("give at least one vector path, one layer and one projection type")
     columns = [Column(column_name(model_name, v, t, layer, shift), v, layer, t)
                for v in dict.fromkeys(vector_paths) for layer in dict.fromkeys(layers)
                for t in dict.fromkeys(projection_types)]

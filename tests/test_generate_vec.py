@@ -106,3 +106,7 @@ def test_cli_exits_non_zero_when_nothing_survives(tiny_llama_dir, pair_csvs, tmp
     err = capsys.readouterr().err
     assert "pos evil >= 99: 0/4" in err and "Lower --threshold" in err
     assert not (tmp_path / "v").exists()
+    pd.read_csv(pair_csvs[1])[:3].to_csv(pair_csvs[1], index=False)
+    assert main(["--pos_path", str(pair_csvs[0]), "--neg_path", str(pair_csvs[1]), "--trait", "evil",
+                 "--save_dir", str(tmp_path / "v")]) != 0
+    assert "pos has 4 rows but neg has 3" in capsys.readouterr().err
