@@ -1,0 +1,189 @@
+"""LLM judge over the OpenAI chat API or any OpenAI-compatible server (vLLM, SGLang, ...).
+
+The paper's method: one user message, `max_tokens=1, temperature=0, logprobs=True,
+top_logprobs=20, seed=0`, and the score aggregated from the top-20 token table
+(`persona.judge.aggregate`). `binary_text` instead generates a verdict and parses it.
+
+Digit-split tokenizers: many open models write "85" as "8", "5", so a one-token read
+returns the first digit. With a `base_url` the judge asks the server once to "reply with
+the number 73" and looks at the first token's top logprobs: a multi-digit token means
+whole-number tokens; lone digits mean split. For a split tokenizer the `0_100` scale is
+replaced by the `0_10` scale (a single digit 0-9, one token everywhere, scaled to 0-100).
+If the probe is inconclusive the judge also uses `0_10` (correct for either tokenizer).
+`number_tokens="whole"|"split"` declares it instead; the official API is known "whole".
+
+Outages (429, 5xx, timeouts, connection errors) are retried with exponential backoff and
+then give `None` (counted in `failures`); a wrong key, model or URL raises at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import openai
+
+from persona.judge.aggregate import aggregate, aggregate_text, number_tokenization, token_probs
+from persona.judge.cache import open_cache
+from persona.judge.prompts import fill
+
+log = logging.getLogger(__name__)
+
+NUMBER_TOKENS = ("auto", "whole", "split")
+PROBE_PROMPT = "Reply with the number 73 and nothing else."
+_LOGPROB_ARGS = dict(max_tokens=1, temperature=0, logprobs=True, top_logprobs=20, seed=0)
+_RETRY_STATUS = {408, 409, 429}
+
+
+class JudgeConfigError(RuntimeError):
+    """The judge endpoint rejects the setup itself (key, model, URL, no logprobs): fix and rerun."""
+
+
+class JudgeUnavailable(Exception):
+    """One judgment could not be obtained (outage after retries, or a rejected request)."""
+
+
+class OpenAIJudge:
+    """Async judge over the chat completions API; `template(eval_type)` gives the prompt template."""
+
+    def __init__(self, model: str, template: Callable[[str], str], *, eval_type: str = "0_100",
+                 base_url: str | None = None, api_key: str | None = None, use_cache: bool = True,
+                 number_tokens: str = "auto", timeout: float = 60.0, max_retries: int = 5,
+                 base_delay: float = 1.0) -> None:
+        if number_tokens not in NUMBER_TOKENS:
+            raise ValueError(f"number_tokens must be one of {list(NUMBER_TOKENS)}, got {number_tokens!r}")
+        self.model = model
+        self.template = template
+        self.eval_type = eval_type
+        self.base_url = base_url
+        self.backend = "openai" if base_url is None else "openai-compatible"
+        self.number_tokens = number_tokens if base_url is not None or number_tokens != "auto" else "whole"
+        self.cache = open_cache(use_cache)
+        self.timeout, self.max_retries, self.base_delay = timeout, max_retries, base_delay
+        self._api_key = api_key
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: openai.AsyncOpenAI | None = None
+        self._probe_lock: asyncio.Lock | None = None
+        self._effective_type: str | None = None
+        self.failures = 0
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIJudge(model={self.model!r}, base_url={self.base_url!r}, eval_type={self.eval_type!r})"
+
+    # ------------------------------------------------------------------ transport
+
+    def _session(self) -> openai.AsyncOpenAI:
+        """One client per event loop (an httpx pool must not outlive the loop it was made in)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
+                                              timeout=self.timeout, max_retries=0)
+            self._probe_lock = asyncio.Lock()
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        self._client = self._loop = self._probe_lock = None
+
+    async def _create(self, content: str, **kwargs: Any):
+        """One chat completion, retrying outages with exponential backoff (base_delay * 2**attempt)."""
+        client = self._session()
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await client.chat.completions.create(
+                    model=self.model, messages=[{"role": "user", "content": content}], **kwargs)
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
+                raise JudgeConfigError(
+                    f"the judge endpoint ({self.base_url or 'OpenAI API'}) rejected model {self.model!r} with "
+                    f"HTTP {e.status_code} ({type(e).__name__}): check --judge_model, --judge_base_url and "
+                    "OPENAI_API_KEY") from None
+            except openai.APIStatusError as e:
+                if e.status_code < 500 and e.status_code not in _RETRY_STATUS:
+                    raise JudgeUnavailable(f"HTTP {e.status_code} ({type(e).__name__})") from None
+                reason = f"HTTP {e.status_code}"
+            except openai.APIConnectionError as e:  # includes APITimeoutError
+                reason = type(e).__name__
+            if attempt < self.max_retries:
+                delay = self.base_delay * 2 ** attempt
+                log.debug("judge call failed (%s); retry %d/%d in %.2fs", reason, attempt + 1, self.max_retries, delay)
+                await asyncio.sleep(delay)
+        raise JudgeUnavailable(f"{reason} after {self.max_retries} retries")
+
+    async def _top_probs(self, content: str) -> dict[str, float]:
+        completion = await self._create(content, **_LOGPROB_ARGS)
+        logprobs = completion.choices[0].logprobs if completion.choices else None
+        if logprobs is None:
+            raise JudgeConfigError(f"the judge endpoint returned no logprobs for model {self.model!r}; "
+                                   "it must support `logprobs` and `top_logprobs` (or use --judge_eval_type "
+                                   "binary_text)")
+        if not logprobs.content:
+            return {}
+        return token_probs((t.token, t.logprob) for t in logprobs.content[0].top_logprobs)
+
+    # ------------------------------------------------------------------ digit-split handling
+
+    async def probe_number_tokens(self) -> str | None:
+        """"whole" or "split" from one probe request (cached on disk), None if inconclusive."""
+        key = ("probe", self.model, PROBE_PROMPT)
+        hit, mode = self.cache.get(*key)
+        if not hit:
+            mode = number_tokenization(await self._top_probs(PROBE_PROMPT))
+            if mode is not None:
+                self.cache.put(*key, mode)
+        return mode
+
+    async def effective_eval_type(self) -> str:
+        """The eval type actually asked for: 0_100 becomes 0_10 for digit-split tokenizers."""
+        if self._effective_type is None:
+            self._session()
+            async with self._probe_lock:
+                if self._effective_type is None:
+                    self._effective_type = await self._resolve_eval_type()
+        return self._effective_type
+
+    async def _resolve_eval_type(self) -> str:
+        if self.eval_type != "0_100" or self.number_tokens == "whole":
+            return self.eval_type
+        mode = self.number_tokens
+        if mode == "auto":
+            try:
+                mode = await self.probe_number_tokens()
+            except JudgeUnavailable as e:
+                log.warning("number-tokenization probe of %s failed (%s)", self.model, e)
+                mode = None
+            if mode is None:
+                log.warning("could not tell whether %s tokenizes numbers whole; scoring on the 0_10 scale, "
+                            "which is right either way (declare --judge_number_tokens whole|split to choose)",
+                            self.model)
+                return "0_10"
+        if mode == "split":
+            log.warning("%s splits numbers into digits: judging on the 0_10 scale (one digit, scaled to 0-100)",
+                        self.model)
+            return "0_10"
+        return "0_100"
+
+    # ------------------------------------------------------------------ judging
+
+    async def __call__(self, *, question: str, answer: str) -> float | None:
+        eval_type = await self.effective_eval_type()
+        prompt = fill(self.template(eval_type), question, answer)
+        backend = f"{self.backend}/{eval_type}"
+        hit, score = self.cache.get(backend, self.model, prompt)
+        if hit:
+            return score
+        try:
+            if eval_type == "binary_text":
+                completion = await self._create(prompt, temperature=0, seed=0)
+                score = aggregate_text(completion.choices[0].message.content if completion.choices else "")
+            else:
+                score = aggregate(await self._top_probs(prompt), eval_type)
+        except JudgeUnavailable as e:
+            self.failures += 1
+            log.debug("judgment failed: %s", e)
+            return None
+        self.cache.put(backend, self.model, prompt, score)
+        return score
