@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -26,7 +27,7 @@ from persona.models import decoder_layers, load_model
 from persona.settings import cache_dir
 from persona.traits import load_trait
 
-N_QUESTIONS, MAX_NEW_TOKENS, BATCH_SIZES = 12, 110, (1, 4, 8, 16, 48)
+N_QUESTIONS, MAX_NEW_TOKENS, BATCH_SIZES = 12, 110, (1, 2, 4, 16, 48)
 
 
 def bench_data(lm) -> tuple[list[str], list[str]]:
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
     device = lm.device
@@ -117,6 +118,7 @@ def main() -> None:
     tokens = sum(lengths)
     dec, head = decoder_flops(lm, lengths), lm_head_flops(lm, lengths)
     peak, peak_shape = matmul_rate(lm, device, args.repeats)
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a busy machine slows small ops most)")
     print(f"{lm.name} on {device} ({lm.model.dtype}, {torch.get_num_threads()} threads): {len(prompts)} samples, "
           f"{tokens} tokens (min {min(lengths)}, max {max(lengths)}); decoder {dec / tokens / 1e6:.0f} MFLOP/token, "
           f"LM head {head / tokens / 1e6:.0f} MFLOP/token; matmul peak {peak / 1e9:.1f} GFLOP/s ({peak_shape})")
