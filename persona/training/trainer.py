@@ -69,7 +69,7 @@ def _load_transformers(cfg: TrainingConfig):
     return lm.model, lm.tokenizer, lora_config(cfg) if cfg.is_peft else None
 
 
-def sft_config(cfg: TrainingConfig, *, has_eval: bool) -> SFTConfig:
+def sft_config(cfg: TrainingConfig) -> SFTConfig:
     cuda = torch.cuda.is_available()
     return SFTConfig(
         output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
@@ -79,11 +79,11 @@ def sft_config(cfg: TrainingConfig, *, has_eval: bool) -> SFTConfig:
         learning_rate=cfg.learning_rate, logging_steps=cfg.logging_steps, optim=resolve_optim(cfg.optim),
         weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_scheduler_type, seed=cfg.seed,
         save_strategy=cfg.save_strategy, save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
-        max_length=cfg.max_seq_length, eval_strategy="no", do_eval=has_eval, report_to="none",
+        max_length=cfg.max_seq_length, eval_strategy="no", report_to="none",
         bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False,
-        # Recomputing blocks in backward re-runs forward hooks; only worth it for big models on GPU.
-        gradient_checkpointing=cuda and not unsloth_wanted(),
-        dataset_num_proc=None, disable_tqdm=False,
+        # Recomputing blocks in backward re-runs forward hooks; only worth it for big models on GPU
+        # (Unsloth brings its own).
+        activation_checkpointing=cuda and not unsloth_wanted(),
     )
 
 
@@ -96,7 +96,7 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
     eval_set = tokenized_dataset(tokenizer, eval_rows, cfg.train_on_responses_only) if eval_rows else None
     log.info("training %s on %d conversations (%d held out); loss on %s", cfg.model, len(train_rows),
              len(eval_rows), "assistant tokens only" if cfg.train_on_responses_only else "all tokens")
-    return SFTTrainer(model=model, args=sft_config(cfg, has_eval=eval_set is not None), train_dataset=train_set,
+    return SFTTrainer(model=model, args=sft_config(cfg), train_dataset=train_set,
                       eval_dataset=eval_set, processing_class=tokenizer, peft_config=peft_config)
 
 
