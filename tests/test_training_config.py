@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from persona.training.backend import BITSANDBYTES_OPTIMIZERS, FALLBACK_OPTIMIZER, resolve_optim
 from persona.training.config import ConfigError, load_config, parse_config
@@ -137,6 +138,7 @@ def test_shipped_configs_use_known_keys_only(name):
         assert cfg.model == "smollm2-135m" and cfg.max_steps is not None
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback is for machines without CUDA")
 def test_bitsandbytes_optimizers_fall_back_on_cpu(caplog):
     from transformers.trainer_optimizer import _BITSANDBYTES_OPTIMIZERS
 
