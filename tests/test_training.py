@@ -113,6 +113,18 @@ def test_tiny_run_saves_checkpoints_that_load(tiny_llama_dir, train_file, tmp_pa
     assert not torch.allclose(early, tuned, atol=1e-6), "checkpoints differ along the run"
 
 
+def test_same_seed_gives_the_same_adapter(tiny_llama_dir, train_file, tmp_path):
+    from safetensors.torch import load_file
+
+    weights = []
+    for run in ("a", "b"):
+        train(tiny_config(tiny_llama_dir, train_file, tmp_path / run, max_steps=1, gradient_accumulation_steps=1))
+        weights.append(load_file(tmp_path / run / "checkpoint-1" / "adapter_model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+
+
 def test_full_finetune_checkpoint_loads(tiny_llama_dir, train_file, tmp_path):
     out = tmp_path / "full"
     train(tiny_config(tiny_llama_dir, train_file, out, is_peft=False, max_steps=1, gradient_accumulation_steps=1))
