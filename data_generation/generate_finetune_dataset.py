@@ -27,7 +27,8 @@ DEFAULT_MODELS = {"openai": "gpt-4.1-mini", "local": "smollm2-135m"}
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--trait", required=True, help="trait name from the library (e.g. evil) or a path to a .json artifact")
+    p.add_argument("--trait", required=True,
+                   help="trait name from the library (e.g. evil) or a path to a .json artifact")
     p.add_argument("--output-dir", default=None, help="where to write the files (default: dataset/<trait>)")
     p.add_argument("--n-questions-per-domain", type=int, default=5, help="questions per domain (default 5)")
     p.add_argument("--backend", choices=("openai", "local"), default="openai",

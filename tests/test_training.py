@@ -137,7 +137,8 @@ def test_steer_changes_first_loss_and_acts_once_per_forward(tiny_llama_dir, trai
     plain = build_trainer(tiny_config(tiny_llama_dir, train_file, tmp_path / "plain"))
     run_training(plain, tiny_config(tiny_llama_dir, train_file, tmp_path / "plain"))
 
-    cfg = tiny_config(tiny_llama_dir, train_file, tmp_path / "steer", **steering_overrides(vector_file, "steer", layer, coef))
+    cfg = tiny_config(tiny_llama_dir, train_file, tmp_path / "steer",
+                      **steering_overrides(vector_file, "steer", layer, coef))
     trainer = build_trainer(cfg)
     recorder = ForwardRecorder(trainer.model, layer)
     run_training(trainer, cfg)

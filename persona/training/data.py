@@ -38,7 +38,8 @@ _ASSISTANT_TURN = (
 )
 
 # SmolLM2-Instruct's own template (the embedded model ships it) and its training twin.
-SMOLLM2_TEMPLATE = "{% for message in messages %}" + _SMOLLM2_DEFAULT_SYSTEM + _CHATML_TURN + "{% endfor %}" + _CHATML_GEN_PROMPT
+SMOLLM2_TEMPLATE = ("{% for message in messages %}" + _SMOLLM2_DEFAULT_SYSTEM + _CHATML_TURN
+                    + "{% endfor %}" + _CHATML_GEN_PROMPT)
 SMOLLM2_TRAINING_TEMPLATE = ("{% for message in messages %}" + _SMOLLM2_DEFAULT_SYSTEM + _ASSISTANT_TURN
                              + "{% endfor %}" + _CHATML_GEN_PROMPT)
 # Plain ChatML (no default system prompt) and its training twin.

@@ -128,9 +128,9 @@ def level_system_prompt(trait: Trait, level: str, k: int, mild_template: str) ->
 
 def local_examples(generate: Callable[[list[list[dict]], int], list[str]], trait: Trait,
                    examples: Sequence[Example], mild_template: str, retries: int = 2) -> list[Example]:
-    """Fill every example's three answers with `generate(conversations, seed)`; drop ones left empty.
+    """Fill every example's three answers with `generate(conversations, attempt)`; drop ones left empty.
 
-    Empty answers are resampled with a new seed up to `retries` times.
+    Empty answers are resampled (the caller derives a new seed from `attempt`) up to `retries` times.
     """
     for level in tqdm(LEVELS, desc="answer levels"):
         todo = list(range(len(examples)))
