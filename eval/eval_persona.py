@@ -16,11 +16,11 @@ import itertools
 import sys
 from pathlib import Path
 
-from persona.cli import add_model_args, setup_logging, split_list
+from persona.cli import add_model_args, run_cli, setup_logging, split_list
 from persona.evaluation import Cell, build_samples, generate_cells, judge_frame, summarize, sweep_filename
 from persona.generation import HFBackend, SamplingParams
 from persona.io import read_table, write_csv
-from persona.judge import add_judge_args, make_judge
+from persona.judge import add_judge_args, judges_from_args
 from persona.models import load_model
 from persona.steering import POSITIONS, Steer, check_steers, load_steers
 from persona.traits import load_trait
@@ -132,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
     params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
     frames = answers_with_resume([c for c, _ in todo], [o for _, o in todo], samples, lm, params, args)
-    judges = {
-        metric: make_judge(args.judge_model, trait=trait, metric=metric, base_url=args.judge_base_url,
-                           eval_model=lm, use_cache=not args.no_judge_cache, eval_type=args.judge_eval_type)
-        for metric in (trait.judge_column, "coherence")
-    }
+    judges = judges_from_args(args, trait=trait, eval_model=lm)
     for (cell, out), frame in zip(todo, frames):
         scored = judge_frame(frame, judges, max_concurrent=args.max_concurrent_judges)
         write_csv(out, scored)
@@ -147,4 +143,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

@@ -44,3 +44,15 @@ def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model") -> No
                              "(default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
+
+
+def run_cli(main: Callable[[], int]) -> None:
+    """Run a CLI `main`; input errors (bad file, vector, layer, model, missing key) end in one line, exit 2."""
+    from persona.models import ModelLoadError
+    from persona.settings import MissingSettingError
+
+    try:
+        code = main()
+    except (ValueError, FileNotFoundError, ModelLoadError, MissingSettingError) as err:
+        raise SystemExit(f"error: {err}") from None
+    raise SystemExit(code)
