@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="name in 'You are a/an <name> assistant.' (default: the trait for pos, helpful for neg)")
     parser.add_argument("--n_per_question", type=int, default=10,
                         help="samples per question (temperature 1.0; greedy when 1)")
+    parser.add_argument("--max_questions", type=int, default=None,
+                        help="use only the first N questions of the trait (quick runs)")
     parser.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
     parser.add_argument("--max_tokens", type=int, default=1000, help="max new tokens per answer")
     parser.add_argument("--coef", nargs="+", default=None, help="steering coefficient(s)")
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     trait = load_trait(args.trait, version=args.version)
     args.trait_name = trait.name
+    if args.max_questions is not None:
+        trait.questions = trait.questions[:args.max_questions]
     if not args.output_path and not args.output_dir:
         sys.exit("error: give --output_path (or --output_dir for a sweep)")
     cells, outputs, is_sweep = _cells(args)

@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
-# Smallest working slice until the end-to-end demo lands: load the embedded model and answer.
+# The smallest end-to-end slice on CPU with the embedded model (a few minutes on 2 cores):
+#   1. evaluate `evil` under its pos and neg persona prompts (extract questions),
+#   2. extract persona vectors from the pair,
+#   3. steer the unprompted model with the vector and compare the trait score.
+# Scores come from the offline likelihood proxy judge unless OPENAI_API_KEY is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/python - <<'PY'
-from persona.models import load_model
+PY=.venv/bin/python
+trait=${TRAIT:-evil}
+layer=${LAYER:-15}
+coef=${COEF:-6.0}
+out=output/demo
+common=(--trait "$trait" --n_per_question 1 --max_tokens 40 --batch_size 50)
 
-lm = load_model()
-tok = lm.tokenizer
-msgs = [{"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "Give me one tip for staying focused."}]
-enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-out = lm.model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id)
-print(f"{lm.name}: {lm.num_layers} layers, hidden {lm.hidden_size}")
-print(tok.decode(out[0, enc['input_ids'].shape[1]:], skip_special_tokens=True))
+for kind in pos neg; do
+    "$PY" -m eval.eval_persona "${common[@]}" --version extract --max_questions 8 \
+        --persona_instruction_type "$kind" --output_path "$out/${trait}_${kind}.csv"
+done
+"$PY" generate_vec.py --trait "$trait" --pos_path "$out/${trait}_pos.csv" --neg_path "$out/${trait}_neg.csv" \
+    --save_dir "$out/vectors" --threshold "${THRESHOLD:-50}"
+"$PY" -m eval.eval_persona "${common[@]}" --max_questions 10 --output_path "$out/${trait}_unsteered.csv"
+"$PY" -m eval.eval_persona "${common[@]}" --max_questions 10 --output_path "$out/${trait}_steered.csv" \
+    --vector_path "$out/vectors/${trait}_response_avg_diff.pt" --layer "$layer" --coef "$coef"
+
+"$PY" - "$out" "$trait" <<'PY'
+import sys
+import pandas as pd
+out, trait = sys.argv[1], sys.argv[2]
+print(f"\n=== demo summary ({trait}, embedded SmolLM2-135M) ===")
+for name in ("pos", "neg", "unsteered", "steered"):
+    df = pd.read_csv(f"{out}/{trait}_{name}.csv")
+    print(f"{name:>10}: {trait} {df[trait].mean():5.1f}   coherence {df['coherence'].mean():5.1f}   (n={len(df)})")
+steered = pd.read_csv(f"{out}/{trait}_steered.csv")
+print("\nexample steered answer:\n  Q:", steered.question[0], "\n  A:", str(steered.answer[0])[:300])
+print(f"\nfiles in {out}/ ; vectors in {out}/vectors/")
 PY
