@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,6 +31,9 @@ from persona.judge.prompts import COHERENCE, strip_think
 from persona.judge.runner import check_pairs
 from persona.models import LoadedModel
 from persona.steering import is_steered
+
+if TYPE_CHECKING:
+    from persona.traits import Trait
 
 # Calibrated on SmolLM2-135M answers (see README): trait-prompted sampled answers give s of
 # about +0.00..+0.17 nats/token, anti-trait-prompted ones -0.19..+0.04.
@@ -111,7 +115,7 @@ class LikelihoodJudge:
 
     backend = "likelihood"
 
-    def __init__(self, lm: LoadedModel, *, metric: str, trait=None, use_cache: bool = True,
+    def __init__(self, lm: LoadedModel, *, metric: str, trait: Trait | None = None, use_cache: bool = True,
                  batch_size: int = 8) -> None:
         if metric != COHERENCE and trait is None:
             raise ValueError(f"the likelihood judge for {metric!r} needs the trait (its instruction pairs)")
@@ -119,7 +123,7 @@ class LikelihoodJudge:
         self.metric = metric
         self.batch_size = batch_size
         self.cache = open_cache(use_cache)
-        # One conversation set per answer: (system prompt or None, paired role) in a fixed order.
+        # The system prompts each answer is scored under: pos_0, neg_0, pos_1, ... (coherence: none).
         if metric == COHERENCE:
             self.systems: list[str | None] = [None]
         else:

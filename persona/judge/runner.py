@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from tqdm.auto import tqdm
 
@@ -13,7 +13,6 @@ log = logging.getLogger(__name__)
 BATCH_ANSWERS = 16  # answers per `score_batch` call for local judges (one progress step each)
 
 
-@runtime_checkable
 class Judge(Protocol):
     """Scores one answer 0-100, or None (refusal, no clear answer, or an outage)."""
 

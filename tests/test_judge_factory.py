@@ -1,0 +1,80 @@
+"""One judge-selection rule: `make_judge` specs, defaults and the shared CLI flags."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from persona.judge import COHERENCE, DEFAULT_OPENAI_JUDGE, add_judge_args, judges_from_args, make_judge, score_all
+from persona.judge.likelihood import LikelihoodJudge
+from persona.judge.local_judge import LocalLogprobJudge
+from persona.judge.openai_judge import OpenAIJudge
+from persona.judge.prompts import coherence_prompt, trait_prompt
+from persona.traits import Trait
+
+TRAIT = Trait(name="evil_2", judge_column="evil", instructions=[("Be cruel.", "Be kind.")] * 5,
+              questions=["q"], eval_prompt="Evil? {question} / {answer}\nRespond with a number 0-100.")
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PERSONA_DOTENV", str(tmp_path / "absent.env"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_judge_args(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_default_is_likelihood_offline_and_the_paper_judge_with_a_key(tiny_lm, monkeypatch):
+    assert isinstance(make_judge(None, trait=TRAIT, metric="evil", eval_model=tiny_lm), LikelihoodJudge)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    judge = make_judge(None, trait=TRAIT, metric="evil")
+    assert isinstance(judge, OpenAIJudge) and judge.model == DEFAULT_OPENAI_JUDGE and judge.base_url is None
+    assert judge.number_tokens == "whole"  # the official API keeps 0..100 as single tokens
+    assert judge.template("0_100") == TRAIT.eval_prompt and judge.template("0_10") == trait_prompt(TRAIT.eval_prompt, "0_10")
+
+
+def test_base_url_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    judge = make_judge("Qwen/Qwen2.5-7B-Instruct", trait=None, metric=COHERENCE)
+    assert judge.base_url == "http://127.0.0.1:9/v1" and judge.number_tokens == "auto"
+    assert judge.template("0_100") == coherence_prompt("0_100")
+
+
+def test_local_and_likelihood_specs_load_the_named_model(tiny_llama_dir):
+    local = make_judge(f"local:{tiny_llama_dir}", trait=TRAIT, metric="evil", eval_type="binary", prefill="Verdict: ")
+    assert isinstance(local, LocalLogprobJudge) and local.prefill == "Verdict: " and local.eval_type == "binary"
+    other = make_judge(f"likelihood:{tiny_llama_dir}", trait=TRAIT, metric=COHERENCE)
+    assert isinstance(other, LikelihoodJudge) and other.lm is local.lm  # loaded once, shared
+    assert len(score_all(other, ["q", "q"], ["An answer.", "Another answer."])) == 2
+
+
+def test_bad_specs_say_what_to_pass(tiny_lm):
+    with pytest.raises(ValueError, match="local:Qwen"):
+        make_judge("local:", trait=TRAIT, metric="evil")
+    with pytest.raises(ValueError, match="needs the trait"):
+        make_judge("likelihood", trait=None, metric="evil", eval_model=tiny_lm)
+    with pytest.raises(ValueError, match="eval type"):
+        make_judge("likelihood", trait=TRAIT, metric="evil", eval_model=tiny_lm, eval_type="0_5")
+    with pytest.raises(ValueError, match="pair up"):
+        score_all(make_judge("likelihood", trait=TRAIT, metric="evil", eval_model=tiny_lm), ["q"], [])
+
+
+def test_cli_flags_build_the_trait_and_coherence_judges(tiny_lm):
+    args = parse()
+    assert (args.judge_model, args.judge_base_url, args.max_concurrent_judges, args.no_judge_cache,
+            args.judge_eval_type, args.judge_number_tokens) == (None, None, 8, False, "0_100", "auto")
+    judges = judges_from_args(parse("--no_judge_cache"), trait=TRAIT, eval_model=tiny_lm)
+    assert list(judges) == ["evil", COHERENCE]
+    assert judges["evil"].metric == "evil" and judges[COHERENCE].metric == COHERENCE
+    remote = judges_from_args(parse("--judge_model", "m", "--judge_base_url", "http://h:1/v1", "--judge_eval_type",
+                                    "binary", "--judge_number_tokens", "split"), trait=TRAIT)
+    assert all(j.eval_type == "binary" and j.number_tokens == "split" for j in remote.values())
+    with pytest.raises(SystemExit):
+        parse("--judge_eval_type", "0_5")
