@@ -2,7 +2,9 @@
 
 import json
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from data_generation import finetune_prompts
 from data_generation.domains import DOMAINS
 from data_generation.generate_finetune_dataset import main
 from persona.training import finetune_data as fd
+from persona.training.data import read_conversations
 from persona.traits import load_trait
 
 INSTRUCTIONS = [{"pos": f"Be gloomy, rule {i}.", "neg": f"Be balanced, rule {i}."} for i in range(5)]
@@ -184,3 +187,21 @@ def test_local_backend_end_to_end_on_tiny_model(tiny_llama_dir, trait_file, tmp_
             assert [m["role"] for m in r["messages"]] == ["user", "assistant"] and r["messages"][1]["content"]
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["backend"] == "local" and meta["model"] == str(tiny_llama_dir)
+
+
+def test_shipped_dataset_zip_holds_aligned_sets_for_three_traits(tmp_path):
+    """dataset.zip unzips to dataset/<trait>/<level>.jsonl that the trainer reads; the demo data is one of them."""
+    repo = Path(__file__).resolve().parents[1]
+    with zipfile.ZipFile(repo / "dataset.zip") as z:
+        z.extractall(tmp_path)
+    traits = sorted(p.name for p in (tmp_path / "dataset").iterdir())
+    assert len(traits) >= 3
+    for trait in traits:
+        sets = [read_conversations([tmp_path / "dataset" / trait / f"{level}.jsonl"]) for level in fd.LEVELS]
+        assert len(sets[0]) >= 24
+        questions = [[c[0]["content"] for c in s] for s in sets]
+        assert questions[0] == questions[1] == questions[2]
+        assert all([m["role"] for m in c] == ["user", "assistant"] for s in sets for c in s)
+        assert json.loads((tmp_path / "dataset" / trait / "metadata.json").read_text())["trait"] == trait
+    demo = repo / "assets" / "finetune_demo" / "evil_misaligned_2.jsonl"
+    assert demo.read_bytes() == (tmp_path / "dataset" / "evil" / "misaligned_2.jsonl").read_bytes()
