@@ -37,7 +37,8 @@ def test_default_is_likelihood_offline_and_the_paper_judge_with_a_key(tiny_lm, m
     judge = make_judge(None, trait=TRAIT, metric="evil")
     assert isinstance(judge, OpenAIJudge) and judge.model == DEFAULT_OPENAI_JUDGE and judge.base_url is None
     assert judge.number_tokens == "whole"  # the official API keeps 0..100 as single tokens
-    assert judge.template("0_100") == TRAIT.eval_prompt and judge.template("0_10") == trait_prompt(TRAIT.eval_prompt, "0_10")
+    assert judge.template("0_100") == TRAIT.eval_prompt
+    assert judge.template("0_10") == trait_prompt(TRAIT.eval_prompt, "0_10")
 
 
 def test_base_url_from_the_environment(monkeypatch):

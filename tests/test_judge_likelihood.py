@@ -58,8 +58,8 @@ def naive_mean_logprob(lm, prompt: str, answer: str) -> float:
 
 
 def test_batched_left_padded_logprobs_equal_unbatched_and_unpadded(tiny_lm):
-    prompts = chat_prompts(tiny_lm.tokenizer, [[{"role": "user", "content": q}] for q in
-                                               ["Hi", "What is the capital of France, and why is it famous?", "Numbers?"]])
+    questions = ["Hi", "What is the capital of France, and why is it famous?", "Numbers?"]
+    prompts = chat_prompts(tiny_lm.tokenizer, [[{"role": "user", "content": q}] for q in questions])
     answers = ["Paris.", "The capital of France is Paris, a city of art and food.", "0 1 2 3"]
     batched = answer_logprobs(tiny_lm, prompts, answers, batch_size=3)
     single = [answer_logprobs(tiny_lm, [p], [a], batch_size=1)[0] for p, a in zip(prompts, answers)]
@@ -75,7 +75,8 @@ def test_trait_score_is_the_mapped_mean_pos_minus_neg_gap(tiny_lm):
         gaps = []
         for k in range(5):
             pos, neg = (chat_prompts(tiny_lm.tokenizer, [[{"role": "system", "content": EVIL.system_prompt(kind, k)},
-                                                          {"role": "user", "content": q}]])[0] for kind in ("pos", "neg"))
+                                                          {"role": "user", "content": q}]])[0]
+                        for kind in ("pos", "neg"))
             gaps.append(naive_mean_logprob(tiny_lm, pos, a) - naive_mean_logprob(tiny_lm, neg, a))
         assert score == pytest.approx(trait_score(sum(gaps) / 5), abs=1e-2)
     assert got[2] is None  # an empty answer has no tokens to score

@@ -123,7 +123,8 @@ def test_scores_use_the_paper_request_and_aggregation(server):
         assert (req["max_tokens"], req["temperature"], req["logprobs"], req["top_logprobs"], req["seed"]) == \
             (1, 0, True, 20, 0)
     sent = [r["messages"] for r in server.requests]  # concurrent, so in any order
-    assert [{"role": "user", "content": coherence_prompt("0_100").format(question=QUESTIONS[0], answer=ANSWERS[0])}] in sent
+    expected = coherence_prompt("0_100").format(question=QUESTIONS[0], answer=ANSWERS[0])
+    assert [{"role": "user", "content": expected}] in sent
 
 
 def test_429_then_success_is_retried(server):

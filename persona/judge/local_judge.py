@@ -14,7 +14,7 @@ a GPU: small models are not useful judges.
 
 from __future__ import annotations
 
-import logging
+import os
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -28,7 +28,6 @@ from persona.judge.prompts import fill
 from persona.judge.runner import check_pairs
 from persona.models import LoadedModel
 
-log = logging.getLogger(__name__)
 _DIGIT_TOKEN = re.compile(r"[0-9]|<0x3[0-9]>")  # a digit, or a SentencePiece byte-fallback digit
 
 
@@ -43,15 +42,6 @@ def _digit_start_mask(tokenizer, vocab_size: int) -> torch.Tensor:
     return mask
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def candidate_logprobs(lm: LoadedModel, prompt: str, answers: Sequence[str]) -> torch.Tensor:
     """log P(answer, then a non-digit) after `prompt` for each answer, exactly, in one batch.
 
@@ -61,11 +51,10 @@ def candidate_logprobs(lm: LoadedModel, prompt: str, answers: Sequence[str]) -> 
     tok, model = lm.tokenizer, lm.model
     prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     full = [tok(prompt + a, add_special_tokens=False)["input_ids"] for a in answers]
-    shared = min(_common_prefix(prompt_ids, f) for f in full)
+    shared = min(len(os.path.commonprefix([prompt_ids, f])) for f in full)
     if shared == 0:
         raise ValueError("the judge prompt is empty or does not tokenize as a prefix of prompt + answer")
     tails = [f[shared:] for f in full]
-    numeric = torch.tensor([a.isdigit() for a in answers])
     width = max(map(len, tails))
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     with torch.inference_mode():
@@ -82,7 +71,7 @@ def candidate_logprobs(lm: LoadedModel, prompt: str, answers: Sequence[str]) -> 
     for i, tail in enumerate(tails):
         n = len(tail)
         total = steps[i, torch.arange(n), torch.tensor(tail)].sum()
-        if numeric[i]:
+        if answers[i].isdigit():
             total = total + torch.log1p(-steps[i, n][digit].exp().sum().clamp(max=1 - 1e-7))
         out[i] = total
     return out
@@ -91,16 +80,15 @@ def candidate_logprobs(lm: LoadedModel, prompt: str, answers: Sequence[str]) -> 
 class LocalLogprobJudge:
     """A local HF model as a logprob judge (exact expectation; see the module docstring)."""
 
-    backend = "local"
-
     def __init__(self, lm: LoadedModel, template: str, *, eval_type: str = "0_100", prefill: str = "",
                  use_cache: bool = True) -> None:
-        self.answers = candidates(eval_type)  # fails early for binary_text, which needs generation
+        self.choices = candidates(eval_type)  # fails early for binary_text, which needs generation
         self.lm = lm
         self.template = template
         self.eval_type = eval_type
         self.prefill = prefill
         self.cache = open_cache(use_cache)
+        self.backend = f"local/{eval_type}"
         self._model_key: str | None = None
 
     def prompt(self, question: str, answer: str) -> str:
@@ -109,8 +97,8 @@ class LocalLogprobJudge:
         return chat_prompts(self.lm.tokenizer, [[{"role": "user", "content": user}]])[0] + self.prefill
 
     def probabilities(self, prompt: str) -> dict[str, float]:
-        lps = candidate_logprobs(self.lm, prompt, self.answers)
-        return {a: float(p) for a, p in zip(self.answers, lps.exp())}
+        lps = candidate_logprobs(self.lm, prompt, self.choices)
+        return {c: float(p) for c, p in zip(self.choices, lps.exp())}
 
     def score_batch(self, questions: Sequence[str], answers: Sequence[str]) -> list[float | None]:
         check_pairs(questions, answers)
