@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 OPENAI_HOST = "api.openai.com"
 PLACEHOLDER_KEY = "unused-by-local-server"  # the client insists on some key; local servers ignore it
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\s*(.*?)\s*```\Z", re.S)
 
@@ -52,14 +53,16 @@ def make_async_client(base_url: str | None, *, timeout: float, purpose: str) -> 
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether asking again may succeed: connection errors and timeouts, 429, 5xx, unusable answers.
+    """Whether asking again may succeed: connection errors and timeouts, 408, 409, 429, 5xx, unusable answers.
 
-    Other 4xx (bad request, auth, unknown model) fail the same way every time.
+    The statuses are the ones the openai client itself retries (request timeout, lock
+    conflict, rate limit, server error); other 4xx (bad request, auth, unknown model) fail
+    the same way every time.
     """
     if isinstance(exc, (openai.APIConnectionError, InvalidAnswerError)):  # APITimeoutError included
         return True
     if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
+        return exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500
     return False
 
 

@@ -107,7 +107,7 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 def judge_for(srv, **kw) -> OpenAIJudge:
-    defaults = dict(eval_type="0_100", base_url=srv.url, api_key=SECRET, timeout=0.3, max_retries=3,
+    defaults = dict(eval_type="0_100", base_url=srv.url, timeout=0.3, max_retries=3,
                     base_delay=0.01, number_tokens="whole")
     return OpenAIJudge("judge-model", lambda et: coherence_prompt(et), **{**defaults, **kw})
 
@@ -220,7 +220,8 @@ def test_binary_text_generates_and_parses(server):
     assert "max_tokens" not in server.requests[0] and "<answer>" in server.requests[0]["messages"][0]["content"]
 
 
-def test_bad_key_or_model_raises_a_clear_error_without_the_key(server, caplog):
+def test_bad_key_or_model_raises_a_clear_error_without_the_key(server, caplog, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("status", 401)]
     judge = judge_for(server)
     with caplog.at_level(logging.DEBUG), pytest.raises(JudgeConfigError, match="OPENAI_API_KEY") as err:

@@ -96,6 +96,11 @@ def test_invalid_answers_are_retried_then_reported(sleeps):
     assert retry(bad_json) == {"a": 1} and bad_json.calls == 2
 
 
+def test_request_timeout_and_conflict_are_retried(sleeps):
+    call = Scripted(status_error(openai.APIStatusError, 408), status_error(openai.ConflictError, 409), "ok")
+    assert retry(call) == "ok" and call.calls == 3 and sleeps == [1.0, 2.0]
+
+
 def test_zero_delay_really_runs():
     call = Scripted(openai.APITimeoutError(REQUEST), "ok")
     assert asyncio.run(llm.with_retries(call, max_retries=2, base_delay=0)) == "ok" and call.calls == 2
@@ -112,6 +117,8 @@ def test_max_retries_must_allow_one_attempt():
 @pytest.mark.parametrize("error,expected", [
     (openai.APIConnectionError(request=REQUEST), True),
     (openai.APITimeoutError(REQUEST), True),
+    (status_error(openai.APIStatusError, 408), True),
+    (status_error(openai.ConflictError, 409), True),
     (status_error(openai.RateLimitError, 429), True),
     (status_error(openai.InternalServerError, 500), True),
     (status_error(openai.InternalServerError, 529), True),

@@ -76,9 +76,8 @@ def make_judge(spec: str | None, *, trait: Trait | None, metric: str, base_url: 
             raise ValueError("--judge_model local: needs a model, e.g. local:Qwen/Qwen2.5-7B-Instruct")
         return LocalLogprobJudge(_judge_model(name), _template(trait, metric, eval_type), eval_type=eval_type,
                                  prefill=prefill, use_cache=use_cache)
-    api_key = settings.get("OPENAI_API_KEY") if base_url else settings.require("OPENAI_API_KEY", f"judge {spec!r}")
     return OpenAIJudge(spec, partial(_template, trait, metric), eval_type=eval_type, base_url=base_url,
-                       api_key=api_key or "EMPTY", use_cache=use_cache, number_tokens=number_tokens)
+                       use_cache=use_cache, number_tokens=number_tokens)
 
 
 def add_judge_args(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,10 @@ replaced by the `0_10` scale (a single digit 0-9, one token everywhere, scaled t
 If the probe is inconclusive the judge also uses `0_10` (correct for either tokenizer).
 `number_tokens="whole"|"split"` declares it instead; the official API is known "whole".
 
-Outages (429, 5xx, timeouts, connection errors) are retried with exponential backoff and
-then give `None` (counted in `failures`); a wrong key, model or URL raises at once.
+Client, key handling and retries are `persona.llm`'s: outages (408, 409, 429, 5xx, timeouts,
+connection errors) are retried with exponential backoff and then give `None` (counted in
+`failures`); another rejected request gives `None` at once; a wrong key, model or URL
+(401/403/404) or a server without logprobs raises `JudgeConfigError`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
+from persona import llm
 from persona.judge.aggregate import aggregate, aggregate_text, number_tokenization, token_probs
 from persona.judge.cache import open_cache
 from persona.judge.prompts import fill
@@ -34,7 +38,6 @@ log = logging.getLogger(__name__)
 NUMBER_TOKENS = ("auto", "whole", "split")
 PROBE_PROMPT = "Reply with the number 73 and nothing else."
 _LOGPROB_ARGS = dict(max_tokens=1, temperature=0, logprobs=True, top_logprobs=20, seed=0)
-_RETRY_STATUS = {408, 409, 429}
 
 
 class JudgeConfigError(RuntimeError):
@@ -46,10 +49,15 @@ class JudgeUnavailable(Exception):
 
 
 class OpenAIJudge:
-    """Async judge over the chat completions API; `template(eval_type)` gives the prompt template."""
+    """Async judge over the chat completions API; `template(eval_type)` gives the prompt template.
+
+    The key comes from OPENAI_API_KEY via `llm.make_async_client`, checked here so that a
+    missing key fails before any answer is generated. `max_retries` counts retries after
+    the first request.
+    """
 
     def __init__(self, model: str, template: Callable[[str], str], *, eval_type: str = "0_100",
-                 base_url: str | None = None, api_key: str | None = None, use_cache: bool = True,
+                 base_url: str | None = None, use_cache: bool = True,
                  number_tokens: str = "auto", timeout: float = 60.0, max_retries: int = 5,
                  base_delay: float = 1.0) -> None:
         if number_tokens not in NUMBER_TOKENS:
@@ -62,9 +70,8 @@ class OpenAIJudge:
         self.number_tokens = number_tokens if base_url is not None or number_tokens != "auto" else "whole"
         self.cache = open_cache(use_cache)
         self.timeout, self.max_retries, self.base_delay = timeout, max_retries, base_delay
-        self._api_key = api_key
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: openai.AsyncOpenAI | None = None
+        self._client: openai.AsyncOpenAI | None = self._connect()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop `_client` is in use on
         self._probe_lock: asyncio.Lock | None = None
         self._effective_type: str | None = None
         self.failures = 0
@@ -74,44 +81,50 @@ class OpenAIJudge:
 
     # ------------------------------------------------------------------ transport
 
+    def _connect(self) -> openai.AsyncOpenAI:
+        return llm.make_async_client(self.base_url, timeout=self.timeout, purpose=f"judge {self.model!r}")
+
     def _session(self) -> openai.AsyncOpenAI:
-        """One client per event loop (an httpx pool must not outlive the loop it was made in)."""
+        """One client per event loop (an httpx pool must not outlive the loop it was used in)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            self._client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
-                                              timeout=self.timeout, max_retries=0)
+            if self._client is None or self._loop is not None:  # closed, or bound to another loop
+                self._client = self._connect()
             self._probe_lock = asyncio.Lock()
             self._loop = loop
         return self._client
 
     async def aclose(self) -> None:
+        """Close the client as its event loop ends (`score_all` does); the next loop gets a new one."""
         if self._client is not None:
             await self._client.close()
         self._client = self._loop = self._probe_lock = None
 
-    async def _create(self, content: str, **kwargs: Any):
-        """One chat completion, retrying outages with exponential backoff (base_delay * 2**attempt)."""
+    async def _create(self, content: str, **kwargs: Any) -> ChatCompletion:
+        """One chat completion through `llm.with_retries`; failures become the judge's two errors.
+
+        `JudgeConfigError` when the endpoint rejects the setup (no point asking again),
+        `JudgeUnavailable` for an outage that outlasted the retries or another rejected request.
+        """
         client = self._session()
-        for attempt in range(self.max_retries + 1):
-            try:
-                return await client.chat.completions.create(
-                    model=self.model, messages=[{"role": "user", "content": content}], **kwargs)
-            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-                raise JudgeConfigError(
-                    f"the judge endpoint ({self.base_url or 'OpenAI API'}) rejected model {self.model!r} with "
-                    f"HTTP {e.status_code} ({type(e).__name__}): check --judge_model, --judge_base_url and "
-                    "OPENAI_API_KEY") from None
-            except openai.APIStatusError as e:
-                if e.status_code < 500 and e.status_code not in _RETRY_STATUS:
-                    raise JudgeUnavailable(f"HTTP {e.status_code} ({type(e).__name__})") from None
-                reason = f"HTTP {e.status_code}"
-            except openai.APIConnectionError as e:  # includes APITimeoutError
-                reason = type(e).__name__
-            if attempt < self.max_retries:
-                delay = self.base_delay * 2 ** attempt
-                log.debug("judge call failed (%s); retry %d/%d in %.2fs", reason, attempt + 1, self.max_retries, delay)
-                await asyncio.sleep(delay)
-        raise JudgeUnavailable(f"{reason} after {self.max_retries} retries")
+
+        def on_retry(attempt: int, error: BaseException, delay: float) -> None:
+            log.debug("judge call failed (%s); retry %d/%d in %.2fs", _reason(error), attempt, self.max_retries,
+                      delay)
+
+        try:
+            return await llm.with_retries(
+                lambda: client.chat.completions.create(
+                    model=self.model, messages=[{"role": "user", "content": content}], **kwargs),
+                max_retries=self.max_retries + 1, base_delay=self.base_delay, on_retry=on_retry)
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
+            raise JudgeConfigError(
+                f"the judge endpoint ({self.base_url or 'OpenAI API'}) rejected model {self.model!r} with "
+                f"HTTP {e.status_code} ({type(e).__name__}): check --judge_model, --judge_base_url and "
+                "OPENAI_API_KEY") from None
+        except (openai.APIStatusError, openai.APIConnectionError) as e:
+            after = f" after {self.max_retries} retries" if llm.is_retryable(e) else ""
+            raise JudgeUnavailable(_reason(e) + after) from None
 
     async def _top_probs(self, content: str) -> dict[str, float]:
         completion = await self._create(content, **_LOGPROB_ARGS)
@@ -187,3 +200,10 @@ class OpenAIJudge:
             return None
         self.cache.put(backend, self.model, prompt, score)
         return score
+
+
+def _reason(error: BaseException) -> str:
+    """A short, key-free description of a failed call for logs and `JudgeUnavailable`."""
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code} ({type(error).__name__})"
+    return type(error).__name__
