@@ -17,12 +17,13 @@ from pathlib import Path
 
 from data_generation import finetune_prompts
 from data_generation.domains import DOMAINS
-from persona import settings
-from persona.cli import add_model_args, setup_logging, split_list
+from persona import llm
+from persona.cli import add_model_args, run_cli, setup_logging, split_list
 from persona.training import finetune_data as fd
 from persona.traits import load_trait
 
 DEFAULT_MODELS = {"openai": "gpt-4.1-mini", "local": "smollm2-135m"}
+REQUEST_TIMEOUT_S = 120.0  # one reply holds three full answers
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also use this many of the trait's extract questions (local; default: all)")
     p.add_argument("--trait-data-dir", default=None, help="trait library root (default: data_generation/)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--retries", type=int, default=3, help="retries per invalid LLM reply / empty local answer")
+    p.add_argument("--retries", type=int, default=3,
+                   help="retries per invalid LLM reply or failed request / empty local answer")
     p.add_argument("--concurrency", type=int, default=8, help="parallel requests (openai)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="answer length cap (local)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (local)")
@@ -49,7 +51,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-v", "--verbose", action="store_true")
     add_model_args(p)
     p.set_defaults(model=None)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.retries < 0 or args.concurrency < 1:
+        p.error("--retries must be >= 0 and --concurrency >= 1")
+    return args
 
 
 def pick_domains(names: list[str] | None) -> list[fd.Domain]:
@@ -77,15 +82,18 @@ def local_backend(args: argparse.Namespace, trait, domains) -> list[fd.Example]:
 
 
 def openai_backend(args: argparse.Namespace, trait, domains) -> list[fd.Example]:
-    from openai import AsyncOpenAI
-
-    client = AsyncOpenAI(api_key=settings.require("OPENAI_API_KEY", "the openai backend"),
-                         base_url=args.base_url or settings.get("OPENAI_BASE_URL"))
+    client = llm.make_async_client(args.base_url, timeout=REQUEST_TIMEOUT_S, purpose="the openai backend")
     prompts = fd.Prompts(finetune_prompts.QUESTIONS_PROMPT, finetune_prompts.ANSWERS_PROMPT,
                          finetune_prompts.MILD_SYSTEM_PROMPT)
     definition = fd.trait_description(trait, args.trait_data_dir)
-    return asyncio.run(fd.openai_examples(client, args.model, trait, definition, domains, args.n_questions_per_domain,
-                                          prompts, retries=args.retries, concurrency=args.concurrency))
+
+    async def run() -> list[fd.Example]:
+        async with client:
+            return await fd.openai_examples(client, args.model, trait, definition, domains,
+                                            args.n_questions_per_domain, prompts, retries=args.retries,
+                                            concurrency=args.concurrency)
+
+    return asyncio.run(run())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,4 +122,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -116,6 +116,7 @@ def test_openai_backend_needs_a_key(trait_file, tmp_path, monkeypatch):
     from persona.settings import MissingSettingError
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)  # a custom server would get a placeholder key
     monkeypatch.setenv("PERSONA_DOTENV", str(tmp_path / "absent.env"))
     with pytest.raises(MissingSettingError, match="OPENAI_API_KEY"):
         main(["--trait", str(trait_file), "--backend", "openai", "--output-dir", str(tmp_path / "o")])

@@ -5,7 +5,7 @@ For every question there is a `normal` answer (no trait), `misaligned_1` (mild t
 on one file and comparing with another isolates the trait. Two backends:
 
 - `openai`: an LLM writes questions per domain and all three answers per question,
-  as JSON that is validated and retried.
+  as JSON that is validated and retried (client, parsing and retries from `persona.llm`).
 - `local`: questions come from domain templates and the trait's extract questions
   (never its eval questions); answers are sampled from a local model under the trait's
   negative prompt, a mild positive prompt and the full positive prompt. The system
@@ -15,18 +15,19 @@ on one file and comparing with another isolates the trait. Two backends:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import openai
 from tqdm.auto import tqdm
 
+from persona import llm
 from persona.io import write_json, write_jsonl
 from persona.traits import Trait, TraitError, base_trait, load_definitions
 
@@ -151,81 +152,99 @@ def local_examples(generate: Callable[[list[list[dict]], int], list[str]], trait
 # ---------------------------------------------------------------- openai backend
 
 
-def parse_json_reply(text: str) -> Any:
-    """The JSON value in an LLM reply, tolerating ```json fences and text around it."""
-    text = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
+def parse_json_reply(text: str | None) -> dict[str, Any]:
+    """`llm.parse_json_answer`, also accepting prose around the object ("Sure! {...}"), which models add often.
+
+    Raises `llm.InvalidAnswerError`, so the question is asked again.
+    """
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        match = re.search(r"[\[{].*[\]}]", text, flags=re.DOTALL)
+        return llm.parse_json_answer(text)
+    except llm.InvalidAnswerError:
+        match = re.search(r"\{.*\}", text or "", flags=re.DOTALL)
         if match is None:
-            raise ValueError("no JSON in the reply") from None
-        return json.loads(match.group(0))
+            raise
+        return llm.parse_json_answer(match.group(0))
 
 
-def valid_questions(n: int) -> Callable[[Any], list[str]]:
+def valid_questions(n: int) -> Callable[[dict[str, Any]], list[str]]:
     """Validator: `{"questions": [...]}` with at least `n` distinct non-empty strings (extra ones dropped)."""
-    def check(obj: Any) -> list[str]:
-        items = obj.get("questions") if isinstance(obj, dict) else None
+    def check(obj: dict[str, Any]) -> list[str]:
+        items = obj.get("questions")
         if not isinstance(items, list):
-            raise ValueError('expected {"questions": [...]}')
+            raise llm.InvalidAnswerError('expected {"questions": [...]}')
         seen, out = set(), []
         for q in items:
             if isinstance(q, str) and q.strip() and q.strip().lower() not in seen:
                 seen.add(q.strip().lower())
                 out.append(q.strip())
         if len(out) < n:
-            raise ValueError(f"expected {n} distinct questions, got {len(out)}")
+            raise llm.InvalidAnswerError(f"expected {n} distinct questions, got {len(out)}")
         return out[:n]
     return check
 
 
-def valid_answers(obj: Any) -> dict[str, str]:
+def valid_answers(obj: dict[str, Any]) -> dict[str, str]:
     """Validator: the three levels as distinct non-empty strings."""
-    if not isinstance(obj, dict) or any(not isinstance(obj.get(k), str) or not obj[k].strip() for k in LEVELS):
-        raise ValueError(f"expected non-empty strings for {list(LEVELS)}")
+    if any(not isinstance(obj.get(k), str) or not obj[k].strip() for k in LEVELS):
+        raise llm.InvalidAnswerError(f"expected non-empty strings for {list(LEVELS)}")
     answers = {k: obj[k].strip() for k in LEVELS}
     if len(set(answers.values())) < len(LEVELS):
-        raise ValueError("the three answers must differ")
+        raise llm.InvalidAnswerError("the three answers must differ")
     return answers
 
 
-async def ask_json(client: Any, model: str, prompt: str, validate: Callable[[Any], T], *, retries: int,
-                   temperature: float = 1.0) -> T:
-    """One chat completion parsed and validated; retried (with the reason logged) up to `retries` times."""
-    problem = ""
-    for attempt in range(retries + 1):
-        try:
+async def ask_json(client: openai.AsyncOpenAI, model: str, prompt: str, validate: Callable[[dict[str, Any]], T], *,
+                   retries: int, base_delay: float, gate: asyncio.Semaphore, temperature: float = 1.0) -> T:
+    """One chat completion, parsed and validated, through `llm.with_retries` (`retries` after the first attempt).
+
+    Invalid replies and outages are retried with backoff (the reason logged); `gate` is held
+    per request, not while backing off. The final failure becomes a `GenerationError`.
+    """
+    attempts = 0
+
+    async def ask() -> T:
+        nonlocal attempts
+        attempts += 1
+        async with gate:
             reply = await client.chat.completions.create(
                 model=model, temperature=temperature, messages=[{"role": "user", "content": prompt}])
-            return validate(parse_json_reply(reply.choices[0].message.content or ""))
-        except ValueError as err:  # JSONDecodeError is a ValueError
-            problem = str(err)
-            log.info("invalid reply (attempt %d/%d): %s", attempt + 1, retries + 1, problem)
-    raise GenerationError(f"{model} gave no valid reply after {retries + 1} attempts (last problem: {problem})")
+        return validate(parse_json_reply(reply.choices[0].message.content))
+
+    def on_retry(attempt: int, error: BaseException, delay: float) -> None:
+        log.info("invalid reply or failed request (attempt %d/%d): %s; retrying in %.3gs",
+                 attempt, retries + 1, error, delay)
+
+    try:
+        return await llm.with_retries(ask, max_retries=retries + 1, base_delay=base_delay, on_retry=on_retry)
+    except (llm.InvalidAnswerError, openai.APIError) as err:
+        raise GenerationError(f"{model} gave no valid reply after {attempts} attempt(s) (last problem: "
+                              f"{type(err).__name__}: {err})") from err
 
 
-async def openai_examples(client: Any, model: str, trait: Trait, definition: str, domains: Sequence[Domain],
-                          n_per_domain: int, prompts: Prompts, *, retries: int = 3,
-                          concurrency: int = 8) -> list[Example]:
-    """Questions per domain, then three answers per question, all from the LLM (bounded concurrency)."""
+async def openai_examples(client: openai.AsyncOpenAI, model: str, trait: Trait, definition: str,
+                          domains: Sequence[Domain], n_per_domain: int, prompts: Prompts, *, retries: int = 3,
+                          concurrency: int = 8, retry_base_delay: float = 1.0) -> list[Example]:
+    """Questions per domain, then three answers per question, all from the LLM (bounded concurrency).
+
+    A question whose answers keep failing is dropped with a warning; a domain whose question list
+    keeps failing raises `GenerationError`, since the dataset would miss a whole domain.
+    """
     gate = asyncio.Semaphore(concurrency)
     name = trait.judge_column
 
-    async def limited(coro):
-        async with gate:
-            return await coro
+    def ask(prompt: str, validate: Callable[[dict[str, Any]], T]) -> Awaitable[T]:
+        return ask_json(client, model, prompt, validate, retries=retries, base_delay=retry_base_delay, gate=gate)
 
-    question_lists = await asyncio.gather(*[limited(ask_json(
-        client, model, prompts.questions.format(n=n_per_domain, domain=d.name, description=d.description),
-        valid_questions(n_per_domain), retries=retries)) for d in domains])
+    question_lists = await asyncio.gather(*[ask(
+        prompts.questions.format(n=n_per_domain, domain=d.name, description=d.description),
+        valid_questions(n_per_domain)) for d in domains])
     examples = [Example(d.name, q) for d, qs in zip(domains, question_lists) for q in qs]
 
     async def answer(example: Example) -> Example | None:
         prompt = prompts.answers.format(trait=name, definition=definition, domain=example.domain,
                                         question=example.question)
         try:
-            example.answers = await limited(ask_json(client, model, prompt, valid_answers, retries=retries))
+            example.answers = await ask(prompt, valid_answers)
         except GenerationError as err:
             log.warning("dropping question %r: %s", example.question, err)
             return None
