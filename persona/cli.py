@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -54,5 +55,6 @@ def run_cli(main: Callable[[], int]) -> None:
     try:
         code = main()
     except (ValueError, FileNotFoundError, ModelLoadError, MissingSettingError) as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     raise SystemExit(code)
