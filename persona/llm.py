@@ -96,7 +96,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, ba
 
 
 def parse_json_answer(text: str | None) -> dict[str, Any]:
-    """The JSON object in a model answer; tolerates a ```json fence around it.
+    """The JSON object in a model answer; tolerates a ```json fence or prose around it ("Sure! {...}").
 
     Raises `InvalidAnswerError` (retryable) when the answer is empty, not JSON or not an object.
     """
@@ -109,7 +109,13 @@ def parse_json_answer(text: str | None) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except json.JSONDecodeError as e:
-        raise InvalidAnswerError(f"answer is not valid JSON ({e.msg} at line {e.lineno})") from None
+        embedded = re.search(r"\{.*\}", body, flags=re.DOTALL)
+        try:
+            data = json.loads(embedded.group(0)) if embedded else None
+        except json.JSONDecodeError:
+            data = None
+        if data is None:
+            raise InvalidAnswerError(f"answer is not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict):
         raise InvalidAnswerError(f"answer is JSON {type(data).__name__}, expected an object")
     return data

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from persona import llm
+
 from data_generation import finetune_prompts
 from data_generation.domains import DOMAINS
 from data_generation.generate_finetune_dataset import main
@@ -123,10 +125,10 @@ def test_openai_backend_needs_a_key(trait_file, tmp_path, monkeypatch):
 
 
 def test_reply_parsing_and_validation():
-    assert fd.parse_json_reply('```json\n{"a": 1}\n```') == {"a": 1}
-    assert fd.parse_json_reply('Sure! {"a": [1, 2]} Hope this helps.') == {"a": [1, 2]}
+    assert llm.parse_json_answer('```json\n{"a": 1}\n```') == {"a": 1}
+    assert llm.parse_json_answer('Sure! {"a": [1, 2]} Hope this helps.') == {"a": [1, 2]}
     with pytest.raises(ValueError):
-        fd.parse_json_reply("no json at all")
+        llm.parse_json_answer("no json at all")
     check = fd.valid_questions(2)
     assert check({"questions": ["A?", "a?", " B? ", "C?"]}) == ["A?", "B?"]  # duplicates ignored, extras cut
     with pytest.raises(ValueError, match="expected 2 distinct"):

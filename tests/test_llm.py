@@ -139,7 +139,8 @@ def test_is_retryable(error, expected):
 
 
 @pytest.mark.parametrize("text", ['{"a": 1}', '  {"a": 1}\n', '```json\n{"a": 1}\n```', '```\n{"a": 1}\n```',
-                                  '```json {"a": 1} ```', '\n```JSON\n{"a": 1}\n```\n'])
+                                  '```json {"a": 1} ```', '\n```JSON\n{"a": 1}\n```\n',
+                                  'Sure! {"a": 1} Hope this helps.'])
 def test_parse_json_answer_accepts_plain_and_fenced(text):
     assert llm.parse_json_answer(text) == {"a": 1}
 

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import os
 import random
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,20 +151,6 @@ def local_examples(generate: Callable[[list[list[dict]], int], list[str]], trait
 # ---------------------------------------------------------------- openai backend
 
 
-def parse_json_reply(text: str | None) -> dict[str, Any]:
-    """`llm.parse_json_answer`, also accepting prose around the object ("Sure! {...}"), which models add often.
-
-    Raises `llm.InvalidAnswerError`, so the question is asked again.
-    """
-    try:
-        return llm.parse_json_answer(text)
-    except llm.InvalidAnswerError:
-        match = re.search(r"\{.*\}", text or "", flags=re.DOTALL)
-        if match is None:
-            raise
-        return llm.parse_json_answer(match.group(0))
-
-
 def valid_questions(n: int) -> Callable[[dict[str, Any]], list[str]]:
     """Validator: `{"questions": [...]}` with at least `n` distinct non-empty strings (extra ones dropped)."""
     def check(obj: dict[str, Any]) -> list[str]:
@@ -208,7 +193,7 @@ async def ask_json(client: openai.AsyncOpenAI, model: str, prompt: str, validate
         async with gate:
             reply = await client.chat.completions.create(
                 model=model, temperature=temperature, messages=[{"role": "user", "content": prompt}])
-        return validate(parse_json_reply(reply.choices[0].message.content))
+        return validate(llm.parse_json_answer(reply.choices[0].message.content))
 
     def on_retry(attempt: int, error: BaseException, delay: float) -> None:
         log.info("invalid reply or failed request (attempt %d/%d): %s; retrying in %.3gs",
