@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 
@@ -77,31 +78,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def best_time(fn, device: torch.device, repeats: int) -> float:
-    """Best of `repeats` wall times (the machine may be shared), after one warm-up call."""
+def timed(fn, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    sync(device)
+    return time.perf_counter() - start
 
 
-def matmul_rate(lm, device: torch.device, repeats: int) -> tuple[float, str]:
-    """Best FLOP/s of a square GEMM and of the model's own MLP GEMM shape, in the model's dtype."""
+def matmul_jobs(lm, device: torch.device) -> dict[str, tuple[float, object]]:
+    """GEMMs to measure the machine's matmul rate: square, and the model's MLP shape at two token counts."""
     dtype, h = lm.model.dtype, lm.hidden_size
     inter = getattr(lm.model.config, "intermediate_size", 4 * h)
-    shapes = {"2048^3": (2048, 2048, 2048), f"4096x{h}x{inter}": (4096, h, inter)}
-    best, label = 0.0, ""
-    for name, (m, k, n) in shapes.items():
+    jobs = {}
+    for m, k, n in ((2048, 2048, 2048), (256, h, inter), (4096, h, inter)):
         a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
-        seconds = best_time(lambda: torch.mm(a, b), device, max(repeats, 5))
-        if 2.0 * m * k * n / seconds > best:
-            best, label = 2.0 * m * k * n / seconds, name
-    return best, label
+        jobs[f"{m}x{k}x{n}"] = (2.0 * m * k * n, lambda a=a, b=b: [torch.mm(a, b) for _ in range(5)])
+    return jobs
 
 
 def main() -> None:
@@ -109,7 +102,8 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed rounds after a warm-up; every round runs every variant (interleaved)")
     args = parser.parse_args()
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
     device = lm.device
@@ -117,20 +111,35 @@ def main() -> None:
     lengths = [len(e.ids) for e in encode_pairs(lm.tokenizer, prompts, answers)]
     tokens = sum(lengths)
     dec, head = decoder_flops(lm, lengths), lm_head_flops(lm, lengths)
-    peak, peak_shape = matmul_rate(lm, device, args.repeats)
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a busy machine slows small ops most)")
+
+    gemms = matmul_jobs(lm, device)
+    jobs = {name: fn for name, (_, fn) in gemms.items()}
+    jobs["naive"] = lambda: naive(lm, prompts, answers)
+    for bs in BATCH_SIZES:
+        jobs[bs] = lambda bs=bs: capture(lm, prompts, answers, batch_size=bs, reduce="mean", progress=False)
+    best = {name: math.inf for name in jobs}
+    loads = []
+    for round_ in range(args.repeats + 1):  # round 0 warms up; rounds interleave, so load swings hit all variants
+        loads.append(os.getloadavg()[0])
+        for name, fn in jobs.items():
+            seconds = timed(fn, device)
+            if round_:
+                best[name] = min(best[name], seconds)
+    peak, peak_shape = max((5 * flops / best[name], name) for name, (flops, _) in gemms.items())
+
+    print(f"load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs during the run")
     print(f"{lm.name} on {device} ({lm.model.dtype}, {torch.get_num_threads()} threads): {len(prompts)} samples, "
           f"{tokens} tokens (min {min(lengths)}, max {max(lengths)}); decoder {dec / tokens / 1e6:.0f} MFLOP/token, "
-          f"LM head {head / tokens / 1e6:.0f} MFLOP/token; matmul peak {peak / 1e9:.1f} GFLOP/s ({peak_shape})")
-
-    t_naive = best_time(lambda: naive(lm, prompts, answers), device, args.repeats)
+          f"LM head {head / tokens / 1e6:.0f} MFLOP/token")
+    print("matmul: " + ", ".join(f"{name} {5 * flops / best[name] / 1e9:.1f}" for name, (flops, _) in gemms.items())
+          + f" GFLOP/s; peak = {peak_shape}")
+    t_naive = best["naive"]
     print(f"naive per-sample loop: {tokens / t_naive:8.0f} tok/s  decoder+head {(dec + head) / t_naive / 1e9:6.1f} "
           f"GFLOP/s = {(dec + head) / t_naive / peak:4.0%} of matmul peak "
           f"(decoder only {dec / t_naive / peak:4.0%})")
+    sorted_lengths = sorted(lengths, reverse=True)
     for bs in BATCH_SIZES:
-        t = best_time(lambda: capture(lm, prompts, answers, batch_size=bs, reduce="mean", progress=False),
-                      device, args.repeats)
-        sorted_lengths = sorted(lengths, reverse=True)
+        t = best[bs]
         padded = sum(max(sorted_lengths[i:i + bs]) * len(sorted_lengths[i:i + bs])
                      for i in range(0, len(sorted_lengths), bs))
         print(f"capture batch {bs:3d}:      {tokens / t:8.0f} tok/s  decoder {dec / t / 1e9:6.1f} GFLOP/s = "
