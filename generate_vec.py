@@ -10,10 +10,9 @@ and <trait>_vectors.json (what was kept, from which files, with which model).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-from persona.cli import add_model_args, setup_logging
+from persona.cli import add_model_args, run_cli, setup_logging
 from persona.extraction import persona_vectors, read_pairs, save_persona_vectors
 from persona.models import load_model
 
@@ -34,11 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    try:
-        pairs = read_pairs(args.pos_path, args.neg_path, args.trait, args.threshold)
-    except ValueError as err:  # no surviving pair, mismatched row counts, missing columns
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    pairs = read_pairs(args.pos_path, args.neg_path, args.trait, args.threshold)  # ValueError: nothing kept
     counts = ", ".join(f"{name}: {n}/{pairs.total}" for name, n in pairs.condition_counts.items())
     print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs ({counts})")
     lm = load_model(args.model_name, device=args.device, dtype=args.dtype)
@@ -51,4 +46,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

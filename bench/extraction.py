@@ -1,12 +1,13 @@
 """Benchmark: activation extraction, the naive per-sample loop vs `persona.activations.capture`.
 
 Data: 48 real answers of the embedded model (12 `evil` extract questions x pos/neg system
-prompts x 2 instructions, greedy, cached after the first run), about 7k tokens.
+prompts x 2 instructions, up to 110 new tokens, greedy, cached after the first run), ~8k tokens.
   (naive)   one sample at a time, full model forward with every hidden state and the LM
             head, then the three summaries at every layer (the seed project's loop)
   (capture) `capture(..., reduce="mean")` at every layer, for several batch sizes
 Also: the decoder FLOP rate each achieves against a measured matmul rate on this machine.
-All ratios come from this run, on this machine.
+All ratios come from this run, on this machine: every timed round runs every variant in
+turn (best round kept), so a load swing on a shared machine hits them all.
 
     .venv/bin/python bench/extraction.py [--model smollm2-135m] [--device cpu] [--repeats 3]
 """

@@ -12,10 +12,9 @@ Columns: {model}_{vector file stem}_{type}_layer{L}; with --base_model the proje
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-from persona.cli import add_model_args, setup_logging, split_list
+from persona.cli import add_model_args, run_cli, setup_logging, split_list
 from persona.projection import PROJECTION_TYPES, add_projection_columns
 
 
@@ -60,4 +59,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

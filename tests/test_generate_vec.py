@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from generate_vec import main
+from persona.cli import run_cli
 from persona.extraction import NoEffectiveSamples, effective_pairs
 from persona.models import load_model
 from persona.vectors import VECTOR_KINDS, load_vector
@@ -99,14 +100,20 @@ def test_variant_trait_uses_base_column_and_its_own_file_names(tiny_llama_dir, p
     assert json.loads((out / "evil_2_vectors.json").read_text())["judge_column"] == "evil"
 
 
-def test_cli_exits_non_zero_when_nothing_survives(tiny_llama_dir, pair_csvs, tmp_path, capsys):
-    code = main(["--model_name", str(tiny_llama_dir), "--pos_path", str(pair_csvs[0]), "--neg_path",
-                 str(pair_csvs[1]), "--trait", "evil", "--save_dir", str(tmp_path / "v"), "--threshold", "99"])
-    assert code != 0
+def exit_code(argv):
+    """Run the CLI as `python generate_vec.py` does: input errors become one line and exit 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: main(argv))
+    return exit_info.value.code
+
+
+def test_cli_exits_non_zero_when_nothing_survives(pair_csvs, tmp_path, capsys):
+    args = ["--pos_path", str(pair_csvs[0]), "--neg_path", str(pair_csvs[1]), "--trait", "evil",
+            "--save_dir", str(tmp_path / "v")]
+    assert exit_code(args + ["--threshold", "99"]) == 2
     err = capsys.readouterr().err
-    assert "pos evil >= 99: 0/4" in err and "Lower --threshold" in err
+    assert err.startswith("error: ") and "pos evil >= 99: 0/4" in err and "Lower --threshold" in err
     assert not (tmp_path / "v").exists()
     pd.read_csv(pair_csvs[1])[:3].to_csv(pair_csvs[1], index=False)
-    assert main(["--pos_path", str(pair_csvs[0]), "--neg_path", str(pair_csvs[1]), "--trait", "evil",
-                 "--save_dir", str(tmp_path / "v")]) != 0
+    assert exit_code(args) == 2
     assert "pos has 4 rows but neg has 3" in capsys.readouterr().err
