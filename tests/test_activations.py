@@ -131,3 +131,13 @@ def test_bad_layers_and_lengths_are_clear_errors(tiny_lm):
         capture(tiny_lm, ["a"], ["b"], layers=[4], progress=False)
     with pytest.raises(ValueError, match="2 prompts but 1 answers"):
         capture(tiny_lm, ["a", "b"], ["c"], progress=False)
+
+
+@pytest.mark.embedded
+def test_embedded_model_capture_equals_naive_loop(embedded_lm):
+    prompts = chat(embedded_lm.tokenizer, QUESTIONS[:2])
+    acts = capture(embedded_lm, prompts, ANSWERS[:2], layers=[0, 15, 30], batch_size=2, progress=False)
+    for i in range(2):
+        expected = naive(embedded_lm.model, embedded_lm.tokenizer, prompts[i], ANSWERS[i])
+        for kind in VECTOR_KINDS:
+            torch.testing.assert_close(acts[kind][i], expected[kind][[0, 15, 30]], atol=1e-5, rtol=1e-5)
