@@ -105,3 +105,13 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent")
     return SHARED
+
+
+@pytest.fixture
+def offline_env(tmp_path, monkeypatch) -> Path:
+    """A private judge cache and no OpenAI settings (from the environment or a .env file)."""
+    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PERSONA_DOTENV", str(tmp_path / "absent.env"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return tmp_path / "cache"

@@ -18,11 +18,8 @@ TRAIT = Trait(name="evil_2", judge_column="evil", instructions=[("Be cruel.", "B
 
 
 @pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PERSONA_DOTENV", str(tmp_path / "absent.env"))
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+def env(offline_env):
+    return offline_env
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -98,12 +98,8 @@ def server():
 
 
 @pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PERSONA_DOTENV", str(tmp_path / "absent.env"))
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    return tmp_path / "cache"
+def cache_dir(offline_env):
+    return offline_env
 
 
 def judge_for(srv, **kw) -> OpenAIJudge:
