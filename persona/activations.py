@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -84,22 +85,13 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def encode_pairs(tokenizer, prompts: Sequence[object], answers: Sequence[object]) -> list[_Encoded]:
     """Token ids of `prompt + answer` and the length of the prompt part (see the module docstring)."""
     prompts = [_text(p) for p in prompts]
     answers = [_text(a) for a in answers]
     full = tokenizer([p + a for p, a in zip(prompts, answers)], add_special_tokens=False)["input_ids"]
     alone = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    return [_Encoded(list(ids), _common_prefix(ids, p_ids)) for ids, p_ids in zip(full, alone)]
+    return [_Encoded(list(ids), len(os.path.commonprefix([ids, p_ids]))) for ids, p_ids in zip(full, alone)]
 
 
 def resolve_layers(layers: Sequence[int] | None, num_layers: int) -> tuple[int, ...]:

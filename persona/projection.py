@@ -11,7 +11,6 @@ Columns are named `{model}_{vector file stem}_{type}_layer{L}` (+ `_finetuning_s
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -24,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from persona.activations import capture
-from persona.io import write_csv, write_jsonl
+from persona.generation import chat_prompts
+from persona.io import read_jsonl, write_csv, write_jsonl
 from persona.models import load_model, model_basename
 from persona.vectors import load_vector, vector_at_layer
 
@@ -74,8 +74,7 @@ class EvalFile:
             raise FileNotFoundError(f"{self.path} does not exist")
         self.is_jsonl = self.path.suffix.lower() == ".jsonl"
         if self.is_jsonl:
-            self.records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()
-                            if line.strip()]
+            self.records = read_jsonl(self.path)
             if any("messages" not in r for r in self.records):
                 raise ValueError(f"{self.path}: every JSONL line needs a 'messages' list")
             self.columns = list(dict.fromkeys(k for r in self.records for k in r))
@@ -101,8 +100,7 @@ class EvalFile:
                 context, answer = messages[:-1], messages[-1].get("content")
             else:  # nothing to score: no assistant turn at the end
                 context, answer = messages, None
-            prompts.append(tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
-                           if context else None)
+            prompts.append(chat_prompts(tokenizer, [context])[0] if context else None)
             answers.append(answer)
         return prompts, answers
 
