@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
 from persona.cli import add_model_args, run_cli, setup_logging, split_list
@@ -65,7 +64,7 @@ def _cells(args: argparse.Namespace) -> tuple[list[Cell], list[Path], bool]:
     coefs = split_list(args.coef, float)
     if not paths:
         if layers or coefs:
-            sys.exit("error: --layer/--coef need --vector_path")
+            raise ValueError("--layer/--coef need --vector_path")
         return [Cell("unsteered")], [Path(args.output_path)], False
     layers, coefs = layers or [20], coefs or [1.0]
     is_sweep = args.sweep or (len(paths) == 1 and (len(layers) > 1 or len(coefs) > 1))
@@ -73,7 +72,7 @@ def _cells(args: argparse.Namespace) -> tuple[list[Cell], list[Path], bool]:
         steers = load_steers(paths, layers, coefs, positions=args.steering_type)
         return [Cell("steered", steers)], [Path(args.output_path)], False
     if len(paths) > 1:
-        sys.exit("error: a sweep takes one --vector_path (several vectors pair with --layer/--coef instead)")
+        raise ValueError("a sweep takes one --vector_path (several vectors pair with --layer/--coef instead)")
     out_dir = Path(args.output_dir or (Path(args.output_path).parent if args.output_path else "output"))
     vector = load_vector(paths[0])
     cells, outs = [], []
@@ -119,12 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_questions is not None:
         trait.questions = trait.questions[:args.max_questions]
     if not args.output_path and not args.output_dir:
-        sys.exit("error: give --output_path (or --output_dir for a sweep)")
+        raise ValueError("give --output_path (or --output_dir for a sweep)")
     cells, outputs, is_sweep = _cells(args)
-    todo = [(c, o) for c, o in zip(cells, outputs) if args.overwrite or not o.exists()]
-    for _, out in zip(cells, outputs):
-        if not args.overwrite and out.exists():
+    todo = []
+    for cell, out in zip(cells, outputs):
+        if out.exists() and not args.overwrite:
             print(f"{out} exists, skipping (use --overwrite to recompute)")
+        else:
+            todo.append((cell, out))
     if not todo:
         return 0
 
