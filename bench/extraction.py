@@ -25,7 +25,8 @@ from torch import nn
 
 from persona.activations import capture, encode_pairs
 from persona.generation import chat_prompts, generate_answers
-from persona.models import decoder_layers, load_model
+from persona.models import load_model
+from persona.sites import decoder_layers
 from persona.settings import cache_dir
 from persona.traits import load_trait
 

@@ -21,7 +21,8 @@ from persona.generation import HFBackend, SamplingParams
 from persona.io import read_table, write_csv
 from persona.judge import add_judge_args, judges_from_args
 from persona.models import load_model
-from persona.steering import POSITIONS, Steer, check_steers, load_steers
+from persona.cli import load_steers
+from persona.steering import POSITIONS, Steer, check_steers
 from persona.traits import load_trait
 from persona.vectors import load_vector
 

@@ -12,7 +12,7 @@ output (the input of block 0), row L < num_layers the output of decoder block L,
 num_layers the last block's output after the model's final norm (as HF reports it).
 
 Only the decoder blocks up to the deepest requested layer run, and never the LM head:
-forward hooks on the blocks reduce each layer as soon as it is computed (no sample's full
+hooks at each layer's residual site (`persona.sites.residual_site`) reduce it as soon as it is computed (no sample's full
 hidden states are kept), and a hook on the deepest needed block stops the forward pass.
 With `reduce="mean"` the per-sample summaries are summed on the fly (extraction needs only
 the means); with `reduce="none"` they are returned per sample (projection).
@@ -38,7 +38,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from persona.models import LoadedModel, decoder_layers
+from persona.batching import length_sorted_batches
+from persona.models import LoadedModel
+from persona.sites import decoder_stack, residual_site
 from persona.vectors import VECTOR_KINDS
 
 log = logging.getLogger(__name__)
@@ -146,51 +148,27 @@ class _Batch:
         self.out[:, :, slot] = torch.bmm(self.weights, hidden)
 
 
-def _block_output(output: object) -> Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
 @contextlib.contextmanager
-def _layer_hooks(model: nn.Module, layers: tuple[int, ...], num_layers: int,
-                 state: dict[str, _Batch]) -> Iterator[None]:
-    """Hooks that record `layers` (except the final one, read from the model's output) and stop early."""
-    blocks = decoder_layers(model)
+def _layer_hooks(model: nn.Module, layers: tuple[int, ...], state: dict[str, _Batch]) -> Iterator[None]:
+    """One hook per requested layer at its residual site; the deepest one stops the forward pass."""
     deepest = layers[-1]
     handles = []
 
-    def on_input(module, args, kwargs):
-        state["batch"].record(0, args[0] if args else kwargs["hidden_states"])
-        if deepest == 0:
-            raise _StopForward
-
-    def on_output(slot: int, stop: bool):
-        def hook(module, args, output):
-            state["batch"].record(slot, _block_output(output))
+    def recorder(slot: int, stop: bool):
+        def hook(hidden: Tensor) -> None:
+            state["batch"].record(slot, hidden)
             if stop:
                 raise _StopForward
+
         return hook
 
     try:
-        if layers[0] == 0:
-            handles.append(blocks[0].register_forward_pre_hook(on_input, with_kwargs=True))
         for slot, layer in enumerate(layers):
-            if 0 < layer < num_layers:
-                handles.append(blocks[layer - 1].register_forward_hook(on_output(slot, layer == deepest)))
+            handles.append(residual_site(model, layer).register(recorder(slot, layer == deepest)))
         yield
     finally:
         for handle in handles:
             handle.remove()
-
-
-def decoder_stack(model: nn.Module) -> nn.Module:
-    """The base model under the LM head (`model.model` for most causal LMs), PEFT wrapper removed."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inner.base_model
-
-
-def _batches(order: list[int], batch_size: int) -> Iterator[list[int]]:
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
 
 
 def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object], *,
@@ -212,9 +190,9 @@ def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object
     layers = resolve_layers(layers, lm.num_layers)
     device, hidden = lm.device, lm.hidden_size
     encoded = encode_pairs(lm.tokenizer, prompts, answers)
-    order = sorted((i for i, e in enumerate(encoded) if e.ids), key=lambda i: -len(encoded[i].ids))
+    kept = [i for i, e in enumerate(encoded) if e.ids]
+    batches = [[kept[j] for j in rows] for rows in length_sorted_batches([len(encoded[i].ids) for i in kept], batch_size)]
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    final_slot = layers.index(lm.num_layers) if lm.num_layers in layers else None
 
     has = {"prompt_avg": [e.n_prompt > 0 for e in encoded],
            "response_avg": [len(e.ids) > e.n_prompt for e in encoded]}
@@ -224,16 +202,14 @@ def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object
     sums = torch.zeros(shape, device=device)
     state: dict[str, _Batch] = {}
     base = decoder_stack(lm.model)
-    bar = tqdm(total=len(order), desc="activations", unit="sample", disable=not progress)
-    with torch.inference_mode(), _layer_hooks(lm.model, layers, lm.num_layers, state), bar:
-        for idx in _batches(order, batch_size):
+    bar = tqdm(total=len(kept), desc="activations", unit="sample", disable=not progress)
+    with torch.inference_mode(), _layer_hooks(lm.model, layers, state), bar:
+        for idx in batches:
             batch = state["batch"] = _Batch([encoded[i] for i in idx], len(layers), hidden, pad_id,
                                             padding_side == "left", device)
             try:
-                output = base(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                              position_ids=batch.position_ids, use_cache=False)
-                if final_slot is not None:
-                    batch.record(final_slot, output.last_hidden_state)
+                base(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                     position_ids=batch.position_ids, use_cache=False)
             except _StopForward:
                 pass
             if per_sample is not None:
@@ -241,7 +217,7 @@ def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object
             else:  # a part a sample lacks has zero weights, so it adds nothing to the sums
                 sums += batch.out.sum(0)
             bar.update(len(idx))
-    log.debug("captured %d samples at %d layers", len(order), len(layers))
+    log.debug("captured %d samples at %d layers", len(kept), len(layers))
 
     counts = {kind: sum(flags) for kind, flags in has.items()}
     if per_sample is not None:

@@ -8,6 +8,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from persona.steering import Op, Positions, Steer
+from persona.vectors import PersonaVector
+
 T = TypeVar("T")
 
 
@@ -28,6 +31,26 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], T] = st
             except ValueError:
                 raise argparse.ArgumentTypeError(f"invalid value {part!r}") from None
     return out
+
+
+def broadcast(flag: str, values: Sequence[T], n: int) -> list[T]:
+    """Pair list flags: a single value broadcasts to `n`, otherwise lengths must match."""
+    values = list(values)
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"--{flag} has {len(values)} values but {n} are needed (one each, or a single value)")
+    return values
+
+
+def load_steers(vector_paths: Sequence[str], layers: Sequence[int], coefs: Sequence[float],
+                positions: Positions = "response", op: Op = "add") -> list[Steer]:
+    """Steers from the --vector_path/--layer/--coef lists: they pair up; a single value broadcasts."""
+    n = max(len(vector_paths), len(layers), len(coefs))
+    paths = broadcast("vector_path", vector_paths, n)
+    vectors = {p: PersonaVector.load(p) for p in dict.fromkeys(paths)}
+    return [Steer(vectors[p], layer=int(layer), coef=float(c), positions=positions, op=op)
+            for p, layer, c in zip(paths, broadcast("layer", layers, n), broadcast("coef", coefs, n))]
 
 
 def setup_logging(verbose: bool = False) -> None:

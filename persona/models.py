@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from persona.settings import cache_dir
+from persona.sites import decoder_layers
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +49,6 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-
-def decoder_stack(model: nn.Module) -> nn.Module:
-    """The module that owns the decoder blocks (`.layers`), for plain and PEFT-wrapped models."""
-    seen = model
-    for _ in range(6):
-        if isinstance(getattr(seen, "layers", None), nn.ModuleList):
-            return seen
-        inner = getattr(seen, "model", None) or getattr(seen, "base_model", None)
-        if inner is None or inner is seen:
-            break
-        seen = inner
-    raise TypeError(f"cannot find decoder layers on {type(model).__name__}")
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a causal LM, plain or PEFT-wrapped (block L outputs hidden_states[L])."""
-    return decoder_stack(model).layers
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -25,8 +25,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from persona.models import decoder_stack
-from persona.vectors import load_vector, vector_at_layer
+from persona.sites import decoder_layers, decoder_stack, residual_site
+from persona.vectors import PersonaVector, as_tensor, vector_at_layer
 
 Positions = Literal["response", "prompt", "all"]
 Op = Literal["add", "ablate"]
@@ -39,12 +39,13 @@ _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary
 class Steer:
     """One intervention at one layer; several may be active at once.
 
+    `vector` is a `PersonaVector` or a `[num_layers+1, hidden]` (or `[hidden]`) tensor.
     `coef` may be a float or a `[batch]` tensor of per-row coefficients. `op="ablate"`
     removes `coef` times the component along the unit vector (1.0, the default, removes
     it fully; a per-row 0/1 tensor ablates some rows only).
     """
 
-    vector: torch.Tensor
+    vector: torch.Tensor | PersonaVector
     layer: int
     coef: float | torch.Tensor = 1.0
     positions: Positions = "response"
@@ -92,18 +93,8 @@ class _CallState:
         return self._masks[positions]
 
 
-def _layer_module(stack: nn.Module, layer: int) -> nn.Module:
-    """The module whose output is `hidden_states[layer]` (the last one is after the final norm)."""
-    if layer == 0:
-        return stack.get_input_embeddings()
-    if layer == len(stack.layers) and isinstance(getattr(stack, "norm", None), nn.Module):
-        return stack.norm
-    return stack.layers[layer - 1]
-
-
 def _make_hook(steer: Steer, direction: torch.Tensor, state: _CallState):
-    def hook(_module: nn.Module, _inputs: tuple, output):
-        hidden = output[0] if isinstance(output, tuple) else output
+    def hook(hidden: torch.Tensor) -> torch.Tensor:
         mask = state.mask(steer.positions).to(hidden.dtype)
         coef = steer.coef
         if isinstance(coef, torch.Tensor) and coef.dim() > 0:
@@ -114,19 +105,18 @@ def _make_hook(steer: Steer, direction: torch.Tensor, state: _CallState):
             change = -(hidden @ direction).unsqueeze(-1) * direction
         else:
             change = direction
-        steered = hidden + mask * (coef * change)
-        return (steered, *output[1:]) if isinstance(output, tuple) else steered
+        return hidden + mask * (coef * change)
 
     return hook
 
 
-def _direction(steer: Steer, stack: nn.Module, num_layers: int, ref: torch.Tensor) -> torch.Tensor:
+def _direction(steer: Steer, num_layers: int, ref: torch.Tensor) -> torch.Tensor:
     if steer.positions not in POSITIONS:
         raise ValueError(f"positions must be one of {POSITIONS}, got {steer.positions!r}")
     if steer.op not in ("add", "ablate"):
         raise ValueError(f"op must be 'add' or 'ablate', got {steer.op!r}")
-    hidden = stack.get_input_embeddings().weight.shape[1]
-    vec = vector_at_layer(steer.vector, steer.layer, num_layers=num_layers, hidden_size=hidden,
+    hidden = ref.shape[1]
+    vec = vector_at_layer(as_tensor(steer.vector), steer.layer, num_layers=num_layers, hidden_size=hidden,
                           source="steering vector").to(ref.device, ref.dtype)
     if steer.op == "ablate":
         norm = vec.norm()
@@ -138,9 +128,9 @@ def _direction(steer: Steer, stack: nn.Module, num_layers: int, ref: torch.Tenso
 
 def check_steers(model: nn.Module, steers: Sequence[Steer]) -> list[torch.Tensor]:
     """Validate steers against the model (size, layer range, options); the per-steer directions."""
-    stack = decoder_stack(model)
-    ref = stack.get_input_embeddings().weight
-    return [_direction(s, stack, len(stack.layers), ref) for s in steers]
+    ref = decoder_stack(model).get_input_embeddings().weight
+    n_layers = len(decoder_layers(model))
+    return [_direction(s, n_layers, ref) for s in steers]
 
 
 @contextlib.contextmanager
@@ -153,7 +143,7 @@ def steering(model: nn.Module, steers: Sequence[Steer]) -> Iterator[None]:
     try:
         handles.append(stack.register_forward_pre_hook(lambda _m, a, k: state.update(a, k), with_kwargs=True))
         for steer, direction in zip(steers, directions):
-            handles.append(_layer_module(stack, steer.layer).register_forward_hook(_make_hook(steer, direction, state)))
+            handles.append(residual_site(model, steer.layer).register(_make_hook(steer, direction, state)))
         _ACTIVE[stack] = _ACTIVE.get(stack, 0) + 1
         yield
     finally:
@@ -168,22 +158,3 @@ def steering(model: nn.Module, steers: Sequence[Steer]) -> Iterator[None]:
 def is_steered(model: nn.Module) -> bool:
     """True while a `steering` context is active on this model (judges refuse to score then)."""
     return _ACTIVE.get(decoder_stack(model), 0) > 0
-
-
-def broadcast(name: str, values: Sequence, n: int) -> list:
-    """Pair list flags: a single value broadcasts to `n`, otherwise lengths must match."""
-    values = list(values)
-    if len(values) == 1:
-        return values * n
-    if len(values) != n:
-        raise ValueError(f"--{name} has {len(values)} values but {n} are needed (one each, or a single value)")
-    return values
-
-
-def load_steers(vector_paths: Sequence[str], layers: Sequence[int], coefs: Sequence[float],
-                positions: Positions = "response", op: Op = "add") -> list[Steer]:
-    """Steers from CLI lists: paths, layers and coefs pair up; a single value broadcasts."""
-    n = max(len(vector_paths), len(layers), len(coefs))
-    paths = broadcast("vector_path", vector_paths, n)
-    return [Steer(load_vector(p), layer=int(layer), coef=float(c), positions=positions, op=op)
-            for p, layer, c in zip(paths, broadcast("layer", layers, n), broadcast("coef", coefs, n))]

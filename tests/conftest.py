@@ -50,14 +50,25 @@ def build_tokenizer():
     return fast
 
 
+FAMILIES = ("llama", "qwen", "gemma", "mistral")
+
+
 def build_model(family: str, vocab_size: int, layers: int = 3):
-    """A random-weight causal LM of the given family (hidden 64)."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    """A random-weight causal LM of the given family (hidden 64).
+
+    Gemma scales its embeddings by sqrt(hidden) and offsets its norm weights; Mistral is
+    the Llama layout under another class: the hook-site parity tests run on all four.
+    """
+    from transformers import AutoModelForCausalLM, GemmaConfig, LlamaConfig, MistralConfig, Qwen2Config
 
     common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                   bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    config = LlamaConfig(**common) if family == "llama" else Qwen2Config(**common, tie_word_embeddings=True)
+    configs = {"llama": lambda: LlamaConfig(**common),
+               "qwen": lambda: Qwen2Config(**common, tie_word_embeddings=True),
+               "gemma": lambda: GemmaConfig(**common, head_dim=16),
+               "mistral": lambda: MistralConfig(**common, sliding_window=None)}
+    config = configs[family]()
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config).eval()
 
@@ -82,6 +93,23 @@ def tiny_llama_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     build_model("llama", len(tiny_tokenizer)).save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def family_model_dir(request, tmp_path_factory, tiny_tokenizer) -> Path:
+    """A saved tiny model directory for every supported family (hook-site parity tests)."""
+    path = tmp_path_factory.mktemp(f"tiny-family-{request.param}")
+    build_model(request.param, len(tiny_tokenizer)).save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def family_lm(family_model_dir):
+    """A LoadedModel of each family: Llama, Qwen, Gemma (scaled embeddings), Mistral."""
+    from persona.models import load_model
+
+    return load_model(str(family_model_dir), device="cpu", dtype="float32")
 
 
 @pytest.fixture

@@ -42,6 +42,17 @@ def test_batched_capture_equals_naive_per_sample_loop(tiny_lm, padding_side, bat
             torch.testing.assert_close(acts[kind][i], expected[kind], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_capture_equals_hidden_states_on_every_family(family_lm, padding_side):
+    """Every layer's hook site reports `hidden_states[L]`, also where embeddings are scaled (Gemma)."""
+    prompts = chat(family_lm.tokenizer, QUESTIONS)
+    acts = capture(family_lm, prompts, ANSWERS, batch_size=2, padding_side=padding_side, progress=False)
+    for i, (p, a) in enumerate(zip(prompts, ANSWERS)):
+        expected = naive(family_lm.model, family_lm.tokenizer, p, a)
+        for kind in VECTOR_KINDS:
+            torch.testing.assert_close(acts[kind][i], expected[kind], atol=1e-4, rtol=1e-4)
+
+
 def test_mean_reduction_equals_mean_of_naive_samples(tiny_lm):
     prompts = chat(tiny_lm.tokenizer, QUESTIONS)
     means = capture(tiny_lm, prompts, ANSWERS, batch_size=2, reduce="mean", progress=False)

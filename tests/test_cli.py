@@ -1,8 +1,10 @@
 import argparse
 
 import pytest
+import torch
 
-from persona.cli import split_list
+from persona.cli import load_steers, split_list
+from persona.vectors import save_vector
 
 
 def test_split_list_accepts_separate_and_quoted_forms():
@@ -31,3 +33,15 @@ def test_run_cli_turns_input_errors_into_one_line_and_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: 0)
     assert exit_info.value.code == 0
+
+
+def test_load_steers_pairs_and_broadcasts(tmp_path):
+    vectors = {name: torch.randn(4, 8, generator=torch.Generator().manual_seed(seed))
+               for name, seed in (("a", 1), ("b", 2))}
+    for name, vector in vectors.items():
+        save_vector(tmp_path / f"{name}.pt", vector)
+    steers = load_steers([str(tmp_path / "a.pt"), str(tmp_path / "b.pt")], [1, 2], [0.5])
+    assert [(s.layer, s.coef) for s in steers] == [(1, 0.5), (2, 0.5)]
+    torch.testing.assert_close(steers[1].vector.tensor, vectors["b"])
+    with pytest.raises(ValueError, match="--vector_path has 2 values but 3 are needed"):
+        load_steers([str(tmp_path / "a.pt"), str(tmp_path / "b.pt")], [1], [1, 2, 3])

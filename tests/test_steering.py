@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from persona.models import decoder_layers
-from persona.steering import Steer, is_steered, load_steers, steering
+from persona.sites import decoder_layers, decoder_stack
+from persona.steering import Steer, is_steered, steering
 from persona.vectors import VectorShapeError, save_vector
 
 
@@ -22,10 +22,14 @@ def _batch(lm, texts):
 
 
 def _block_output(lm, layer, ids, mask=None, steers=()):
-    """Residual stream after block `layer` (read at the input of the next module, after all hooks)."""
+    """The residual stream `hidden_states[layer]` as the next computation reads it, after all steering hooks.
+
+    Read at the input norm of block `layer` (steering at layer 0 is a pre-hook on that block itself), or at
+    the LM head for the last layer.
+    """
     seen = {}
-    stack = lm.model.model
-    target = stack.layers[layer] if layer < lm.num_layers else lm.model.lm_head
+    stack = decoder_stack(lm.model)
+    target = stack.layers[layer].input_layernorm if layer < lm.num_layers else lm.model.lm_head
     handle = target.register_forward_pre_hook(lambda _m, args: seen.setdefault("h", args[0].clone()))
     try:
         _logits(lm, ids, mask, steers)
@@ -114,14 +118,14 @@ def test_per_row_coefficients_equal_separate_runs(tiny_lm):
         torch.testing.assert_close(batched[row], sep[row], atol=1e-5, rtol=1e-5)
 
 
-def test_steered_stream_matches_hidden_states_at_every_layer(tiny_lm):
-    """What a steer adds at layer L is what `hidden_states[L]` reports, the last layer included."""
+def test_steered_stream_matches_hidden_states_at_every_layer(family_lm):
+    """What a steer adds at layer L is what `hidden_states[L]` reports, on every family, the last layer included."""
     ids = torch.tensor([[5, 17, 42]])
-    vec = _vector(tiny_lm)
-    for layer in range(tiny_lm.num_layers + 1):
+    vec = _vector(family_lm)
+    for layer in range(family_lm.num_layers + 1):
         with torch.no_grad():
-            plain = tiny_lm.model(input_ids=ids, output_hidden_states=True).hidden_states[layer]
-        steered = _block_output(tiny_lm, layer, ids, steers=[Steer(vec, layer, 1.0, "all")])
+            plain = family_lm.model(input_ids=ids, output_hidden_states=True).hidden_states[layer]
+        steered = _block_output(family_lm, layer, ids, steers=[Steer(vec, layer, 1.0, "all")])
         torch.testing.assert_close(steered, plain + vec[layer], atol=1e-4, rtol=1e-4)
 
 
@@ -173,13 +177,3 @@ def test_bad_vector_size_and_layer_are_clear_errors(tiny_lm):
         with steering(tiny_lm.model, [Steer(_vector(tiny_lm), 9)]):
             pass
     assert not is_steered(tiny_lm.model)
-
-
-def test_load_steers_pairs_and_broadcasts(tiny_lm, tmp_path):
-    for name, seed in (("a", 1), ("b", 2)):
-        save_vector(tmp_path / f"{name}.pt", _vector(tiny_lm, seed))
-    steers = load_steers([str(tmp_path / "a.pt"), str(tmp_path / "b.pt")], [1, 2], [0.5])
-    assert [(s.layer, s.coef) for s in steers] == [(1, 0.5), (2, 0.5)]
-    torch.testing.assert_close(steers[1].vector, _vector(tiny_lm, 2))
-    with pytest.raises(ValueError, match="--vector_path has 2 values but 3 are needed"):
-        load_steers([str(tmp_path / "a.pt"), str(tmp_path / "b.pt")], [1], [1, 2, 3])
