@@ -1,46 +1,81 @@
-"""Persona vector files: load (seed bare tensors or the project's dict format) and save.
+"""Persona vectors: the `[num_layers + 1, hidden]` tensor, its metadata, and the files they live in.
 
-A vector file holds a float tensor `[num_layers + 1, hidden]`: row 0 is the embedding
-output and row L the output of decoder block L (= `hidden_states[L]`).
+Row L of a vector is `hidden_states[L]`: row 0 the embedding output, row L the output of
+decoder block L (the last row after the final norm). On disk a vector is a bare float32
+tensor (the original study's format, readable by its code) and the metadata lives in
+`<trait>_vectors.json` beside it, one file per trait and folder for all its kinds.
+
+`PersonaVector` wraps both so a notebook can do arithmetic, compare vectors and steer:
+
+    evil = PersonaVector.load("output/persona_vectors/model/evil_response_avg_diff.pt")
+    with evil.apply(lm.model, layer=20, coef=1.5):
+        ...
+    handle = (evil - 0.5 * humor).attach(lm.model, layer=20, coef=2.0); ...; handle.remove()
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor, nn
 
-from persona.io import save_tensor
+from persona.io import save_tensor, write_json
+
+if TYPE_CHECKING:
+    from persona.steering import Op, Positions, Steer
+
+log = logging.getLogger(__name__)
 
 VECTOR_KINDS = ("prompt_avg", "response_avg", "prompt_last")
+LAYER_CONVENTION = ("row L = hidden_states[L]: row 0 = embedding output, row L = output of decoder block L "
+                    "(the last row after the model's final norm)")
+_FILE_NAME = re.compile(r"(?P<trait>.+)_(?P<kind>" + "|".join(VECTOR_KINDS) + r")_diff\.pt")
 
 
 class VectorShapeError(ValueError):
     """A vector does not fit the model or the requested layer."""
 
 
-def load_vector(path: str | os.PathLike) -> torch.Tensor:
-    """Load a persona vector file safely (`weights_only=True`) as a float32 2-D tensor.
+class VectorFileError(ValueError):
+    """A vector file exists but does not hold a persona vector."""
 
-    Accepts a bare tensor (as the seed project wrote) or a dict with a `vector` entry.
+
+def load_vector(path: str | os.PathLike) -> Tensor:
+    """Load a persona vector file safely (`weights_only=True`) as a float32 1-D or 2-D tensor.
+
+    Accepts a bare tensor (as the original study wrote) or a dict with a `vector` entry.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"vector file {path} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a pickle with code in it, a truncated or non-torch file
+        raise VectorFileError(f"{path} is not a readable tensor file ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'}); "
+                              "pass a .pt file written by generate_vec.py") from err
     if isinstance(obj, dict):
         if "vector" not in obj:
-            raise ValueError(f"{path}: dict without a 'vector' entry (keys: {sorted(obj)})")
+            raise VectorFileError(f"{path}: dict without a 'vector' entry (keys: {sorted(obj)})")
         obj = obj["vector"]
-    if not isinstance(obj, torch.Tensor) or obj.dim() not in (1, 2):
-        raise ValueError(f"{path}: expected a [num_layers+1, hidden] tensor, got "
-                         f"{type(obj).__name__} {getattr(obj, 'shape', '')}")
+    if not isinstance(obj, Tensor) or obj.dim() not in (1, 2):
+        raise VectorFileError(f"{path}: expected a [num_layers+1, hidden] tensor, got "
+                              f"{type(obj).__name__} {tuple(getattr(obj, 'shape', ()))}")
     return obj.float()
 
 
-def vector_at_layer(vector: torch.Tensor, layer: int, *, num_layers: int, hidden_size: int,
-                    source: str = "vector") -> torch.Tensor:
+def vector_at_layer(vector: Tensor, layer: int, *, num_layers: int, hidden_size: int,
+                    source: str = "vector") -> Tensor:
     """Row `layer` of a `[num_layers+1, hidden]` vector (a 1-D vector is used as is), checked."""
     if not 0 <= layer <= num_layers:
         raise VectorShapeError(f"layer {layer} is out of range: the model has layers 0..{num_layers} "
@@ -55,6 +90,193 @@ def vector_at_layer(vector: torch.Tensor, layer: int, *, num_layers: int, hidden
     return vector
 
 
-def save_vector(path: str | os.PathLike, vector: torch.Tensor) -> None:
-    """Write a vector as a bare float32 tensor (readable by the seed project too), atomically."""
+def save_vector(path: str | os.PathLike, vector: Tensor) -> None:
+    """Write a vector as a bare float32 tensor (readable by the original code too), atomically."""
     save_tensor(path, vector.detach().to("cpu", torch.float32).contiguous())
+
+
+def metadata_path(vector_path: str | os.PathLike) -> Path | None:
+    """`<trait>_vectors.json` beside a `<trait>_<kind>_diff.pt` file (None for other file names)."""
+    path = Path(vector_path)
+    match = _FILE_NAME.fullmatch(path.name)
+    return path.with_name(f"{match['trait']}_vectors.json") if match else None
+
+
+@dataclass
+class PersonaVector:
+    """A `[num_layers + 1, hidden]` trait direction plus where it came from.
+
+    `meta` keeps every other field of the metadata file (judge, thresholds, counts, sources).
+    Arithmetic returns new vectors; combining vectors of different shapes is refused and of
+    different models warned about (the result keeps the left operand's metadata).
+    """
+
+    tensor: Tensor
+    model: str | None = None
+    trait: str | None = None
+    kind: str | None = None
+    judge: Any = None
+    layer_convention: str = LAYER_CONVENTION
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tensor, Tensor) or self.tensor.dim() not in (1, 2):
+            raise VectorShapeError(f"a persona vector is a [num_layers+1, hidden] tensor, got "
+                                   f"{type(self.tensor).__name__} {tuple(getattr(self.tensor, 'shape', ()))}")
+
+    # --- files ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PersonaVector:
+        """Read a vector file (bare tensor or `{'vector': ...}`) and its metadata file when present."""
+        tensor = load_vector(path)
+        meta_file = metadata_path(path)
+        match = _FILE_NAME.fullmatch(Path(path).name)
+        if meta_file is None or not meta_file.is_file():
+            return cls(tensor, trait=match["trait"] if match else None, kind=match["kind"] if match else None)
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            log.warning("ignoring unreadable vector metadata %s: %s", meta_file, err)
+            meta = {}
+        rest = {k: v for k, v in meta.items() if k not in ("model", "trait", "judge", "layer_convention")}
+        assert match is not None  # metadata_path found a match
+        return cls(tensor, model=meta.get("model"), trait=meta.get("trait", match["trait"]), kind=match["kind"],
+                   judge=meta.get("judge", meta.get("judge_column")),
+                   layer_convention=meta.get("layer_convention", LAYER_CONVENTION), meta=rest)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the bare tensor and merge this vector's metadata into `<trait>_vectors.json` (atomically)."""
+        path = Path(path)
+        save_vector(path, self.tensor)
+        meta_file = metadata_path(path)
+        if meta_file is None:
+            meta_file = path.with_suffix(".json")
+        existing = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        files = {**existing.get("files", {}), **({self.kind: path.name} if self.kind else {})}
+        write_json(meta_file, {**existing, **self.meta, "model": self.model, "trait": self.trait,
+                               "judge": self.judge, "layer_convention": self.layer_convention,
+                               "shape": list(self.tensor.shape), "files": files})
+        return meta_file
+
+    # --- shape and layers ----------------------------------------------------------------
+    @property
+    def shape(self) -> torch.Size:
+        return self.tensor.shape
+
+    @property
+    def num_layers(self) -> int:
+        """Decoder blocks of the model this vector fits (rows - 1)."""
+        return self.tensor.shape[0] - 1
+
+    def at(self, layer: int) -> Tensor:
+        """The `[hidden]` row of `layer` (0 = embeddings, L = output of block L)."""
+        if self.tensor.dim() == 1:
+            return self.tensor
+        if not 0 <= layer <= self.num_layers:
+            raise VectorShapeError(f"layer {layer} is out of range: this vector has layers 0..{self.num_layers}")
+        return self.tensor[layer]
+
+    def norm(self, layer: int) -> float:
+        return float(self.at(layer).norm())
+
+    def cos(self, other: PersonaVector | Tensor, layer: int) -> float:
+        """Cosine similarity with `other` at `layer`."""
+        b = other.at(layer) if isinstance(other, PersonaVector) else _as_vector(other).at(layer)
+        a = self.at(layer)
+        if a.shape != b.shape:
+            raise VectorShapeError(f"cannot compare vectors of size {tuple(a.shape)} and {tuple(b.shape)}")
+        return float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=0))
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> PersonaVector:
+        return replace(self, tensor=self.tensor.to(device=device, dtype=dtype))
+
+    # --- arithmetic ----------------------------------------------------------------------
+    def _combine(self, other: object, op: str) -> PersonaVector:
+        if isinstance(other, PersonaVector):
+            if other.shape != self.shape:
+                raise VectorShapeError(f"cannot {op} vectors of shapes {tuple(self.shape)} and {tuple(other.shape)}")
+            if self.model and other.model and self.model != other.model:
+                warnings.warn(f"combining vectors of different models ({self.model!r} and {other.model!r})",
+                              stacklevel=3)
+            rhs: Tensor | float = other.tensor
+        elif isinstance(other, int | float):
+            rhs = float(other)
+        else:
+            return NotImplemented
+        fn = {"add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "divide": torch.div}[op]
+        return replace(self, tensor=fn(self.tensor, rhs), meta=dict(self.meta))
+
+    def __add__(self, other: object) -> PersonaVector:
+        if not isinstance(other, PersonaVector):
+            return NotImplemented  # adding a number to a direction is almost always a mistake
+        return self._combine(other, "add")
+
+    def __sub__(self, other: object) -> PersonaVector:
+        if not isinstance(other, PersonaVector):
+            return NotImplemented
+        return self._combine(other, "subtract")
+
+    def __mul__(self, other: object) -> PersonaVector:
+        return self._combine(other, "multiply")
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: object) -> PersonaVector:
+        return self._combine(other, "divide")
+
+    def __neg__(self) -> PersonaVector:
+        return replace(self, tensor=-self.tensor, meta=dict(self.meta))
+
+    # --- steering ------------------------------------------------------------------------
+    def steer(self, layer: int, coef: float | Tensor = 1.0, positions: Positions = "response",
+              op: Op = "add") -> Steer:
+        """This vector as one `Steer` (add `coef * v[layer]`, or ablate its direction)."""
+        from persona.steering import Steer
+
+        return Steer(self, layer=layer, coef=coef, positions=positions, op=op)
+
+    @contextlib.contextmanager
+    def apply(self, model: nn.Module, layer: int, coef: float | Tensor = 1.0, positions: Positions = "response",
+              op: Op = "add") -> Iterator[None]:
+        """Steer `model` inside the `with` block; the hooks are removed on exit, whatever happens."""
+        from persona.steering import steering
+
+        with steering(_unwrap(model), [self.steer(layer, coef, positions, op)]):
+            yield
+
+    def attach(self, model: nn.Module, layer: int, coef: float | Tensor = 1.0, positions: Positions = "response",
+               op: Op = "add") -> SteeringHandle:
+        """Steer `model` until `handle.remove()` (for notebooks, where a `with` block is awkward)."""
+        return SteeringHandle(self.apply(model, layer, coef, positions, op))
+
+
+class SteeringHandle:
+    """An active steering context that lasts until `remove()` (idempotent)."""
+
+    def __init__(self, context: contextlib.AbstractContextManager[None]) -> None:
+        self._context: contextlib.AbstractContextManager[None] | None = context
+        context.__enter__()
+
+    @property
+    def active(self) -> bool:
+        return self._context is not None
+
+    def remove(self) -> None:
+        if self._context is not None:
+            context, self._context = self._context, None
+            context.__exit__(None, None, None)
+
+
+def _unwrap(model: Any) -> nn.Module:
+    """Accept a `LoadedModel` as well as the torch model itself."""
+    inner = getattr(model, "model", None)
+    return inner if isinstance(inner, nn.Module) and not isinstance(model, nn.Module) else model
+
+
+def _as_vector(value: PersonaVector | Tensor) -> PersonaVector:
+    return value if isinstance(value, PersonaVector) else PersonaVector(value.float())
+
+
+def as_tensor(value: PersonaVector | Tensor) -> Tensor:
+    """The raw tensor of a vector given as a `PersonaVector` or a tensor."""
+    return value.tensor if isinstance(value, PersonaVector) else value
