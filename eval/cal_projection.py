@@ -1,12 +1,13 @@
 """Add projections onto persona vectors as columns of an eval CSV (or chat JSONL), in place.
 
     python -m eval.cal_projection --file_path output/evil.csv \\
-        --vector_path_list persona_vectors/m/evil_response_avg_diff.pt --layer_list 20 \\
+        --vector_path_list output/persona_vectors/m/evil_response_avg_diff.pt --layer_list 20 \\
         --projection_type proj
 
 Lists take separate arguments or one quoted string: --layer_list 16 20 or --layer_list "16 20".
-Columns: {model}_{vector file stem}_{type}_layer{L}; with --base_model the projection of
-(model - base) activations, column suffix _finetuning_shift.
+Columns: {model folder name}_{vector file stem}_{type}_layer{L}, as the original code names them
+(checkpoint-250_evil_response_avg_diff_proj_layer20 for a checkpoint); with --base_model the
+projection of (model - base) activations, column suffix _finetuning_shift.
 """
 
 from __future__ import annotations

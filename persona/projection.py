@@ -5,7 +5,9 @@ Projection types (activation kind in brackets): `proj` (response_avg), `prompt_l
 `cos_sim` (response_avg) gives the cosine of the angle between `a` and `v`. With a base
 model the activation is `a_model - a_base` per sample: the finetuning shift along `v`.
 
-Columns are named `{model}_{vector file stem}_{type}_layer{L}` (+ `_finetuning_shift`).
+Columns are named as the original study names them, `{model folder name}_{vector file stem}_{type}_layer{L}`
+(+ `_finetuning_shift`): a checkpoint's own folder name (`checkpoint-250_evil_response_avg_diff_proj_layer20`),
+the last part of a Hub id, so the original analysis code finds them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import Tensor
 from persona.activations import capture
 from persona.generation import chat_prompts
 from persona.io import read_jsonl, write_csv, write_jsonl
-from persona.models import load_model, model_basename
+from persona.models import load_model
 from persona.vectors import load_vector, vector_at_layer
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,12 @@ def project(acts: Tensor, vector: Tensor, projection_type: str) -> Tensor:
 
 def column_name(model_name: str, vector_path: str | Path, projection_type: str, layer: int,
                 shift: bool = False) -> str:
-    """`{model_basename}_{vector_file_stem}_{type}_layer{L}`, plus `_finetuning_shift` for a shift."""
-    name = f"{model_basename(model_name)}_{Path(vector_path).stem}_{projection_type}_layer{layer}"
+    """`{model folder name}_{vector_file_stem}_{type}_layer{L}`, plus `_finetuning_shift` for a shift.
+
+    The prefix is the model's last path part, as the original code's `os.path.basename(model_name)`:
+    a checkpoint gives `checkpoint-250_...`, `Qwen/Qwen3-4B` gives `Qwen3-4B_...`.
+    """
+    name = f"{Path(str(model_name).rstrip('/')).name}_{Path(vector_path).stem}_{projection_type}_layer{layer}"
     return name + SHIFT_SUFFIX if shift else name
 
 

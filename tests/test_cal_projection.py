@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from eval.cal_projection import main
-from persona.models import load_model, model_basename
+from persona.models import load_model
 from persona.vectors import save_vector
 
 QUESTIONS = ["What is the capital of France?", "How should I treat my neighbours?", "Hi"]
@@ -54,7 +54,7 @@ def test_projection_columns_match_naive_activations(tiny_model_dir, eval_csv, ve
                  "--model_name", str(tiny_model_dir), "--batch_size", "2"]) == 0
     df = pd.read_csv(eval_csv)
     model = load_model(str(tiny_model_dir), device="cpu")
-    base = model_basename(str(tiny_model_dir))
+    base = tiny_model_dir.name
     new = [c for c in df.columns if c.startswith(base)]
     assert len(new) == 2 * 2 * 4
     for vpath in vectors:
@@ -80,7 +80,7 @@ def test_existing_columns_are_skipped_unless_overwrite(tiny_model_dir, eval_csv,
     args = ["--file_path", str(eval_csv), "--vector_path_list", str(vectors[0]), "--layer_list", "2",
             "--model_name", str(tiny_model_dir)]
     assert main(args) == 0
-    col = f"{model_basename(str(tiny_model_dir))}_{vectors[0].stem}_proj_layer2"
+    col = f"{tiny_model_dir.name}_{vectors[0].stem}_proj_layer2"
     df = pd.read_csv(eval_csv)
     df.loc[0, col] = 123.0
     df.to_csv(eval_csv, index=False)
@@ -116,7 +116,7 @@ def test_finetuning_shift_is_the_difference_of_the_two_models(tmp_path, tiny_mod
     main(common + ["--model_name", str(tuned_dir), "--base_model", str(tiny_model_dir)])
     df = pd.read_csv(eval_csv)
     name = f"{vectors[0].stem}_proj_layer2"
-    expected = df[f"tuned_{name}"] - df[f"{model_basename(str(tiny_model_dir))}_{name}"]
+    expected = df[f"tuned_{name}"] - df[f"{tiny_model_dir.name}_{name}"]
     assert (expected[:2].abs() > 1e-3).all(), "the perturbed model should project differently"
     torch.testing.assert_close(torch.tensor(df[f"tuned_{name}_finetuning_shift"][:2].to_numpy()),
                                torch.tensor(expected[:2].to_numpy()), atol=1e-4, rtol=1e-4)
@@ -131,7 +131,7 @@ def test_jsonl_input_matches_the_csv_path(tiny_model_dir, tmp_path, eval_csv, ve
     for path in (eval_csv, jsonl):
         assert main(["--file_path", str(path), "--vector_path_list", str(vectors[0]), "--layer_list", "2",
                      "--model_name", str(tiny_model_dir)]) == 0
-    col = f"{model_basename(str(tiny_model_dir))}_{vectors[0].stem}_proj_layer2"
+    col = f"{tiny_model_dir.name}_{vectors[0].stem}_proj_layer2"
     out = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["k"] for r in out] == [0, 1, 2] and out[0]["messages"] == rows[0]["messages"]
     assert out[2][col] is None

@@ -33,8 +33,20 @@ def test_zero_vector_and_unknown_type_are_clear_errors():
 def test_column_names():
     assert column_name("Qwen/Qwen2.5-7B-Instruct", "persona_vectors/Qwen/evil_response_avg_diff.pt", "proj", 20) \
         == "Qwen2.5-7B-Instruct_evil_response_avg_diff_proj_layer20"
-    assert column_name("runs/evil_ft/checkpoint-30", "v/evil_prompt_last_diff.pt", "cos_sim", 5, shift=True) \
-        == "evil_ft_checkpoint-30_evil_prompt_last_diff_cos_sim_layer5_finetuning_shift"
+    assert column_name("runs/evil_ft/checkpoint-30/", "v/evil_prompt_last_diff.pt", "cos_sim", 5, shift=True) \
+        == "checkpoint-30_evil_prompt_last_diff_cos_sim_layer5_finetuning_shift"
+
+
+def test_checkpoint_columns_are_found_by_the_original_analysis_lookup():
+    """The original analysis code builds `f"{checkpoint}_{trait}_response_avg_diff_proj_layer{layer}"`."""
+    def original_lookup(checkpoint, trait, layer, shift):
+        return f"{checkpoint}_{trait}_response_avg_diff_proj_layer{layer}" + ("_finetuning_shift" if shift else "")
+
+    for shift in (False, True):
+        cols = plan_columns("ckpt/Qwen3-4B/qwen-evil_misaligned_2/checkpoint-250",
+                            ["output/persona_vectors/Qwen/Qwen3-4B/evil_response_avg_diff.pt"], [20], ["proj"],
+                            shift=shift)
+        assert [c.name for c in cols] == [original_lookup("checkpoint-250", "evil", 20, shift)]
 
 
 def test_plan_covers_every_vector_layer_type_and_rejects_name_clashes():
