@@ -3,21 +3,32 @@
 A plain evaluation is a sweep with one cell. A sweep packs the rows of all its cells
 into shared generation batches (per-row coefficients and layers), so a small grid fills
 the batch; per-row seeds keep every cell equal to a run of that cell alone.
+
+Resume: each job's generated answers wait for judging in `<out>.answers.csv` with the
+settings that produced them in `<out>.answers.json`; a rerun reuses them only when the
+settings match (model weights, steering vectors and coefficients, sampling, seed,
+questions, code version) and otherwise says what differs and generates anew.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 import torch
 
 from persona.generation import GenerationBackend, SamplingParams, chat_prompts, row_seed
-from persona.steering import Steer
+from persona.io import read_table, write_csv, write_json
+from persona.steering import Positions, Steer
 from persona.traits import Trait
+from persona.vectors import PersonaVector, as_tensor
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +132,106 @@ def summarize(df: pd.DataFrame, columns: Sequence[str]) -> str:
 
 def sweep_filename(trait: str, steering_type: str, layer: int, coef: float) -> str:
     return f"{trait}_steer_{steering_type}_layer_{layer}_coef_{float(coef)!r}.csv"
+
+
+@dataclass
+class Job:
+    """One cell and the CSV its scored answers go to."""
+
+    cell: Cell
+    output: Path
+
+    @property
+    def answers_path(self) -> Path:
+        """Where generated answers wait for judging, so an interrupted run never regenerates them."""
+        return self.output.with_name(self.output.stem + ".answers.csv")
+
+    @property
+    def settings_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".answers.json")
+
+
+def sweep_jobs(trait_name: str, vector: PersonaVector | torch.Tensor, layers: Sequence[int], coefs: Sequence[float],
+               positions: Positions, output_dir: Path) -> list[Job]:
+    """The layer x coefficient grid of one vector, one job per cell named by `sweep_filename`."""
+    jobs = []
+    for layer, coef in itertools.product(layers, coefs):
+        name = sweep_filename(trait_name, positions, layer, coef)
+        jobs.append(Job(Cell(name, [Steer(vector, layer, coef, positions)]), output_dir / name))
+    return jobs
+
+
+def split_done(jobs: Sequence[Job], overwrite: bool = False) -> tuple[list[Job], list[Job]]:
+    """(jobs still to run, jobs whose scored CSV already exists); `overwrite` reruns everything."""
+    todo = [job for job in jobs if overwrite or not job.output.exists()]
+    return todo, [job for job in jobs if job not in todo]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def steer_fingerprint(steer: Steer) -> dict[str, Any]:
+    """What a steer contributes to generated answers: the vector's content, not its file name."""
+    vector = as_tensor(steer.vector).detach().to("cpu", torch.float32).contiguous()
+    coef = steer.coef.tolist() if isinstance(steer.coef, torch.Tensor) else float(steer.coef)
+    return {"vector_sha256": _digest(vector.numpy().tobytes()), "layer": steer.layer, "coef": coef,
+            "positions": steer.positions, "op": steer.op}
+
+
+def generation_fingerprint(model_id: str, samples: Sequence[Sample], params: SamplingParams, seed: int,
+                           cell: Cell) -> dict[str, Any]:
+    """Everything that determines a cell's answers (see the module docstring)."""
+    from persona import __version__
+
+    questions = json.dumps([(s.question_id, s.sample, s.messages) for s in samples], ensure_ascii=False)
+    return {"model": model_id, "questions_sha256": _digest(questions.encode()), "n_rows": len(samples),
+            "sampling": asdict(params), "seed": seed, "steers": [steer_fingerprint(s) for s in cell.steers],
+            "code_version": __version__}
+
+
+def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    return [key for key in sorted(set(saved) | set(wanted)) if saved.get(key) != wanted.get(key)]
+
+
+def load_saved_answers(job: Job, fingerprint: dict[str, Any]) -> pd.DataFrame | None:
+    """The job's saved answers if they were made with exactly these settings, else None (and why, logged)."""
+    if not job.answers_path.exists():
+        return None
+    saved = json.loads(job.settings_path.read_text()) if job.settings_path.exists() else {}
+    differ = _differences(saved, fingerprint)
+    if differ:
+        log.warning("not reusing %s: made with other settings (%s differ); generating anew",
+                    job.answers_path, ", ".join(differ))
+        return None
+    frame = read_table(job.answers_path, required=OUTPUT_COLUMNS)
+    frame["answer"] = frame["answer"].fillna("")
+    log.info("reusing generated answers from %s", job.answers_path)
+    return frame
+
+
+def answers_with_resume(jobs: Sequence[Job], samples: Sequence[Sample], backend: GenerationBackend, tokenizer,
+                        params: SamplingParams, seed: int, model_id: str) -> list[pd.DataFrame]:
+    """Answers for every job: saved ones whose settings match, the rest generated in shared batches."""
+    prints = [generation_fingerprint(model_id, samples, params, seed, job.cell) for job in jobs]
+    frames: dict[int, pd.DataFrame] = {}
+    for i, job in enumerate(jobs):
+        frame = load_saved_answers(job, prints[i])
+        if frame is not None:
+            frames[i] = frame
+    missing = [i for i in range(len(jobs)) if i not in frames]
+    if missing:
+        new = generate_cells(backend, tokenizer, samples, [jobs[i].cell for i in missing], params, seed)
+        for i, frame in zip(missing, new):  # settings last: answers without them are never reused
+            jobs[i].settings_path.unlink(missing_ok=True)
+            write_csv(jobs[i].answers_path, frame)
+            write_json(jobs[i].settings_path, prints[i])
+            frames[i] = frame
+    return [frames[i] for i in range(len(jobs))]
+
+
+def finish_job(job: Job, scored: pd.DataFrame) -> None:
+    """Write the scored CSV, then drop the answers that waited for judging."""
+    write_csv(job.output, scored)
+    job.answers_path.unlink(missing_ok=True)
+    job.settings_path.unlink(missing_ok=True)

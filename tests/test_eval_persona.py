@@ -89,6 +89,7 @@ def test_bad_vector_is_a_clear_error_before_generating(tiny_llama_dir, small_tra
 
 def test_interrupted_judging_resumes_from_saved_answers(tiny_llama_dir, small_trait, tmp_path, monkeypatch):
     import eval.eval_persona as cli
+    from persona import evaluation
 
     out = tmp_path / "r.csv"
 
@@ -100,7 +101,7 @@ def test_interrupted_judging_resumes_from_saved_answers(tiny_llama_dir, small_tr
         _run(tiny_llama_dir, small_trait, out)
     saved = pd.read_csv(tmp_path / "r.answers.csv", keep_default_na=False)
     monkeypatch.undo()
-    monkeypatch.setattr(cli, "generate_cells", lambda *a, **k: pytest.fail("answers should be reused"))
+    monkeypatch.setattr(evaluation, "generate_cells", lambda *a, **k: pytest.fail("answers should be reused"))
     assert _run(tiny_llama_dir, small_trait, out) == 0
     assert pd.read_csv(out, keep_default_na=False)["answer"].tolist() == saved["answer"].tolist()
 

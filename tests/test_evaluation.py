@@ -60,3 +60,57 @@ def test_zero_coefficient_reproduces_unsteered_answers(tiny_lm):
 def test_sweep_filename():
     assert sweep_filename("evil", "response", 12, 1.5) == "evil_steer_response_layer_12_coef_1.5.csv"
     assert sweep_filename("evil", "all", 8, 2) == "evil_steer_all_layer_8_coef_2.0.csv"
+
+
+def test_sweep_jobs_and_split_done(tmp_path):
+    from persona.evaluation import split_done, sweep_jobs
+
+    vec = torch.zeros(4, 8)
+    jobs = sweep_jobs("evil", vec, [1, 2], [0.5, 2.0], "response", tmp_path)
+    assert [j.output.name for j in jobs] == [sweep_filename("evil", "response", layer, coef)
+                                              for layer in (1, 2) for coef in (0.5, 2.0)]
+    assert [(s.layer, s.coef) for j in jobs for s in j.cell.steers] == [(1, 0.5), (1, 2.0), (2, 0.5), (2, 2.0)]
+    jobs[1].output.write_text("done")
+    todo, done = split_done(jobs)
+    assert done == [jobs[1]] and todo == [jobs[0], *jobs[2:]]
+    assert split_done(jobs, overwrite=True) == (jobs, [])
+    assert jobs[0].answers_path.name == jobs[0].output.stem + ".answers.csv"
+
+
+class _CountingBackend:
+    """Answers 'a<seed % 100>' and counts rows generated."""
+
+    def __init__(self):
+        self.rows = 0
+
+    def generate(self, prompts, params, seeds, steer_factory=None, progress=True):
+        self.rows += len(prompts)
+        return [f"a{s % 100}" for s in seeds]
+
+
+def test_resume_reuses_answers_only_when_every_setting_matches(tmp_path, tiny_tokenizer, caplog):
+    from persona.evaluation import Job, answers_with_resume
+
+    samples = build_samples(TRAIT, n_per_question=1)
+    vec = torch.ones(4, 8)
+    job = Job(Cell("steered", [Steer(vec, 1, 2.0)]), tmp_path / "out.csv")
+    params = SamplingParams(max_new_tokens=8, temperature=1.0)
+    backend = _CountingBackend()
+    first = answers_with_resume([job], samples, backend, tiny_tokenizer, params, 0, "model@1")[0]
+    assert backend.rows == 3 and job.answers_path.exists()
+    again = answers_with_resume([job], samples, backend, tiny_tokenizer, params, 0, "model@1")[0]
+    assert backend.rows == 3 and again["answer"].tolist() == first["answer"].tolist()
+
+    changes = {"seed": dict(seed=1), "model": dict(model_id="model@2"),
+               "sampling": dict(params=SamplingParams(max_new_tokens=16, temperature=1.0)),
+               "steers": dict(job=Job(Cell("steered", [Steer(vec, 1, 3.0)]), job.output))}
+    for key, change in changes.items():
+        kwargs = dict(job=job, params=params, seed=0, model_id="model@1") | change
+        before = backend.rows
+        with caplog.at_level("WARNING"):
+            answers_with_resume([kwargs["job"]], samples, backend, tiny_tokenizer, kwargs["params"], kwargs["seed"],
+                                kwargs["model_id"])
+        assert backend.rows == before + 3, key
+        assert f"{key} differ" in caplog.text
+        caplog.clear()
+        answers_with_resume([job], samples, backend, tiny_tokenizer, params, 0, "model@1")  # back to the original
