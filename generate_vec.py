@@ -1,10 +1,11 @@
 """Extract persona vectors from paired pos/neg persona evaluations.
 
     python generate_vec.py --pos_path output/evil_pos.csv --neg_path output/evil_neg.csv \\
-        --trait evil --save_dir persona_vectors/smollm2-135m
+        --trait evil --save_dir output/persona_vectors/smollm2-135m
 
 Writes <trait>_{prompt_avg,response_avg,prompt_last}_diff.pt (float32 [num_layers+1, hidden])
-and <trait>_vectors.json (what was kept, from which files, with which model).
+and <trait>_vectors.json (what was kept, from which files, with which model, and the judge that
+scored the inputs: their <csv>.judge.json sidecars).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_model_args(parser, "--model_name")
     parser.add_argument("--pos_path", required=True, help="eval_persona CSV run with --persona_instruction_type pos")
     parser.add_argument("--neg_path", required=True, help="eval_persona CSV run with --persona_instruction_type neg")
-    parser.add_argument("--trait", required=True, help="trait name; variants (anxious_2) use the base trait's score column")
+    parser.add_argument("--trait", required=True,
+                        help="trait name; variants (anxious_2) use the base trait's score column")
     parser.add_argument("--save_dir", required=True, help="folder for the vector files")
     parser.add_argument("--threshold", type=float, default=50,
                         help="keep pairs with pos score >= T and neg score < 100-T (default 50)")

@@ -20,14 +20,13 @@ import pandas as pd
 from torch import Tensor
 
 from persona.activations import capture
-from persona.io import read_table, write_json
+from persona.io import read_table
+from persona.judge.sidecar import read_sidecar
 from persona.models import LoadedModel
 from persona.traits import base_trait
-from persona.vectors import VECTOR_KINDS, save_vector
+from persona.vectors import VECTOR_KINDS, PersonaVector
 
 MIN_COHERENCE = 50
-LAYER_CONVENTION = ("row L = hidden_states[L]: row 0 = embedding output, row L = output of decoder block L "
-                    "(the last row after the model's final norm)")
 
 
 class NoEffectiveSamples(ValueError):
@@ -106,18 +105,18 @@ def vector_filename(trait: str, kind: str) -> str:
 def save_persona_vectors(save_dir: str | os.PathLike, trait: str, vectors: dict[str, Tensor], *,
                          lm: LoadedModel, pairs: EffectivePairs, threshold: float,
                          sources: dict[str, str]) -> list[Path]:
-    """Write `<trait>_<kind>_diff.pt` for each kind plus `<trait>_vectors.json` metadata, atomically."""
+    """Write `<trait>_<kind>_diff.pt` for each kind plus `<trait>_vectors.json` metadata, atomically.
+
+    The metadata names the judge that scored the inputs: the `<csv>.judge.json` sidecar of
+    each source (None for a file scored before sidecars existed).
+    """
     save_dir = Path(save_dir)
-    paths = []
-    for kind, vector in vectors.items():
-        paths.append(save_dir / vector_filename(trait, kind))
-        save_vector(paths[-1], vector)
-    meta = save_dir / f"{trait}_vectors.json"
-    write_json(meta, {
-        "model": lm.name, "trait": trait, "judge_column": pairs.column, "threshold": threshold,
-        "min_coherence": MIN_COHERENCE, "n_pairs_kept": pairs.kept, "n_pairs_total": pairs.total,
-        "condition_counts": pairs.condition_counts, "shape": [lm.num_layers + 1, lm.hidden_size],
-        "layer_convention": LAYER_CONVENTION, "files": {k: vector_filename(trait, k) for k in vectors},
-        "sources": sources, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
-    return [*paths, meta]
+    meta = {"judge_column": pairs.column, "threshold": threshold, "min_coherence": MIN_COHERENCE,
+            "n_pairs_kept": pairs.kept, "n_pairs_total": pairs.total, "condition_counts": pairs.condition_counts,
+            "sources": sources, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    judge = {name: read_sidecar(path) for name, path in sources.items()}
+    paths = [save_dir / vector_filename(trait, kind) for kind in vectors]
+    meta_file = None
+    for path, (kind, vector) in zip(paths, vectors.items(), strict=True):
+        meta_file = PersonaVector(vector, model=lm.name, trait=trait, kind=kind, judge=judge, meta=meta).save(path)
+    return [*paths, meta_file] if meta_file else paths

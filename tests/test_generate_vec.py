@@ -117,3 +117,14 @@ def test_cli_exits_non_zero_when_nothing_survives(pair_csvs, tmp_path, capsys):
     pd.read_csv(pair_csvs[1])[:3].to_csv(pair_csvs[1], index=False)
     assert exit_code(args) == 2
     assert "pos has 4 rows but neg has 3" in capsys.readouterr().err
+
+
+def test_metadata_copies_the_judge_sidecars_of_the_inputs(tiny_llama_dir, pair_csvs, tmp_path):
+    pos_judge = {"judge": "likelihood", "eval_type": "0_100", "columns": {"evil": {"prompt_sha256": "ab"}}}
+    (tmp_path / "evil_pos.csv.judge.json").write_text(json.dumps(pos_judge))
+    out = tmp_path / "vectors"
+    assert main(["--model_name", str(tiny_llama_dir), "--pos_path", str(pair_csvs[0]), "--neg_path",
+                 str(pair_csvs[1]), "--trait", "evil", "--save_dir", str(out)]) == 0
+    meta = json.loads((out / "evil_vectors.json").read_text())
+    assert meta["judge"] == {"pos": pos_judge, "neg": None}  # the neg file has no sidecar (scored before them)
+    assert meta["files"] == {k: f"evil_{k}_diff.pt" for k in VECTOR_KINDS}

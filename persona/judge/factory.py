@@ -7,12 +7,18 @@ Spec (`--judge_model`):
 - `local:<model>`: a local Hugging Face model as an exact logprob judge;
 - anything else: a model name on the OpenAI API, or on an OpenAI-compatible server when
   `--judge_base_url` (or OPENAI_BASE_URL) is given.
+
+The judge is never silent: when the proxy is picked because OPENAI_API_KEY is unset, that is
+said once per process on stderr, and scored files get a `.judge.json` sidecar (`sidecar`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from functools import lru_cache, partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from persona import settings
@@ -32,8 +38,48 @@ LIKELIHOOD = "likelihood"
 LOCAL_PREFIX = "local:"
 
 
+PROXY_NOTICE = ("judge: OPENAI_API_KEY is not set, so answers are scored by the offline likelihood proxy judge, "
+                "not an LLM judge (see README, 'Offline judging is a proxy'); pass --judge_model to choose one")
+
+
+@lru_cache(maxsize=1)
+def announce_proxy() -> None:
+    """Say once per process, on stderr, that scores come from the proxy judge."""
+    print(PROXY_NOTICE, file=sys.stderr)
+
+
 def default_spec() -> str:
-    return DEFAULT_OPENAI_JUDGE if settings.get("OPENAI_API_KEY") else LIKELIHOOD
+    if settings.get("OPENAI_API_KEY"):
+        return DEFAULT_OPENAI_JUDGE
+    announce_proxy()
+    return LIKELIHOOD
+
+
+def resolve_spec(spec: str | None, base_url: str | None = None) -> str:
+    """The judge spec that will run: `spec`, or the default (a server URL needs an explicit model name)."""
+    if spec is not None:
+        return spec
+    if base_url or settings.get("OPENAI_BASE_URL"):
+        raise ValueError(f"--judge_base_url {base_url or settings.get('OPENAI_BASE_URL')} needs --judge_model: "
+                         "the model name the server serves")
+    return default_spec()
+
+
+def is_proxy(spec: str) -> bool:
+    return spec == LIKELIHOOD or spec.startswith(LIKELIHOOD + ":")
+
+
+def load_coherence_prompt(path: str | os.PathLike) -> str:
+    """A user's coherence judge template (e.g. the original study's), checked for its placeholders."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--coherence_prompt {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    missing = [p for p in ("{question}", "{answer}") if p not in text]
+    if missing:
+        raise ValueError(f"--coherence_prompt {path}: the template needs the placeholders {missing} "
+                         "(where the question and the answer go)")
+    return text
 
 
 @lru_cache(maxsize=2)
@@ -42,14 +88,26 @@ def _judge_model(spec: str) -> LoadedModel:
     return load_model(spec)
 
 
-def _template(trait: Trait | None, metric: str, eval_type: str) -> str:
-    return coherence_prompt(eval_type) if metric == COHERENCE else trait_prompt(trait.eval_prompt, eval_type)
+def _template(trait: Trait | None, metric: str, coherence_template: str | None, eval_type: str) -> str:
+    if metric != COHERENCE:
+        if trait is None:
+            raise ValueError(f"judging {metric!r} needs the trait's eval prompt")
+        return trait_prompt(trait.eval_prompt, eval_type)
+    if coherence_template is None:
+        return coherence_prompt(eval_type)
+    if eval_type != "0_100":
+        raise ValueError(f"a custom coherence prompt is a 0_100 template; it cannot be used with eval type "
+                         f"{eval_type!r} (drop --coherence_prompt or use --judge_eval_type 0_100)")
+    return coherence_template
 
 
 def make_judge(spec: str | None, *, trait: Trait | None, metric: str, base_url: str | None = None,
                eval_model: LoadedModel | None = None, use_cache: bool = True, eval_type: str = "0_100",
-               number_tokens: str = "auto", prefill: str = "") -> Judge:
-    """A judge for `metric` (the trait's judge column, or "coherence"); see the module docstring."""
+               number_tokens: str = "auto", prefill: str = "", coherence_template: str | None = None) -> Judge:
+    """A judge for `metric` (the trait's judge column, or "coherence"); see the module docstring.
+
+    `coherence_template` replaces the built-in coherence prompt (LLM judges; the proxy uses no prompt).
+    """
     check_eval_type(eval_type)
     if metric != COHERENCE:
         if trait is None:
@@ -58,11 +116,9 @@ def make_judge(spec: str | None, *, trait: Trait | None, metric: str, base_url: 
             raise ValueError(f"metric {metric!r} is neither 'coherence' nor trait {trait.name!r}'s judge "
                              f"column {trait.judge_column!r}")
     base_url = base_url or settings.get("OPENAI_BASE_URL")
-    if spec is None:
-        if base_url:
-            raise ValueError(f"--judge_base_url {base_url} needs --judge_model: the model name the server serves")
-        spec = default_spec()
-    if spec == LIKELIHOOD or spec.startswith(LIKELIHOOD + ":"):
+    spec = resolve_spec(spec, base_url)
+    template = partial(_template, trait, metric, coherence_template)
+    if is_proxy(spec):
         name = spec.partition(":")[2]
         if name:
             eval_model = _judge_model(name)
@@ -74,9 +130,9 @@ def make_judge(spec: str | None, *, trait: Trait | None, metric: str, base_url: 
         name = spec[len(LOCAL_PREFIX):]
         if not name:
             raise ValueError("--judge_model local: needs a model, e.g. local:Qwen/Qwen2.5-7B-Instruct")
-        return LocalLogprobJudge(_judge_model(name), _template(trait, metric, eval_type), eval_type=eval_type,
+        return LocalLogprobJudge(_judge_model(name), template(eval_type), eval_type=eval_type,
                                  prefill=prefill, use_cache=use_cache)
-    return OpenAIJudge(spec, partial(_template, trait, metric), eval_type=eval_type, base_url=base_url,
+    return OpenAIJudge(spec, template, eval_type=eval_type, base_url=base_url,
                        use_cache=use_cache, number_tokens=number_tokens)
 
 
@@ -97,13 +153,18 @@ def add_judge_args(parser: argparse.ArgumentParser) -> None:
                             "(auto: probe the server once; split: judge on the 0_10 scale)")
     group.add_argument("--judge_prefill", default="",
                        help="text the local judge's answer starts with, e.g. 'Score: ' (local:<model> only)")
+    group.add_argument("--coherence_prompt", default=None, metavar="FILE",
+                       help="coherence judge template with {question} and {answer} (e.g. the original study's); "
+                            "default: the built-in one. The trait's template is its file's eval_prompt. "
+                            "The likelihood proxy uses no prompt")
 
 
 def judges_from_args(args: argparse.Namespace, *, trait: Trait, eval_model: LoadedModel | None = None
                      ) -> dict[str, Judge]:
     """{trait judge column: judge, "coherence": judge} from parsed `add_judge_args` flags."""
+    coherence = load_coherence_prompt(args.coherence_prompt) if args.coherence_prompt else None
     return {metric: make_judge(args.judge_model, trait=trait, metric=metric, base_url=args.judge_base_url,
                                eval_model=eval_model, use_cache=not args.no_judge_cache,
                                eval_type=args.judge_eval_type, number_tokens=args.judge_number_tokens,
-                               prefill=args.judge_prefill)
+                               prefill=args.judge_prefill, coherence_template=coherence)
             for metric in (trait.judge_column, COHERENCE)}
