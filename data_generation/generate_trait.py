@@ -14,13 +14,15 @@ made or skipped), 1 (some trait failed) or 2 (bad setup: unknown trait, missing 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from persona import settings, traits
-from persona.cli import setup_logging, split_list
-from persona.trait_generation import DEFAULT_MODEL, format_summary, generate_traits
+from data_generation.prompts import ARTIFACT_PROMPT, SYSTEM_PROMPT, VARIANT_PROMPT
+from persona import traits
+from persona.cli import run_cli, setup_logging, split_list
+from persona.trait_generation import DEFAULT_MODEL, TraitPrompts, format_summary, generate_traits
+
+PROMPTS = TraitPrompts(system=SYSTEM_PROMPT, artifact=ARTIFACT_PROMPT, variant=VARIANT_PROMPT)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -37,9 +39,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="regenerate traits whose files exist")
     p.add_argument("--model", default=DEFAULT_MODEL, help="chat model (default: %(default)s)")
     p.add_argument("--base-url", default=None,
-                   help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI)")
+                   help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
+                        "(default: $OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
-    p.add_argument("--max-retries", type=int, default=4, help="attempts per trait before giving up (default: %(default)s)")
+    p.add_argument("--max-retries", type=int, default=4,
+                   help="attempts per trait before giving up (default: %(default)s)")
     p.add_argument("--retry-base-delay", type=float, default=2.0,
                    help="seconds before the first retry; doubles each time (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per request (default: %(default)s)")
@@ -54,18 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit code: 0 all made or skipped, 1 some trait failed, 2 setup error (one line on stderr)."""
     args = parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        outcomes = generate_traits(
-            args.trait_definitions, split_list(args.traits), extract_dir=args.extract_dir, eval_dir=args.eval_dir,
-            model=args.model, base_url=args.base_url, timeout=args.timeout, overwrite=args.overwrite,
-            max_retries=args.max_retries, retry_base_delay=args.retry_base_delay,
-            max_concurrency=args.max_concurrency)
-    except (traits.TraitError, settings.MissingSettingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    outcomes = generate_traits(
+        args.trait_definitions, split_list(args.traits), prompts=PROMPTS, extract_dir=args.extract_dir,
+        eval_dir=args.eval_dir, model=args.model, base_url=args.base_url, timeout=args.timeout,
+        overwrite=args.overwrite, max_retries=args.max_retries, retry_base_delay=args.retry_base_delay,
+        max_concurrency=args.max_concurrency)
     print(format_summary(outcomes))
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -14,9 +14,12 @@ keys are read through `persona.settings` and never logged.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
+import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -25,6 +28,7 @@ import openai
 from persona import settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 OPENAI_HOST = "api.openai.com"
 PLACEHOLDER_KEY = "unused-by-local-server"  # the client insists on some key; local servers ignore it
@@ -35,6 +39,16 @@ _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\s*(.*?)\s*```\Z", re.S)
 
 class InvalidAnswerError(ValueError):
     """The model answered, but the answer is unusable (not JSON, wrong shape); asking again may help."""
+
+
+class NoValidAnswer(RuntimeError):
+    """`ask_json` gave up: every attempt failed; `attempts` and the last `error` say how."""
+
+    def __init__(self, model: str, attempts: int, error: BaseException) -> None:
+        super().__init__(f"{model} gave no valid reply after {attempts} attempt(s) (last problem: "
+                         f"{type(error).__name__}: {error})")
+        self.attempts = attempts
+        self.error = error
 
 
 def make_async_client(base_url: str | None, *, timeout: float, purpose: str) -> openai.AsyncOpenAI:
@@ -66,6 +80,20 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from synchronous code, also inside a running event loop (Jupyter).
+
+    With a loop already running in this thread, `asyncio.run` refuses; the coroutine then runs
+    on a fresh loop in a worker thread while this call waits for it.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, base_delay: float,
                        is_valid: Callable[[T], bool] | None = None,
                        on_retry: Callable[[int, BaseException, float], None] | None = None) -> T:
@@ -93,6 +121,40 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, ba
                 on_retry(attempt, exc, delay)
         await asyncio.sleep(delay)
         attempt += 1
+
+
+async def ask_json(client: openai.AsyncOpenAI, model: str, messages: list[dict[str, str]],
+                   validate: Callable[[dict[str, Any]], T], *, max_retries: int, base_delay: float,
+                   gate: asyncio.Semaphore | None = None, json_mode: bool = False, temperature: float | None = None,
+                   label: str = "request") -> tuple[T, int]:
+    """Ask for a JSON object, validate it, retry: `(validate(answer), attempts)`.
+
+    Invalid answers (`validate` raises `InvalidAnswerError`) and transient API errors are
+    retried with backoff (logged with `label`); `gate` bounds requests in flight and is held
+    per request, not while backing off. The final failure raises `NoValidAnswer`.
+    """
+    attempts = 0
+    extra: dict[str, Any] = {}
+    if json_mode:
+        extra["response_format"] = {"type": "json_object"}
+    if temperature is not None:
+        extra["temperature"] = temperature
+
+    async def ask() -> T:
+        nonlocal attempts
+        attempts += 1
+        async with gate or contextlib.nullcontext():
+            reply = await client.chat.completions.create(model=model, messages=messages, **extra)  # type: ignore[call-overload]
+        return validate(parse_json_answer(reply.choices[0].message.content))
+
+    def on_retry(attempt: int, error: BaseException, delay: float) -> None:
+        log.warning("%s: attempt %d/%d failed (%s: %s); retrying in %.3gs",
+                    label, attempt, max_retries, type(error).__name__, str(error)[:200], delay)
+
+    try:
+        return await with_retries(ask, max_retries=max_retries, base_delay=base_delay, on_retry=on_retry), attempts
+    except (InvalidAnswerError, openai.APIError) as err:
+        raise NoValidAnswer(model, attempts, err) from err
 
 
 def parse_json_answer(text: str | None) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from typing import Any, Literal
 import openai
 from tqdm.auto import tqdm
 
-from data_generation.prompts import ARTIFACT_PROMPT, SYSTEM_PROMPT, VARIANT_PROMPT
 from persona import llm, traits
 from persona.io import write_json
 
@@ -101,6 +100,15 @@ def select_traits(definitions: dict[str, str], requested: Sequence[str], source:
 # ---------------------------------------------------------------- generation
 
 
+@dataclass(frozen=True)
+class TraitPrompts:
+    """The templates that ask for artifacts (the project's own are in `data_generation/prompts.py`)."""
+
+    system: str
+    artifact: str  # formatted with trait, definition, n_pairs, n_questions
+    variant: str  # formatted with trait, base, definition, n_pairs
+
+
 @dataclass
 class Generator:
     """Generates artifacts for many traits concurrently, with retries and skip/overwrite rules."""
@@ -108,6 +116,7 @@ class Generator:
     client: openai.AsyncOpenAI
     model: str
     definitions: dict[str, str]
+    prompts: TraitPrompts
     extract_dir: Path
     eval_dir: Path
     overwrite: bool = False
@@ -149,7 +158,7 @@ class Generator:
             return Outcome(name, "failed", reason=f"only {existing[0]} exists; pass --overwrite to regenerate both")
         base = traits.base_trait(name)
         if base == name:
-            prompt = ARTIFACT_PROMPT.format(trait=name, definition=self.definitions[name],
+            prompt = self.prompts.artifact.format(trait=name, definition=self.definitions[name],
                                             n_pairs=traits.N_INSTRUCTIONS, n_questions=N_TOTAL_QUESTIONS)
             build: Callable[[dict[str, Any]], dict[str, dict[str, Any]]] = partial(base_artifacts, name=name)
         else:
@@ -157,29 +166,16 @@ class Generator:
                 parents = {v: traits.load_trait(str(p)) for v, p in self.paths(base).items()}
             except traits.TraitError as e:
                 return Outcome(name, "failed", reason=f"base trait {base!r} has no valid artifacts: {e}")
-            prompt = VARIANT_PROMPT.format(trait=name, base=base, definition=self.definitions[name],
+            prompt = self.prompts.variant.format(trait=name, base=base, definition=self.definitions[name],
                                            n_pairs=traits.N_INSTRUCTIONS)
             build = partial(variant_artifacts, name=name, bases=parents)
-        attempts = 0
-
-        async def ask() -> dict[str, dict[str, Any]]:
-            nonlocal attempts
-            attempts += 1
-            async with self._semaphore:  # held per request, not while backing off
-                response = await self.client.chat.completions.create(
-                    model=self.model, response_format={"type": "json_object"},
-                    messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}])
-            return build(llm.parse_json_answer(response.choices[0].message.content))
-
-        def on_retry(attempt: int, error: BaseException, delay: float) -> None:
-            log.warning("%s: attempt %d/%d failed (%s); retrying in %.3gs",
-                        name, attempt, self.max_retries, _describe(error)[:200], delay)
-
+        messages = [{"role": "system", "content": self.prompts.system}, {"role": "user", "content": prompt}]
         try:
-            artifacts = await llm.with_retries(ask, max_retries=self.max_retries,
-                                               base_delay=self.retry_base_delay, on_retry=on_retry)
-        except (llm.InvalidAnswerError, openai.APIError) as e:
-            return Outcome(name, "failed", attempts, _describe(e))
+            artifacts, attempts = await llm.ask_json(self.client, self.model, messages, build,
+                                                     max_retries=self.max_retries, base_delay=self.retry_base_delay,
+                                                     gate=self._semaphore, json_mode=True, label=name)
+        except llm.NoValidAnswer as e:
+            return Outcome(name, "failed", e.attempts, _describe(e.error))
         for version, path in paths.items():
             write_json(path, artifacts[version])
         return Outcome(name, "made", attempts)
@@ -201,7 +197,8 @@ def format_summary(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def generate_traits(definitions_path: Path, requested: Sequence[str], *, extract_dir: Path, eval_dir: Path,
+def generate_traits(definitions_path: Path, requested: Sequence[str], *, prompts: TraitPrompts,
+                    extract_dir: Path, eval_dir: Path,
                     model: str = DEFAULT_MODEL, base_url: str | None = None, timeout: float = 180.0,
                     overwrite: bool = False, max_retries: int = 4, retry_base_delay: float = 2.0,
                     max_concurrency: int = 8) -> list[Outcome]:
@@ -214,7 +211,7 @@ def generate_traits(definitions_path: Path, requested: Sequence[str], *, extract
     definitions = traits.load_definitions(definitions_path)
     names = select_traits(definitions, requested, definitions_path)
     client = llm.make_async_client(base_url, timeout=timeout, purpose="generating trait artifacts with the OpenAI API")
-    generator = Generator(client, model, definitions, extract_dir, eval_dir, overwrite=overwrite,
+    generator = Generator(client, model, definitions, prompts, extract_dir, eval_dir, overwrite=overwrite,
                           max_retries=max_retries, retry_base_delay=retry_base_delay,
                           max_concurrency=max_concurrency)
 
@@ -222,4 +219,4 @@ def generate_traits(definitions_path: Path, requested: Sequence[str], *, extract
         async with client:
             return await generator.run(names)
 
-    return asyncio.run(run())
+    return llm.run_coroutine(run)

@@ -196,10 +196,19 @@ def test_fenced_answer_is_accepted():
     assert len(artifacts["extract"]["questions"]) == len(artifacts["eval"]["questions"]) == traits.N_QUESTIONS
 
 
+def exit_code(argv: list[str]) -> int:
+    """The exit status of the command line (main runs under persona.cli.run_cli)."""
+    from persona.cli import run_cli as run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(lambda: gen.main(argv))
+    return int(exit_info.value.code)
+
+
 def test_missing_api_key_is_one_line_error(tmp_path, no_key, capsys):
     library(tmp_path, ["calm"])
-    code = gen.main(["--trait-definitions", str(tmp_path / "trait_definitions.json"),
-                     "--extract-dir", str(tmp_path / "x"), "--eval-dir", str(tmp_path / "e")])
+    code = exit_code(["--trait-definitions", str(tmp_path / "trait_definitions.json"),
+                      "--extract-dir", str(tmp_path / "x"), "--eval-dir", str(tmp_path / "e")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "OPENAI_API_KEY is not set" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
@@ -207,7 +216,7 @@ def test_missing_api_key_is_one_line_error(tmp_path, no_key, capsys):
 
 def test_unknown_trait_is_reported(tmp_path, no_key, capsys):
     library(tmp_path, ["calm"])
-    assert gen.main(["--trait-definitions", str(tmp_path / "trait_definitions.json"), "--traits", "brave"]) == 2
+    assert exit_code(["--trait-definitions", str(tmp_path / "trait_definitions.json"), "--traits", "brave"]) == 2
     assert "no definition for ['brave']; defined: calm" in capsys.readouterr().err
 
 

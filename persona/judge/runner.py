@@ -9,6 +9,8 @@ from typing import Protocol
 
 from tqdm.auto import tqdm
 
+from persona import llm
+
 log = logging.getLogger(__name__)
 BATCH_ANSWERS = 16  # answers per `score_batch` call for local judges (one progress step each)
 
@@ -45,7 +47,7 @@ def score_all(judge: Judge, questions: Sequence[str], answers: Sequence[str], *,
                 scores.extend(batch(list(questions[start:end]), list(answers[start:end])))
                 bar.update(len(answers[start:end]))
     else:
-        scores = asyncio.run(_score_concurrently(judge, questions, answers, max_concurrent, desc))
+        scores = llm.run_coroutine(lambda: _score_concurrently(judge, questions, answers, max_concurrent, desc))
     missing = sum(s is None for s in scores)
     if missing:
         failed = getattr(judge, "failures", 0) - failures_before

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,34 +178,6 @@ def valid_answers(obj: dict[str, Any]) -> dict[str, str]:
     return answers
 
 
-async def ask_json(client: openai.AsyncOpenAI, model: str, prompt: str, validate: Callable[[dict[str, Any]], T], *,
-                   retries: int, base_delay: float, gate: asyncio.Semaphore, temperature: float = 1.0) -> T:
-    """One chat completion, parsed and validated, through `llm.with_retries` (`retries` after the first attempt).
-
-    Invalid replies and outages are retried with backoff (the reason logged); `gate` is held
-    per request, not while backing off. The final failure becomes a `GenerationError`.
-    """
-    attempts = 0
-
-    async def ask() -> T:
-        nonlocal attempts
-        attempts += 1
-        async with gate:
-            reply = await client.chat.completions.create(
-                model=model, temperature=temperature, messages=[{"role": "user", "content": prompt}])
-        return validate(llm.parse_json_answer(reply.choices[0].message.content))
-
-    def on_retry(attempt: int, error: BaseException, delay: float) -> None:
-        log.info("invalid reply or failed request (attempt %d/%d): %s; retrying in %.3gs",
-                 attempt, retries + 1, error, delay)
-
-    try:
-        return await llm.with_retries(ask, max_retries=retries + 1, base_delay=base_delay, on_retry=on_retry)
-    except (llm.InvalidAnswerError, openai.APIError) as err:
-        raise GenerationError(f"{model} gave no valid reply after {attempts} attempt(s) (last problem: "
-                              f"{type(err).__name__}: {err})") from err
-
-
 async def openai_examples(client: openai.AsyncOpenAI, model: str, trait: Trait, definition: str,
                           domains: Sequence[Domain], n_per_domain: int, prompts: Prompts, *, retries: int = 3,
                           concurrency: int = 8, retry_base_delay: float = 1.0) -> list[Example]:
@@ -217,8 +189,14 @@ async def openai_examples(client: openai.AsyncOpenAI, model: str, trait: Trait, 
     gate = asyncio.Semaphore(concurrency)
     name = trait.judge_column
 
-    def ask(prompt: str, validate: Callable[[dict[str, Any]], T]) -> Awaitable[T]:
-        return ask_json(client, model, prompt, validate, retries=retries, base_delay=retry_base_delay, gate=gate)
+    async def ask(prompt: str, validate: Callable[[dict[str, Any]], T]) -> T:
+        try:
+            value, _ = await llm.ask_json(client, model, [{"role": "user", "content": prompt}], validate,
+                                          max_retries=retries + 1, base_delay=retry_base_delay, gate=gate,
+                                          temperature=1.0, label=f"{model} finetune data")
+        except llm.NoValidAnswer as err:
+            raise GenerationError(str(err)) from err
+        return value
 
     question_lists = await asyncio.gather(*[ask(
         prompts.questions.format(n=n_per_domain, domain=d.name, description=d.description),
