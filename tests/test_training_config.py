@@ -147,3 +147,21 @@ def test_bitsandbytes_optimizers_fall_back_on_cpu(caplog):
         assert resolve_optim("adamw_8bit") == FALLBACK_OPTIMIZER
     assert "adamw_8bit" in caplog.text and FALLBACK_OPTIMIZER in caplog.text
     assert resolve_optim("adamw_torch") == "adamw_torch"
+
+
+def test_no_test_split_trains_on_every_row(files, tmp_path):
+    from persona.training.data import train_eval_split
+
+    data, vec = files
+    rows = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
+            for i in range(20)]
+    data.write_text("\n".join(rows) + "\n")
+    default = parse_config(full_config(data, vec))
+    train, held_out = train_eval_split(default.training_file, default.test_file, default.test_size, default.seed)
+    assert (len(train), len(held_out)) == (18, 2)  # without the key: a 10% split
+    cfg = parse_config({**full_config(data, vec), "no_test_split": True})
+    assert cfg.no_test_split and cfg.test_size == 0.0
+    train, held_out = train_eval_split(cfg.training_file, cfg.test_file, cfg.test_size, cfg.seed)
+    assert [c[0]["content"] for c in train] == [f"q{i}" for i in range(20)] and held_out == []
+    with pytest.raises(ConfigError, match="no_test_split is true but test_file is set"):
+        parse_config({**full_config(data, vec), "no_test_split": True, "test_file": str(data)})

@@ -13,8 +13,18 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, FilePath, NonNegativeFloat, NonNegativeInt, PositiveInt,
-                      ValidationError, field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
@@ -46,6 +56,7 @@ class TrainingConfig(BaseModel):
     training_file: list[FilePath] = Field(min_length=1)
     test_file: FilePath | None = None
     test_size: float = Field(0.1, ge=0.0, lt=1.0)  # held-out fraction when there is no test_file (ours)
+    no_test_split: bool = False  # train on every row; no held-out set (the original configs' key)
     finetuned_model_id: str | None = None
     max_seq_length: PositiveInt = 2048
     load_in_4bit: bool = False
@@ -118,6 +129,15 @@ class TrainingConfig(BaseModel):
             raise ValueError("enable_steering_during_training is true but steering_config is missing: add "
                              '{"steering_vector_path": ..., "type": "steer"|"ablate", "steering_coef": ..., '
                              '"layers": [...]} or set it to false')
+        return self
+
+    @model_validator(mode="after")
+    def _no_test_split(self) -> TrainingConfig:
+        """`no_test_split` means no held-out set at all: no split, and a test_file would contradict it."""
+        if self.no_test_split:
+            if self.test_file is not None:
+                raise ValueError("no_test_split is true but test_file is set: remove one of them")
+            self.test_size = 0.0
         return self
 
     @property
