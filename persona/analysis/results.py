@@ -1,0 +1,186 @@
+"""Find and read the pipeline's result files into the tidy frames the figures draw.
+
+File names follow the output layout (DESIGN.md): steering sweep cells named by
+`persona.evaluation.sweep_filename`, `{trait}_baseline.csv`, vector files
+`{trait}_{kind}_diff.pt` (+ `{trait}_vectors.json`), and checkpoint evaluations
+`checkpoint-{N}_{judge_trait}.csv` with projection columns named by
+`persona.projection.column_name`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from persona.analysis.geometry import check_same_shape
+from persona.evaluation import sweep_filename
+from persona.io import read_table
+from persona.projection import PROJECTION_TYPES, SHIFT_SUFFIX, column_name
+from persona.steering import POSITIONS
+from persona.traits import base_trait
+from persona.vectors import load_vector
+
+log = logging.getLogger(__name__)
+
+SWEEP_PATTERN = "{trait}_steer_{type}_layer_{L}_coef_{c}.csv"
+CHECKPOINT_PATTERN = "checkpoint-{N}_{judge_trait}.csv"
+_SWEEP = re.compile(rf"(?P<trait>.+)_steer_(?P<type>{'|'.join(POSITIONS)})_layer_(?P<layer>\d+)"
+                    r"_coef_(?P<coef>[^_]+)\.csv")
+_CHECKPOINT = re.compile(r"checkpoint-(?P<step>\d+)_(?P<judge>.+)\.csv")
+_CHECKPOINT_MODEL = re.compile(r"^(?:.*_)?checkpoint-\d+_")
+_MODEL_LABEL = "MODEL"
+
+
+def no_files_error(folder: Path, pattern: str) -> FileNotFoundError:
+    """The one-line error of a folder without result files: it names both the folder and the pattern."""
+    if not folder.is_dir():
+        return FileNotFoundError(f"{folder}: folder does not exist (expected files named {pattern})")
+    return FileNotFoundError(f"{folder}: no files matching {pattern}")
+
+
+def parse_sweep_name(name: str) -> tuple[str, str, int, float] | None:
+    """(trait, steering type, layer, coef) of a sweep cell file name; None for other files."""
+    match = _SWEEP.fullmatch(name)
+    if not match:
+        return None
+    try:
+        coef = float(match["coef"])
+    except ValueError:
+        return None
+    trait, kind, layer = match["trait"], match["type"], int(match["layer"])
+    return (trait, kind, layer, coef) if sweep_filename(trait, kind, layer, coef) == name else None
+
+
+def score_means(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
+    """Mean of each score column over the scored rows (unscored cells are skipped, as in the summaries)."""
+    return {c: float(pd.to_numeric(df[c], errors="coerce").mean()) for c in columns}
+
+
+def load_steering_sweep(folder: str | Path, steering_type: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean scores of every sweep cell and of every baseline in `folder`.
+
+    Returns (cells: trait, steering_type, layer, coef, score, coherence, n) and
+    (baselines: trait, score, coherence, n); `score` is the trait's judge column.
+    """
+    folder = Path(folder)
+    rows = []
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        parsed = parse_sweep_name(path.name)
+        if parsed is None or (steering_type and parsed[1] != steering_type):
+            continue
+        trait, kind, layer, coef = parsed
+        df = read_table(path, required=(base_trait(trait), "coherence"))
+        means = score_means(df, [base_trait(trait), "coherence"])
+        rows.append({"trait": trait, "steering_type": kind, "layer": layer, "coef": coef,
+                     "score": means[base_trait(trait)], "coherence": means["coherence"], "n": len(df)})
+    if not rows:
+        raise no_files_error(folder, SWEEP_PATTERN.replace("{type}", steering_type or "{type}"))
+    cells = pd.DataFrame(rows).sort_values(["trait", "steering_type", "coef", "layer"], ignore_index=True)
+    baselines = []
+    for trait in cells["trait"].unique():
+        path = folder / f"{trait}_baseline.csv"
+        if path.is_file():
+            df = read_table(path, required=(base_trait(trait), "coherence"))
+            means = score_means(df, [base_trait(trait), "coherence"])
+            baselines.append({"trait": trait, "score": means[base_trait(trait)], "coherence": means["coherence"],
+                              "n": len(df)})
+    return cells, pd.DataFrame(baselines, columns=["trait", "score", "coherence", "n"])
+
+
+def vector_files(folder: str | Path, vector_type: str = "response_avg_diff") -> dict[str, Path]:
+    """`{name}_{vector_type}.pt` files in `folder`, by name (sorted)."""
+    folder = Path(folder)
+    suffix = f"_{vector_type}.pt"
+    found = {p.name[:-len(suffix)]: p for p in sorted(folder.glob(f"*{suffix}"))} if folder.is_dir() else {}
+    if not found:
+        raise no_files_error(folder, f"{{trait}}{suffix}")
+    return found
+
+
+def _sidecar_model(path: Path, name: str) -> str | None:
+    sidecar = path.with_name(f"{name}_vectors.json")
+    if not sidecar.is_file():
+        return None
+    try:
+        return json.loads(sidecar.read_text(encoding="utf-8")).get("model")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
+def load_vectors(paths: dict[str, Path]) -> dict[str, torch.Tensor]:
+    """Load named vector files; refuse a mix of shapes or of models (from the `_vectors.json` sidecars)."""
+    vectors = {name: load_vector(path) for name, path in paths.items()}
+    check_same_shape(vectors)
+    models = {name: m for name, path in paths.items() if (m := _sidecar_model(path, name))}
+    if len(set(models.values())) > 1:
+        (a, ma), (b, mb) = next((x, y) for x in models.items() for y in models.items() if x[1] != y[1])
+        raise ValueError(f"vectors come from different models: {a} from {ma}, {b} from {mb} "
+                         f"(both {tuple(vectors[a].shape)}); compare vectors of one model")
+    return vectors
+
+
+def variant_names(trait: str, available: Sequence[str]) -> list[str]:
+    """`trait` and its variants `trait_2`, `trait_3`, ... among `available`, in variant order."""
+    pattern = re.compile(rf"{re.escape(trait)}(?:_(\d+))?")
+    found = [(int(m[1] or 1), n) for n in available if (m := pattern.fullmatch(n))]
+    return [n for _, n in sorted(found)]
+
+
+def projection_suffix(vector_stem: str, projection_type: str, layer: int, shift: bool = False) -> str:
+    """The part of a projection column after its model label (the naming is `projection.column_name`'s)."""
+    full = column_name(_MODEL_LABEL, f"{vector_stem}.pt", projection_type, layer, shift)
+    return full[len(_MODEL_LABEL) + 1:]
+
+
+def is_projection_column(column: str) -> bool:
+    return any(re.search(rf"_{t}_layer\d+(?:{SHIFT_SUFFIX})?$", column) for t in PROJECTION_TYPES)
+
+
+def projection_label(column: str) -> str:
+    """A projection column without its checkpoint model label, so one series spans checkpoints."""
+    return _CHECKPOINT_MODEL.sub("", column)
+
+
+def find_column(df: pd.DataFrame, suffix: str, source: Path | str) -> str:
+    """The one column of `df` ending in `_{suffix}`; a clear error when none or several do."""
+    matches = [c for c in df.columns if c.endswith("_" + suffix)]
+    if len(matches) != 1:
+        raise ValueError(f"{source}: expected one column ending in _{suffix}, found {matches or 'none'}")
+    return matches[0]
+
+
+def checkpoint_files(folder: str | Path) -> pd.DataFrame:
+    """`checkpoint-{N}_{judge_trait}.csv` files of a folder: step, judge_trait, path (sorted by step)."""
+    folder = Path(folder)
+    rows = [{"step": int(m["step"]), "judge_trait": m["judge"], "path": p}
+            for p in (sorted(folder.glob("checkpoint-*.csv")) if folder.is_dir() else [])
+            if (m := _CHECKPOINT.fullmatch(p.name))]
+    if not rows:
+        raise no_files_error(folder, CHECKPOINT_PATTERN)
+    return pd.DataFrame(rows).sort_values(["judge_trait", "step"], ignore_index=True)
+
+
+def load_projection_eval(folder: str | Path) -> pd.DataFrame:
+    """Long table of checkpoint evaluations: step, judge_trait, series, kind (score|projection), value (mean).
+
+    Scores are the judged trait's column and coherence; projections are every projection column,
+    labelled without the checkpoint's model name.
+    """
+    out = []
+    for f in checkpoint_files(folder).itertuples():
+        judge_col = base_trait(f.judge_trait)
+        df = read_table(f.path, required=(judge_col,))
+        scores = [judge_col] + (["coherence"] if "coherence" in df.columns else [])
+        for series, value in score_means(df, scores).items():
+            out.append({"step": f.step, "judge_trait": f.judge_trait, "series": series, "kind": "score",
+                        "value": value})
+        for column in filter(is_projection_column, df.columns):
+            out.append({"step": f.step, "judge_trait": f.judge_trait, "series": projection_label(column),
+                        "kind": "projection", "value": float(pd.to_numeric(df[column], errors="coerce").mean())})
+    return pd.DataFrame(out)
