@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = ", ".join(f"{name}: {n}/{pairs.total}" for name, n in pairs.condition_counts.items())
     print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs ({counts})")
     lm = load_model(args.model_name, device=args.device, dtype=args.dtype)
-    vectors = persona_vectors(lm, pairs, batch_size=args.batch_size)
+    vectors = persona_vectors(lm, pairs, trait=args.trait, batch_size=args.batch_size)
     paths = save_persona_vectors(args.save_dir, args.trait, vectors, lm=lm, pairs=pairs, threshold=args.threshold,
                                  sources={"pos": args.pos_path, "neg": args.neg_path})
     for path in paths:

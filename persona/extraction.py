@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from torch import Tensor
 
 from persona.activations import capture
 from persona.io import read_table
@@ -91,18 +90,20 @@ def read_pairs(pos_path: str | os.PathLike, neg_path: str | os.PathLike, trait: 
     return effective_pairs(read_table(pos_path, required), read_table(neg_path, required), trait, threshold)
 
 
-def persona_vectors(lm: LoadedModel, pairs: EffectivePairs, *, batch_size: int = 16) -> dict[str, Tensor]:
-    """`{kind: mean(pos) - mean(neg)}`, each float32 `[num_layers + 1, hidden]`."""
+def persona_vectors(lm: LoadedModel, pairs: EffectivePairs, *, trait: str | None = None,
+                    batch_size: int = 16) -> dict[str, PersonaVector]:
+    """`{kind: mean(pos) - mean(neg)}`, each a float32 `[num_layers + 1, hidden]` `PersonaVector` of `lm`."""
     means = [capture(lm, list(df["prompt"]), list(df["answer"]), batch_size=batch_size, reduce="mean")
              for df in (pairs.pos, pairs.neg)]
-    return {kind: means[0][kind] - means[1][kind] for kind in VECTOR_KINDS}
+    return {kind: PersonaVector(means[0][kind] - means[1][kind], model=lm.name, trait=trait or pairs.column,
+                                kind=kind, judge=pairs.column) for kind in VECTOR_KINDS}
 
 
 def vector_filename(trait: str, kind: str) -> str:
     return f"{trait}_{kind}_diff.pt"
 
 
-def save_persona_vectors(save_dir: str | os.PathLike, trait: str, vectors: dict[str, Tensor], *,
+def save_persona_vectors(save_dir: str | os.PathLike, trait: str, vectors: dict[str, PersonaVector], *,
                          lm: LoadedModel, pairs: EffectivePairs, threshold: float,
                          sources: dict[str, str]) -> list[Path]:
     """Write `<trait>_<kind>_diff.pt` for each kind plus `<trait>_vectors.json` metadata, atomically.
@@ -118,5 +119,5 @@ def save_persona_vectors(save_dir: str | os.PathLike, trait: str, vectors: dict[
     paths = [save_dir / vector_filename(trait, kind) for kind in vectors]
     meta_file = None
     for path, (kind, vector) in zip(paths, vectors.items(), strict=True):
-        meta_file = PersonaVector(vector, model=lm.name, trait=trait, kind=kind, judge=judge, meta=meta).save(path)
+        meta_file = replace(vector, model=lm.name, trait=trait, kind=kind, judge=judge, meta=meta).save(path)
     return [*paths, meta_file] if meta_file else paths
