@@ -1,0 +1,127 @@
+"""Geometry of a folder of persona vectors: cosines, their evolution over layers, norms, PCA, two claims.
+
+    python viz/analyze_vector_geometry.py --vector_dir output/persona_vectors/<model> --layer 20 --output_dir figs \\
+        [--vector_type response_avg_diff] [--orthogonal evil humorous optimistic] [--antonym optimistic:pessimistic]
+
+Traits come from the file names `{trait}_{vector_type}.pt`. Writes `geometry_cosine_layer{L}.png`
+(heatmap), `geometry_cosine_by_layer.png` (each pair across layers), `geometry_norms.png` and
+`geometry_pca_layer{L}.png`; prints the matrix and the norms; checks whether the `--orthogonal`
+traits are near-orthogonal (every |cos| < --orthogonal_threshold) and whether each
+`--antonym A:B` pair points roughly opposite (cos < --antonym_threshold), printing the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from persona.analysis.geometry import (
+    check_antonyms,
+    check_orthogonal,
+    cosine_by_layer,
+    cosine_table,
+    layer_rows,
+    norms_by_layer,
+    pca_2d,
+)
+from persona.analysis.results import load_vectors, vector_files
+from persona.cli import run_cli, setup_logging, split_list
+from viz.common import panel_grid, save_figure
+from viz.plot_vector_sim import similarity_figure
+
+
+def lines_figure(table: pd.DataFrame, title: str, ylabel: str) -> Figure:
+    """One line per column against the index (layer)."""
+    fig, (ax,) = panel_grid(1, size=(8, 4.5))
+    for column in table.columns:
+        ax.plot(table.index, table[column], label=column, lw=1.2)
+    ax.set(title=title, xlabel="layer", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2 if table.shape[1] > 8 else 1, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def pca_figure(vectors: Mapping[str, torch.Tensor], layer: int) -> Figure:
+    """The vectors' rows at `layer` on their first two principal components."""
+    coords, ratio = pca_2d(layer_rows(vectors, layer))
+    fig, (ax,) = panel_grid(1, size=(5.5, 4.5))
+    ax.scatter(coords[:, 0], coords[:, 1], s=30)
+    for (x, y), name in zip(coords, vectors, strict=True):
+        ax.annotate(name, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.axvline(0, color="gray", lw=0.5)
+    ax.set(title=f"PCA of persona vectors, layer {layer}", xlabel=f"PC1 ({ratio[0]:.0%} of variance)",
+           ylabel=f"PC2 ({ratio[1]:.0%} of variance)")
+    fig.tight_layout()
+    return fig
+
+
+def geometry_figures(vectors: Mapping[str, torch.Tensor], layer: int) -> dict[str, Figure]:
+    """Every geometry figure, by file name."""
+    figures = {f"geometry_cosine_layer{layer}.png": similarity_figure(cosine_table(vectors, layer),
+                                                                       f"cosine similarity, layer {layer}"),
+               "geometry_norms.png": lines_figure(norms_by_layer(vectors), "vector norm by layer", "L2 norm"),
+               f"geometry_pca_layer{layer}.png": pca_figure(vectors, layer)}
+    if len(vectors) > 1:
+        figures["geometry_cosine_by_layer.png"] = lines_figure(cosine_by_layer(vectors), "pairwise cosine by layer",
+                                                               "cosine similarity")
+    return figures
+
+
+def report_claims(cos: pd.DataFrame, orthogonal: Sequence[str], antonyms: Sequence[str], *,
+                  orthogonal_threshold: float, antonym_threshold: float) -> list[str]:
+    """The two claims as printable lines; a claim whose traits have no vector says so."""
+    lines = []
+    missing = [t for t in orthogonal if t not in cos.index]
+    if len(orthogonal) >= 2 and not missing:
+        lines.append("orthogonality: " + str(check_orthogonal(cos, orthogonal, orthogonal_threshold)))
+    elif orthogonal:
+        lines.append(f"orthogonality: not checked, no vector for {missing or orthogonal}")
+    for pair in antonyms:
+        a, sep, b = pair.partition(":")
+        if not sep:
+            raise ValueError(f"--antonym {pair!r}: write it as TRAIT:ANTONYM, e.g. optimistic:pessimistic")
+        absent = [t for t in (a, b) if t not in cos.index]
+        lines.append(f"antonyms: not checked, no vector for {absent}" if absent
+                     else "antonyms: " + str(check_antonyms(cos, a, b, antonym_threshold)))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vector_dir", type=Path, default=Path("output/persona_vectors/smollm2-135m"),
+                        help="folder of {trait}_{vector_type}.pt files")
+    parser.add_argument("--layer", type=int, default=20, help="layer of the heatmap and PCA (hidden_states[L])")
+    parser.add_argument("--output_dir", type=Path, default=Path("figs"), help="where the PNGs go")
+    parser.add_argument("--vector_type", default="response_avg_diff", help="file suffix of the vectors to compare")
+    parser.add_argument("--orthogonal", nargs="*", default=["evil", "humorous", "optimistic"],
+                        help="traits expected to be near-orthogonal (default: evil humorous optimistic)")
+    parser.add_argument("--orthogonal_threshold", type=float, default=0.3, help="near-orthogonal: every |cos| below")
+    parser.add_argument("--antonym", nargs="*", default=["optimistic:pessimistic"],
+                        help="TRAIT:ANTONYM pairs expected to point roughly opposite")
+    parser.add_argument("--antonym_threshold", type=float, default=-0.5, help="roughly opposite: cos below")
+    args = parser.parse_args(argv)
+    setup_logging()
+    vectors = load_vectors(vector_files(args.vector_dir, args.vector_type))
+    cos = cosine_table(vectors, args.layer)
+    print(f"{len(vectors)} vectors {tuple(next(iter(vectors.values())).shape)} from {args.vector_dir}")
+    print(f"\ncosine similarity at layer {args.layer}:\n{cos.round(3).to_string()}")
+    norms = norms_by_layer(vectors)
+    print(f"\nL2 norms by layer:\n{norms.round(2).to_string()}\n")
+    for line in report_claims(cos, split_list(args.orthogonal), split_list(args.antonym),
+                              orthogonal_threshold=args.orthogonal_threshold,
+                              antonym_threshold=args.antonym_threshold):
+        print(line)
+    for name, fig in geometry_figures(vectors, args.layer).items():
+        save_figure(fig, args.output_dir / name)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,80 @@
+"""Shared figure plumbing: the Agg backend, atomic PNG writes, heatmaps with gaps, fit-line scatters."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from persona.analysis.stats import fit_line, pearson_r  # noqa: E402
+from persona.io import atomic_path  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write a PNG atomically, close the figure and say where it went."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    print(f"wrote {path}")
+    return path
+
+
+def panel_grid(n: int, *, ncols: int = 3, size: tuple[float, float] = (4.5, 3.5)) -> tuple[Figure, list[Axes]]:
+    """A figure with `n` panels in rows of `ncols`; unused panels are hidden."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def heatmap(ax: Axes, matrix: pd.DataFrame, *, cmap: str = "RdBu_r", vmin: float | None = None,
+            vmax: float | None = None, fmt: str = "{:.2f}", label: str = "") -> None:
+    """A labelled heatmap; NaN cells stay blank (gaps), others carry their value."""
+    values = matrix.to_numpy(dtype=float)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns], rotation=45, ha="right")
+    ax.set_yticks(range(matrix.shape[0]), [str(i) for i in matrix.index])
+    if matrix.size <= 400:
+        span = max(abs(image.norm.vmin), abs(image.norm.vmax)) or 1.0
+        for (i, j), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8,
+                        color="white" if abs(v) > 0.6 * span else "black")
+    ax.figure.colorbar(image, ax=ax, label=label)
+
+
+def scatter_with_fit(ax: Axes, x: Sequence[float], y: Sequence[float], labels: Sequence[str] = ()) -> float:
+    """Points, their least-squares line and Pearson r in the legend; returns r."""
+    r = pearson_r(x, y)
+    ax.scatter(x, y, s=25, zorder=3)
+    for xi, yi, text in zip(x, y, labels, strict=False):
+        ax.annotate(text, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    slope, intercept = fit_line(x, y)
+    if math.isfinite(slope):
+        xs = np.linspace(np.nanmin(x), np.nanmax(x), 50)
+        ax.plot(xs, slope * xs + intercept, color="C3", label=f"fit: y = {slope:.2f}x + {intercept:.2f}, r = {r:.2f}")
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return r
+
+
+def warn_missing(what: str, missing: Sequence[str]) -> None:
+    """One warning listing the grid cells without a result file (drawn as gaps)."""
+    if missing:
+        log.warning("%d missing %s drawn as gaps: %s", len(missing), what, ", ".join(missing))

@@ -1,0 +1,87 @@
+"""Steering effect by layer: trait score and coherence vs layer, one line per coefficient, one panel per trait.
+
+    python viz/plot_best_steering_layer.py [--data_dir output/eval_persona_eval/<model>] [--output_dir figs]
+
+Reads the sweep cells `{trait}_steer_{type}_layer_{L}_coef_{c}.csv` (and `{trait}_baseline.csv`,
+drawn as a dashed line) and writes `steering_layer_plots.png` and `steering_layer_plots_coherence.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from persona.analysis.results import load_steering_sweep
+from persona.cli import run_cli, setup_logging
+from persona.layout import Layout
+from persona.steering import POSITIONS
+from viz.common import panel_grid, save_figure, warn_missing
+
+METRIC_LABELS = {"score": "trait score", "coherence": "coherence"}
+
+
+def steering_grid(cells: pd.DataFrame, trait: str, metric: str) -> pd.DataFrame:
+    """layer x coef means of one trait over the full grid of the layers and coefs seen (missing = NaN)."""
+    t = cells[cells["trait"] == trait]
+    grid = t.pivot_table(index="layer", columns="coef", values=metric, aggfunc="mean", dropna=False)
+    return grid.reindex(index=sorted(t["layer"].unique()), columns=sorted(t["coef"].unique()))
+
+
+def missing_cells(cells: pd.DataFrame) -> list[str]:
+    """`trait layer L coef c` for every hole in each trait's layer x coef grid."""
+    missing = []
+    for trait in cells["trait"].unique():
+        grid = steering_grid(cells, trait, "score")
+        t = cells[cells["trait"] == trait]
+        present = set(zip(t["layer"], t["coef"], strict=True))
+        missing += [f"{trait} layer {layer} coef {coef}" for layer in grid.index for coef in grid.columns
+                    if (layer, coef) not in present]
+    return missing
+
+
+def steering_layer_figure(cells: pd.DataFrame, baselines: pd.DataFrame, metric: str = "score") -> Figure:
+    """One panel per trait: `metric` (score or coherence) vs layer, a line per coefficient, baseline dashed."""
+    traits = sorted(cells["trait"].unique())
+    fig, axes = panel_grid(len(traits))
+    for ax, trait in zip(axes, traits, strict=True):
+        grid = steering_grid(cells, trait, metric)
+        for coef in grid.columns:
+            ax.plot(grid.index, grid[coef], marker="o", ms=3, label=f"coef {coef:g}")
+        base = baselines[baselines["trait"] == trait]
+        if len(base):
+            ax.axhline(float(base[metric].iloc[0]), color="gray", ls="--", label="unsteered")
+        ax.set(title=trait, xlabel="layer", ylabel=METRIC_LABELS[metric], ylim=(-2, 102))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m",
+                        help="model whose results to plot (sets the default --data_dir)")
+    parser.add_argument("--data_dir", type=Path, default=None,
+                        help="folder of sweep CSVs (default: output/eval_persona_eval/<model>)")
+    parser.add_argument("--steering_type", choices=POSITIONS, default=None, help="only cells of this steering type")
+    parser.add_argument("--output_dir", type=Path, default=Path("figs"), help="where the PNGs go")
+    args = parser.parse_args(argv)
+    setup_logging()
+    data_dir = args.data_dir or Layout(args.model).eval_dir
+    cells, baselines = load_steering_sweep(data_dir, args.steering_type)
+    if cells["steering_type"].nunique() > 1:
+        raise ValueError(f"{data_dir} holds several steering types {sorted(cells['steering_type'].unique())}; "
+                         "pick one with --steering_type")
+    warn_missing("sweep cells", missing_cells(cells))
+    print(cells.to_string(index=False))
+    save_figure(steering_layer_figure(cells, baselines, "score"), args.output_dir / "steering_layer_plots.png")
+    save_figure(steering_layer_figure(cells, baselines, "coherence"),
+                args.output_dir / "steering_layer_plots_coherence.png")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
