@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from persona.batching import length_sorted_batches
 from persona.generation import chat_prompts
 from persona.judge.cache import model_identity, open_cache
 from persona.judge.prompts import COHERENCE, strip_think
@@ -87,10 +88,9 @@ def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[s
     prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     answer_ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = sorted(range(len(prompts)), key=lambda i: (len(answer_ids[i]), len(prompt_ids[i])))
     out: list[torch.Tensor] = [torch.empty(0)] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+    lengths = [(len(a), len(p)) for a, p in zip(answer_ids, prompt_ids)]
+    for rows in length_sorted_batches(lengths, batch_size):  # similar answer lengths: few logits kept
         seqs = [prompt_ids[i] + answer_ids[i] for i in rows]
         width = max(map(len, seqs))
         keep = max(len(answer_ids[i]) for i in rows) + 1
