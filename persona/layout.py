@@ -76,23 +76,28 @@ def num_layers(spec: str) -> int:
     return int(AutoConfig.from_pretrained(spec).num_hidden_layers)
 
 
-def shell_assignments(layout: Layout) -> str:
-    """`NAME=value` lines a bash pipeline can `eval` (values shell-quoted)."""
+def shell_assignments(layout: Layout, trait: str | None = None) -> str:
+    """`NAME=value` lines a bash pipeline can `eval` (values shell-quoted); PROJECTION_DIR with a trait."""
     values = {"MODEL_NAME": layout.name, "EXTRACT_DIR": layout.extract_dir, "VECTOR_DIR": layout.vectors_dir,
               "EVAL_DIR": layout.eval_dir}
+    if trait:
+        values["PROJECTION_DIR"] = layout.projection_dir(trait)
     return "\n".join(f"{key}={shlex.quote(str(value))}" for key, value in values.items())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the output folders of a model as shell assignments "
-                                                 "(MODEL_NAME, EXTRACT_DIR, VECTOR_DIR, EVAL_DIR).")
+                                                 "(MODEL_NAME, EXTRACT_DIR, VECTOR_DIR, EVAL_DIR; PROJECTION_DIR "
+                                                 "with --trait).")
     parser.add_argument("model", help="model spec: Hub id, local folder, checkpoint or smollm2-135m")
     parser.add_argument("--root", default=OUTPUT_ROOT, help="output root (default: output)")
+    parser.add_argument("--trait", default=None, help="finetuned trait whose checkpoint evaluations to locate")
     parser.add_argument("--num_layers", action="store_true",
                         help="print the model's decoder layer count instead (read from its config)")
     args = parser.parse_args(argv)
     try:
-        print(num_layers(args.model) if args.num_layers else shell_assignments(Layout(args.model, args.root)))
+        layout = Layout(args.model, args.root)
+        print(num_layers(args.model) if args.num_layers else shell_assignments(layout, args.trait))
     except (OSError, ValueError) as err:  # not run_cli: it imports torch, and this call must stay cheap
         print(f"error: {args.model}: {err}".splitlines()[0], file=sys.stderr)
         return 2
