@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "EMBEDDED_MODEL": "persona.models",
+    "EMBEDDED_MODEL": "persona.defaults",
     "LoadedModel": "persona.models",
     "load_model": "persona.models",
     "residual_site": "persona.sites",
@@ -51,10 +51,11 @@ __all__ = ["EMBEDDED_MODEL", "Activations", "LoadedModel", "PersonaVector", "Sam
 
 if TYPE_CHECKING:
     from persona.activations import Activations, capture
+    from persona.defaults import EMBEDDED_MODEL
     from persona.extraction import effective_pairs, persona_vectors
     from persona.generation import SamplingParams, chat_prompts, generate_answers
     from persona.judge import make_judge, score_all
-    from persona.models import EMBEDDED_MODEL, LoadedModel, load_model
+    from persona.models import LoadedModel, load_model
     from persona.projection import project
     from persona.sites import residual_site
     from persona.steering import Steer, is_steered, steering

@@ -12,8 +12,9 @@ output (the input of block 0), row L < num_layers the output of decoder block L,
 num_layers the last block's output after the model's final norm (as HF reports it).
 
 Only the decoder blocks up to the deepest requested layer run, and never the LM head:
-hooks at each layer's residual site (`persona.sites.residual_site`) reduce it as soon as it is computed (no sample's full
-hidden states are kept), and a hook on the deepest needed block stops the forward pass.
+hooks at each layer's residual site (`persona.sites.residual_site`) reduce it as soon as it
+is computed (no sample's full hidden states are kept), and the hook at the deepest needed
+layer stops the forward pass.
 With `reduce="mean"` the per-sample summaries are summed on the fly (extraction needs only
 the means); with `reduce="none"` they are returned per sample (projection).
 
@@ -89,10 +90,10 @@ def _text(value: object) -> str:
 
 def encode_pairs(tokenizer, prompts: Sequence[object], answers: Sequence[object]) -> list[_Encoded]:
     """Token ids of `prompt + answer` and the length of the prompt part (see the module docstring)."""
-    prompts = [_text(p) for p in prompts]
-    answers = [_text(a) for a in answers]
-    full = tokenizer([p + a for p, a in zip(prompts, answers)], add_special_tokens=False)["input_ids"]
-    alone = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    prompt_texts = [_text(p) for p in prompts]
+    answer_texts = [_text(a) for a in answers]
+    full = tokenizer([p + a for p, a in zip(prompt_texts, answer_texts)], add_special_tokens=False)["input_ids"]
+    alone = tokenizer(prompt_texts, add_special_tokens=False)["input_ids"]
     return [_Encoded(list(ids), len(os.path.commonprefix([ids, p_ids]))) for ids, p_ids in zip(full, alone)]
 
 
@@ -191,7 +192,8 @@ def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object
     device, hidden = lm.device, lm.hidden_size
     encoded = encode_pairs(lm.tokenizer, prompts, answers)
     kept = [i for i, e in enumerate(encoded) if e.ids]
-    batches = [[kept[j] for j in rows] for rows in length_sorted_batches([len(encoded[i].ids) for i in kept], batch_size)]
+    lengths = [len(encoded[i].ids) for i in kept]
+    batches = [[kept[j] for j in rows] for rows in length_sorted_batches(lengths, batch_size)]
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
 
     has = {"prompt_avg": [e.n_prompt > 0 for e in encoded],
@@ -227,4 +229,5 @@ def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object
     else:
         n = torch.tensor([counts[kind] for kind in VECTOR_KINDS])[:, None, None]
         values = (sums.cpu() / n).masked_fill(n == 0, math.nan).unbind(0)
-    return Activations(layers, *values, counts=counts)
+    prompt_avg, response_avg, prompt_last = values  # in VECTOR_KINDS order
+    return Activations(layers, prompt_avg, response_avg, prompt_last, counts=counts)

@@ -6,15 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any
 
+from persona.defaults import EMBEDDED_MODEL
 from persona.steering import Op, Positions, Steer
 from persona.vectors import PersonaVector
 
-T = TypeVar("T")
 
-
-def split_list(values: Sequence[str] | str | None, cast: Callable[[str], T] = str) -> list[T]:
+def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = str) -> list[Any]:
     """Flatten list flags given as separate arguments or as one quoted, space-separated string.
 
     `--layer 20 25` and `--layer "20 25"` (the original README's form) both give [20, 25].
@@ -23,7 +22,7 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], T] = st
         return []
     if isinstance(values, str):
         values = [values]
-    out: list[T] = []
+    out: list[Any] = []
     for value in values:
         for part in str(value).replace(",", " ").split():
             try:
@@ -33,7 +32,7 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], T] = st
     return out
 
 
-def broadcast(flag: str, values: Sequence[T], n: int) -> list[T]:
+def broadcast(flag: str, values: Sequence[Any], n: int) -> list[Any]:
     """Pair list flags: a single value broadcasts to `n`, otherwise lengths must match."""
     values = list(values)
     if len(values) == 1:
@@ -63,7 +62,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
     """The model flag (default: the embedded model) plus device/dtype overrides."""
-    parser.add_argument(flag, default="smollm2-135m",
+    parser.add_argument(flag, default=EMBEDDED_MODEL,
                         help="Hub id, local dir, LoRA checkpoint or training output dir "
                              "(default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")

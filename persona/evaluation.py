@@ -26,6 +26,7 @@ import torch
 
 from persona.generation import GenerationBackend, SamplingParams, chat_prompts, row_seed
 from persona.io import read_table, write_csv, write_json
+from persona.judge.runner import Judge, score_all
 from persona.steering import Positions, Steer
 from persona.traits import Trait
 from persona.vectors import PersonaVector, as_tensor
@@ -61,8 +62,9 @@ def build_samples(trait: Trait, *, n_per_question: int,
     With an instruction type every question is asked under each of the trait's 5 system
     prompts, so pos and neg runs pair up row by row.
     """
-    samples = []
+    samples: list[Sample] = []
     for i, question in enumerate(trait.questions):
+        variants: list[tuple[str, list[dict[str, str]]]]
         if instruction_type is None:
             variants = [(f"{trait.name}_{i}", [])]
         else:
@@ -109,9 +111,8 @@ def generate_cells(backend: GenerationBackend, tokenizer, samples: Sequence[Samp
     return frames
 
 
-def judge_frame(df: pd.DataFrame, judges: dict[str, object], *, max_concurrent: int) -> pd.DataFrame:
+def judge_frame(df: pd.DataFrame, judges: dict[str, Judge], *, max_concurrent: int) -> pd.DataFrame:
     """Add one score column per judge (trait column, then coherence); failures stay None."""
-    from persona.judge import score_all
 
     df = df.copy()
     for column, judge in judges.items():

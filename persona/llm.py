@@ -62,7 +62,7 @@ def make_async_client(base_url: str | None, *, timeout: float, purpose: str) -> 
     if base_url is None or urlparse(base_url).hostname == OPENAI_HOST:
         key = settings.require("OPENAI_API_KEY", purpose)
     else:
-        key = settings.get("OPENAI_API_KEY", PLACEHOLDER_KEY)
+        key = settings.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
     return openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
@@ -123,7 +123,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, ba
         attempt += 1
 
 
-async def ask_json(client: openai.AsyncOpenAI, model: str, messages: list[dict[str, str]],
+async def ask_json(client: openai.AsyncOpenAI, model: str, messages: list[Any],
                    validate: Callable[[dict[str, Any]], T], *, max_retries: int, base_delay: float,
                    gate: asyncio.Semaphore | None = None, json_mode: bool = False, temperature: float | None = None,
                    label: str = "request") -> tuple[T, int]:
@@ -144,7 +144,7 @@ async def ask_json(client: openai.AsyncOpenAI, model: str, messages: list[dict[s
         nonlocal attempts
         attempts += 1
         async with gate or contextlib.nullcontext():
-            reply = await client.chat.completions.create(model=model, messages=messages, **extra)  # type: ignore[call-overload]
+            reply = await client.chat.completions.create(model=model, messages=messages, **extra)
         return validate(parse_json_answer(reply.choices[0].message.content))
 
     def on_retry(attempt: int, error: BaseException, delay: float) -> None:

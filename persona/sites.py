@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -43,6 +43,14 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     layers = decoder_stack(model).layers
     assert isinstance(layers, nn.ModuleList)
     return layers
+
+
+def embedding_weight(model: nn.Module) -> Tensor:
+    """The input embedding matrix `[vocab, hidden]`: the model's hidden size, dtype and device."""
+    get_embeddings = cast(Callable[[], nn.Module], decoder_stack(model).get_input_embeddings)
+    weight = get_embeddings().weight
+    assert isinstance(weight, Tensor)
+    return weight
 
 
 def num_layers(model: nn.Module) -> int:

@@ -25,14 +25,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from persona.sites import decoder_layers, decoder_stack, residual_site
+from persona.sites import decoder_layers, decoder_stack, embedding_weight, residual_site
 from persona.vectors import PersonaVector, as_tensor, vector_at_layer
 
 Positions = Literal["response", "prompt", "all"]
 Op = Literal["add", "ablate"]
 POSITIONS: tuple[str, ...] = ("response", "prompt", "all")
 
-_ACTIVE: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+_ACTIVE: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -62,9 +62,8 @@ class _CallState:
 
     def update(self, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
-        embeds = kwargs.get("inputs_embeds")
-        shape = ids.shape[:2] if ids is not None else embeds.shape[:2]
-        device = ids.device if ids is not None else embeds.device
+        source = ids if ids is not None else kwargs["inputs_embeds"]
+        shape, device = source.shape[:2], source.device
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         past = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
         mask = kwargs.get("attention_mask")
@@ -79,6 +78,8 @@ class _CallState:
         """A [B, T, 1] 0/1 mask of the positions to steer in this call."""
         if positions not in self._masks:
             real = self.real
+            if real is None:
+                raise RuntimeError("steering hook ran before the decoder stack's pre-hook saw the inputs")
             if positions == "all":
                 sel = real
             elif positions == "prompt":
@@ -128,7 +129,7 @@ def _direction(steer: Steer, num_layers: int, ref: torch.Tensor) -> torch.Tensor
 
 def check_steers(model: nn.Module, steers: Sequence[Steer]) -> list[torch.Tensor]:
     """Validate steers against the model (size, layer range, options); the per-steer directions."""
-    ref = decoder_stack(model).get_input_embeddings().weight
+    ref = embedding_weight(model)
     n_layers = len(decoder_layers(model))
     return [_direction(s, n_layers, ref) for s in steers]
 

@@ -22,11 +22,12 @@ import openai
 from tqdm.auto import tqdm
 
 from persona import llm, traits
+from persona.defaults import DEFAULT_OPENAI_MODEL
 from persona.io import write_json
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gpt-4.1-mini-2025-04-14"
+DEFAULT_MODEL = DEFAULT_OPENAI_MODEL
 N_TOTAL_QUESTIONS = 2 * traits.N_QUESTIONS
 
 
@@ -80,8 +81,8 @@ def variant_artifacts(data: dict[str, Any], name: str, bases: dict[str, traits.T
     """
     out = {}
     for version, base in bases.items():
-        artifact = {"instruction": data.get("instruction"), "questions": base.questions,
-                    "eval_prompt": base.eval_prompt}
+        artifact: dict[str, Any] = {"instruction": data.get("instruction"), "questions": base.questions,
+                                    "eval_prompt": base.eval_prompt}
         out[version] = _checked(artifact, name, version)
         if [(p["pos"], p["neg"]) for p in artifact["instruction"]] == base.instructions:
             raise llm.InvalidAnswerError(f"instruction pairs are identical to {base.name}'s")

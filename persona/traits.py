@@ -29,7 +29,8 @@ from typing import Any, Literal
 
 N_INSTRUCTIONS = 5
 N_QUESTIONS = 20
-VERSIONS = ("extract", "eval")
+Version = Literal["extract", "eval"]
+VERSIONS: tuple[Version, ...] = ("extract", "eval")
 DEFINITIONS_FILE = "trait_definitions.json"
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data_generation"
 PLACEHOLDERS = frozenset({"question", "answer"})
@@ -145,7 +146,7 @@ def parse_artifact(data: Any, *, name: str, source: Any = "<artifact>") -> Trait
     try:
         fields = placeholder_fields(prompt)
     except ValueError as e:
-        raise _fail(source, "eval_prompt", f"a valid format template (double literal braces as {{{{ }}}}): {e}")
+        raise _fail(source, "eval_prompt", f"a valid format template (double literal braces as {{{{ }}}}): {e}") from e
     if fields != PLACEHOLDERS:
         raise _fail(source, "eval_prompt", "exactly the placeholders {question} and {answer}",
                     f"placeholders {sorted(fields)}")
@@ -185,7 +186,7 @@ def available_traits(data_dir: str | Path | None = None, version: str = "extract
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-def load_trait(name_or_path: str, version: Literal["extract", "eval"] = "extract",
+def load_trait(name_or_path: str, version: Version = "extract",
                data_dir: str | Path | None = None) -> Trait:
     """Load a trait by name (from the library) or from a path to a `.json` artifact."""
     given = str(name_or_path)
@@ -270,7 +271,8 @@ def check_library(data_dir: str | Path) -> tuple[list[TraitReport], list[str]]:
             report.pairs = len(trait.instructions)
             report.questions[version] = len(trait.questions)
             if len(trait.questions) != N_QUESTIONS:
-                report.problems.append(f"{trait.source}: expected {N_QUESTIONS} questions, found {len(trait.questions)}")
+                report.problems.append(
+                    f"{trait.source}: expected {N_QUESTIONS} questions, found {len(trait.questions)}")
         if definitions and name not in definitions:
             report.problems.append(f"{name}: no definition in {DEFINITIONS_FILE}")
         reports.append(report)
@@ -284,7 +286,8 @@ def _check_pair_and_variant(report: TraitReport, loaded: dict[tuple[str, str], T
     name, base = report.name, report.judge_column
     extract, evaluate = loaded.get((name, "extract")), loaded.get((name, "eval"))
     if extract and evaluate:
-        shared = {normalize_question(q) for q in extract.questions} & {normalize_question(q) for q in evaluate.questions}
+        shared = ({normalize_question(q) for q in extract.questions}
+                  & {normalize_question(q) for q in evaluate.questions})
         report.disjoint = not shared
         if shared:
             report.problems.append(f"{name}: {len(shared)} question(s) in both extract and eval, "

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,8 +203,10 @@ class PersonaVector:
             rhs = float(other)
         else:
             return NotImplemented
-        fn = {"add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "divide": torch.div}[op]
-        return replace(self, tensor=fn(self.tensor, rhs), meta=dict(self.meta))
+        ops: dict[str, Callable[[Tensor, Tensor | float], Tensor]] = {
+            "add": lambda a, b: a + b, "subtract": lambda a, b: a - b,
+            "multiply": lambda a, b: a * b, "divide": lambda a, b: a / b}
+        return replace(self, tensor=ops[op](self.tensor, rhs), meta=dict(self.meta))
 
     def __add__(self, other: object) -> PersonaVector:
         if not isinstance(other, PersonaVector):

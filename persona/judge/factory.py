@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from persona import settings
+from persona.defaults import DEFAULT_OPENAI_MODEL
 from persona.judge.aggregate import EVAL_TYPES, check_eval_type
 from persona.judge.likelihood import LikelihoodJudge
 from persona.judge.local_judge import LocalLogprobJudge
@@ -33,7 +34,7 @@ from persona.models import LoadedModel, load_model
 if TYPE_CHECKING:
     from persona.traits import Trait
 
-DEFAULT_OPENAI_JUDGE = "gpt-4.1-mini-2025-04-14"
+DEFAULT_OPENAI_JUDGE = DEFAULT_OPENAI_MODEL
 LIKELIHOOD = "likelihood"
 LOCAL_PREFIX = "local:"
 

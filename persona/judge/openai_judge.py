@@ -84,15 +84,15 @@ class OpenAIJudge:
     def _connect(self) -> openai.AsyncOpenAI:
         return llm.make_async_client(self.base_url, timeout=self.timeout, purpose=f"judge {self.model!r}")
 
-    def _session(self) -> openai.AsyncOpenAI:
-        """One client per event loop (an httpx pool must not outlive the loop it was used in)."""
+    def _session(self) -> tuple[openai.AsyncOpenAI, asyncio.Lock]:
+        """One client (and probe lock) per event loop: an httpx pool must not outlive its loop."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
+        if self._loop is not loop or self._client is None or self._probe_lock is None:
             if self._client is None or self._loop is not None:  # closed, or bound to another loop
                 self._client = self._connect()
             self._probe_lock = asyncio.Lock()
             self._loop = loop
-        return self._client
+        return self._client, self._probe_lock
 
     async def aclose(self) -> None:
         """Close the client as its event loop ends (`score_all` does); the next loop gets a new one."""
@@ -106,7 +106,7 @@ class OpenAIJudge:
         `JudgeConfigError` when the endpoint rejects the setup (no point asking again),
         `JudgeUnavailable` for an outage that outlasted the retries or another rejected request.
         """
-        client = self._session()
+        client, _ = self._session()
 
         def on_retry(attempt: int, error: BaseException, delay: float) -> None:
             log.debug("judge call failed (%s); retry %d/%d in %.2fs", _reason(error), attempt, self.max_retries,
@@ -152,8 +152,8 @@ class OpenAIJudge:
     async def effective_eval_type(self) -> str:
         """The eval type actually asked for: 0_100 becomes 0_10 for digit-split tokenizers."""
         if self._effective_type is None:
-            self._session()
-            async with self._probe_lock:
+            _, probe_lock = self._session()
+            async with probe_lock:
                 if self._effective_type is None:
                     self._effective_type = await self._resolve_eval_type()
         return self._effective_type
@@ -161,7 +161,7 @@ class OpenAIJudge:
     async def _resolve_eval_type(self) -> str:
         if self.eval_type != "0_100" or self.number_tokens == "whole":
             return self.eval_type
-        mode = self.number_tokens
+        mode: str | None = self.number_tokens
         if mode == "auto":
             try:
                 mode = await self.probe_number_tokens()
@@ -191,7 +191,7 @@ class OpenAIJudge:
         try:
             if eval_type == "binary_text":
                 completion = await self._create(prompt, temperature=0, seed=0)
-                score = aggregate_text(completion.choices[0].message.content if completion.choices else "")
+                score = aggregate_text((completion.choices[0].message.content if completion.choices else "") or "")
             else:
                 score = aggregate(await self._top_probs(prompt), eval_type)
         except JudgeUnavailable as e:

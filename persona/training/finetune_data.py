@@ -94,7 +94,7 @@ def write_dataset(out_dir: str | os.PathLike, examples: Sequence[Example], metad
     return paths
 
 
-def trait_description(trait: Trait, data_dir: str | os.PathLike | None = None) -> str:
+def trait_description(trait: Trait, data_dir: str | Path | None = None) -> str:
     """The trait's definition from `trait_definitions.json`, else its positive instructions."""
     try:
         definitions = load_definitions(data_dir)
@@ -216,7 +216,7 @@ async def openai_examples(client: openai.AsyncOpenAI, model: str, trait: Trait, 
     tasks = [asyncio.ensure_future(answer(e)) for e in examples]
     for task in tqdm(asyncio.as_completed(tasks), total=len(tasks), desc="answers"):
         await task
-    kept = [t.result() for t in tasks if t.result() is not None]
+    kept = [example for t in tasks if (example := t.result()) is not None]
     if not kept:
         raise GenerationError("every question failed; check the model name and the server")
     return kept

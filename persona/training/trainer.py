@@ -17,8 +17,9 @@ import torch
 from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 
+from persona.defaults import EMBEDDED_MODEL
 from persona.io import write_json
-from persona.models import EMBEDDED_MODEL, embedded_model_dir, load_model, newest_checkpoint
+from persona.models import embedded_model_dir, load_model, newest_checkpoint
 from persona.training.backend import resolve_optim, unsloth_wanted
 from persona.training.config import TrainingConfig
 from persona.training.data import tokenized_dataset, train_eval_split
@@ -104,6 +105,7 @@ def run_training(trainer: SFTTrainer, cfg: TrainingConfig) -> dict[str, Any]:
     """Train (hooks active only meanwhile), evaluate the held-out set, write the results file."""
     out = Path(cfg.output_dir)
     write_json(out / CONFIG_FILE, cfg.model_dump(mode="json"))
+    assert trainer.model is not None  # SFTTrainer always holds the model it was built with
     with training_hooks(trainer.model, cfg.steering):
         train_output = trainer.train()
     results: dict[str, Any] = {"train": train_output.metrics, "global_step": trainer.state.global_step}
