@@ -8,7 +8,6 @@ See the README section "Finetuning" for the config keys.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from persona.training.backend import import_unsloth_if_wanted
 
@@ -21,20 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     unsloth = import_unsloth_if_wanted()  # before transformers/TRL, so its patches apply
 
     from persona.cli import setup_logging
-    from persona.models import ModelLoadError
-    from persona.training.config import ConfigError, load_config
-    from persona.training.data import DataError
-    from persona.vectors import VectorShapeError
+    from persona.training.config import load_config
 
     setup_logging(args.verbose)
-    try:
-        cfg = load_config(args.config)
-        from persona.training.trainer import train
+    cfg = load_config(args.config)  # bad config, data, model or vector: one line via run_cli
+    from persona.training.trainer import train
 
-        results = train(cfg)
-    except (ConfigError, DataError, ModelLoadError, VectorShapeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    results = train(cfg)
     stack = "unsloth" if unsloth else "transformers+peft"
     print(f"trained {cfg.model} for {results['global_step']} steps ({stack}); "
           f"train loss {results['train'].get('train_loss', float('nan')):.4f}")
@@ -46,4 +38,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from persona.cli import run_cli
+
+    run_cli(main)

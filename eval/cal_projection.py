@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.vector_path_list = split_list(args.vector_path_list)
-        args.layer_list = split_list(args.layer_list, int)
+        args.layer_list = split_list(args.layer_list, int, "--layer_list")
         args.projection_type = split_list(args.projection_type)
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))

@@ -46,6 +46,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="use only the first N questions of the trait (quick runs)")
     parser.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
     parser.add_argument("--max_tokens", type=int, default=1000, help="max new tokens per answer")
+    parser.add_argument("--top_p", type=float, default=1.0,
+                        help="nucleus sampling mass (default 1.0 = off: both original paths, vLLM and steered HF, "
+                             "pass top_p=1)")
+    parser.add_argument("--top_k", type=int, default=0,
+                        help="sample from the k best tokens only (default 0 = off, as the original's unsteered vLLM "
+                             "path; its steered HF path silently took the model's generation_config top_k, e.g. 20 "
+                             "for Qwen3-4B-Instruct-2507 or transformers' 50)")
+    parser.add_argument("--min_new_tokens", type=int, default=1,
+                        help="stop tokens are held back until this many answer tokens exist (default 1: both "
+                             "original paths pass min_new_tokens / min_tokens = 1)")
     parser.add_argument("--coef", nargs="+", default=None, help="steering coefficient(s)")
     parser.add_argument("--vector_path", nargs="+", default=None, help="persona vector file(s) [L+1, hidden]")
     parser.add_argument("--layer", nargs="+", default=None, help="layer(s): output of decoder block L")
@@ -57,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="accepted for the original scripts; a no-op: generation is always batched (--batch_size)")
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (per-row, batch-independent)")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run a sweep's cells on a Ray cluster, one worker per GPU (per CPU without GPUs): "
+                             "the cluster at ADDRESS, or without one $RAY_ADDRESS, else a cluster started in "
+                             "this process. Same files as a local run (see README, 'Several GPUs and nodes')")
     add_judge_args(parser)
     return parser.parse_args(argv)
 
@@ -64,8 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _jobs(args: argparse.Namespace, trait_name: str) -> tuple[list[Job], bool]:
     """The evaluation jobs the flags ask for; True when this is a sweep."""
     paths = split_list(args.vector_path)
-    layers = split_list(args.layer, int)
-    coefs = split_list(args.coef, float)
+    layers = split_list(args.layer, int, "--layer")
+    coefs = split_list(args.coef, float, "--coef")
     if not paths:
         if layers or coefs:
             raise ValueError("--layer/--coef need --vector_path")
@@ -90,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.output_path and not args.output_dir:
         raise ValueError("give --output_path (or --output_dir for a sweep)")
     jobs, is_sweep = _jobs(args, trait.name)
+    if args.ray is not None:  # the sweep's cells as units on Ray workers (persona.jobs), resumable the same way
+        from persona.jobs import EvalSpec, RayRunner, sweep_units
+
+        if not is_sweep:
+            raise ValueError("--ray runs sweeps: give one --vector_path with several --layer/--coef (or --sweep)")
+        summary = RayRunner(args.ray or None).run(sweep_units(jobs, EvalSpec.from_args(args)),
+                                                  overwrite=args.overwrite)
+        print(summary.report())
+        return 1 if summary.failed else 0
     todo, done = split_done(jobs, args.overwrite)
     for job in done:
         print(f"{job.output} exists, skipping (use --overwrite to recompute)")

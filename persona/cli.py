@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
+from unittest import mock
 
 from persona.defaults import EMBEDDED_MODEL
 from persona.steering import Op, Positions, Steer
 from persona.vectors import PersonaVector
 
 
-def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = str) -> list[Any]:
+def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = str, flag: str = "") -> list[Any]:
     """Flatten list flags given as separate arguments or as one quoted, space-separated string.
 
     `--layer 20 25` and `--layer "20 25"` (the original README's form) both give [20, 25].
+    `flag` names the option in the error for a value `cast` rejects.
     """
     if values is None:
         return []
@@ -28,7 +32,9 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = 
             try:
                 out.append(cast(part))
             except ValueError:
-                raise argparse.ArgumentTypeError(f"invalid value {part!r}") from None
+                kind = getattr(cast, "__name__", "value")
+                raise argparse.ArgumentTypeError(f"{flag + ': ' if flag else ''}invalid value {part!r} "
+                                                 f"(expected {kind})") from None
     return out
 
 
@@ -69,14 +75,80 @@ def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model") -> No
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
 
 
-def run_cli(main: Callable[[], int]) -> None:
-    """Run a CLI `main`; input errors (bad file, vector, layer, model, missing key) end in one line, exit 2."""
+VERBOSE_FLAG = "--verbose"
+VERBOSE_ENV = "PERSONA_VERBOSE"
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (pydantic and JSON errors span several)."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
+def _os_error_line(err: OSError) -> str:
+    """A failed read or write: which file, why, and what to do about it."""
+    where = err.filename or "a file"
+    if err.errno == errno.ENOSPC:
+        return f"no space left on the device writing {where}: free some space and rerun (finished outputs are kept)"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where} ({err.strerror}): choose a writable output folder"
+    return f"{where}: {err.strerror or _one_line(err)}"
+
+
+class _UsageError(Exception):
+    """An argparse usage error, raised instead of printing the usage block and exiting."""
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    raise _UsageError(f"{parser.prog}: {message} (see --help)")
+
+
+def _verbose_requested() -> bool:
+    """`--verbose` on the command line (removed, so parsers without it accept the rest) or PERSONA_VERBOSE=1."""
+    verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    if VERBOSE_FLAG in sys.argv[1:]:
+        sys.argv = [a for i, a in enumerate(sys.argv) if i == 0 or a != VERBOSE_FLAG]
+        verbose = True
+    return verbose
+
+
+def _is_input_error(err: Exception) -> bool:
+    """Errors a user fixes by changing an input; imported late, so training can load unsloth first."""
+    from persona.judge.openai_judge import JudgeConfigError
     from persona.models import ModelLoadError
     from persona.settings import MissingSettingError
 
+    return isinstance(err, (ValueError, FileNotFoundError, ModelLoadError, MissingSettingError, JudgeConfigError,
+                            argparse.ArgumentTypeError, _UsageError))
+
+
+def _failure_line(err: Exception) -> tuple[str, int]:
+    """(the one line to print, the exit status) for a failure that ended a CLI."""
+    if _is_input_error(err):
+        return _one_line(err), 2
+    if isinstance(err, OSError):
+        return _os_error_line(err), 2
+    return f"{type(err).__name__}: {_one_line(err)} (rerun with {VERBOSE_FLAG} for the traceback)", 1
+
+
+def run_cli(main: Callable[[], int]) -> None:
+    """Run a CLI `main` so that no failure ends in a traceback unless asked for.
+
+    Input errors (bad file, vector, layer, trait, config, model, missing key, usage) end in
+    one line naming the input and the fix, exit 2; an unwritable folder or a full disk,
+    one line, exit 2; anything else, one line, exit 1; Ctrl-C, exit 130. `--verbose` (or
+    PERSONA_VERBOSE=1) shows debug logs and the traceback instead.
+    """
+    if _verbose_requested():
+        setup_logging(verbose=True)
+        raise SystemExit(main())
     try:
-        code = main()
-    except (ValueError, FileNotFoundError, ModelLoadError, MissingSettingError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        with mock.patch.object(argparse.ArgumentParser, "error", _usage_error):
+            code = main()
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume (finished outputs are kept)", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:  # the one place any failure becomes a line
+        line, status = _failure_line(err)
+        print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(status) from None
     raise SystemExit(code)

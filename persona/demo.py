@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from persona.io import write_csv, write_json, write_text
+from persona.io import read_table, write_csv, write_json, write_text
 
 COHERENCE_FLOOR = 80.0
 STEERING_TYPE = "response"
@@ -197,7 +197,7 @@ def cell_table(steering_dir: Path, trait: str, column: str) -> pd.DataFrame:
             if not m or m["trait"] != trait:
                 continue
             layer, coef, cell = int(m["layer"]), float(m["coef"]), f"layer {m['layer']}, coef {float(m['coef']):g}"
-        df = pd.read_csv(path)
+        df = read_table(path)
         scores = pd.to_numeric(df[column], errors="coerce")
         coherence = pd.to_numeric(df["coherence"], errors="coerce")
         rows.append({"cell": cell, "layer": layer, "coef": coef, "trait": scores.mean(),
@@ -278,9 +278,9 @@ def example_answers(table: pd.DataFrame, column: str, floor: float = COHERENCE_F
     base = table[table["cell"] == "baseline"]
     if best is None or base.empty:
         return []
-    steered = pd.read_csv(best["path"])
+    steered = read_table(best["path"])
     i = typical_row(steered, column)
-    baseline = pd.read_csv(base["path"].iloc[0])
+    baseline = read_table(base["path"].iloc[0])
     same = baseline[baseline["question_id"] == steered["question_id"].iloc[i]]
     j = same.index[0] if len(same) else 0
     return [f"  question: {steered['question'].iloc[i]}",
@@ -315,7 +315,7 @@ def projection_summary(files: Sequence[Path]) -> pd.DataFrame:
     """Mean of every projection column per evaluated file: one row per cell (baseline, sweep cells)."""
     rows = []
     for path in files:
-        df = pd.read_csv(path)
+        df = read_table(path)
         cols = [c for c in df.columns if "_proj_layer" in c]
         rows.append({"cell": path.stem, **{c: pd.to_numeric(df[c], errors="coerce").mean() for c in cols}})
     return pd.DataFrame(rows)
@@ -453,7 +453,7 @@ def _finetuning_shifts(s: DemoSettings, paths: DemoPaths) -> Callable[[], None]:
                 shutil.copyfile(paths.baseline(ft), data)
             add_projection_columns(data, [vector], [s.focus_layer], ("proj",), model_name=str(run_dir),
                                    base_model=s.model, batch_size=s.batch_size)
-            shift = pd.to_numeric(pd.read_csv(data)[column_name(str(run_dir), vector, "proj", s.focus_layer,
+            shift = pd.to_numeric(read_table(data)[column_name(str(run_dir), vector, "proj", s.focus_layer,
                                                                 shift=True)], errors="coerce")
             rows.append({"run": run_dir.name, "preventative_steering": steered, "vector": ft,
                          "layer": s.focus_layer, "mean_shift": shift.mean(), "n": int(shift.notna().sum())})
@@ -535,7 +535,7 @@ def closing_lines(s: DemoSettings, paths: DemoPaths, headline: pd.DataFrame, ski
     lines = [f"\nall files: {paths.out}/"]
     lines += [f"not run: {note}" for note in skipped]
     if paths.shifts.exists():
-        shifts = pd.read_csv(paths.shifts)
+        shifts = read_table(paths.shifts)
         lines.append(f"finetuning shift along {s.finetune_trait} (layer {s.focus_layer}): " + ", ".join(
             f"{r.run} {r.mean_shift:+.2f}" for r in shifts.itertuples()))
     for r in headline.itertuples():

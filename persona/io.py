@@ -62,9 +62,21 @@ def save_tensor(path: str | os.PathLike, tensor: torch.Tensor) -> None:
         torch.save(tensor, tmp)
 
 
-def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a CSV and fail with the file name and the missing columns if any are absent."""
-    df = pd.read_csv(path, keep_default_na=True)
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), *, text: bool = False) -> pd.DataFrame:
+    """Read a CSV the one way every entry point does; fail naming the file and any missing column.
+
+    Answers are text: only an empty cell is missing, so an answer that says `None`, `NA` or
+    `null` stays that string (pandas' default would turn it into NaN in some readers and not
+    others). Numeric columns still parse as numbers; `text=True` keeps every cell as the
+    string on disk (for rewriting a file with only new columns added).
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} does not exist (check the path)")
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[] if text else [""],
+                         dtype=str if text else None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from persona.activations import capture
 from persona.generation import chat_prompts
-from persona.io import read_jsonl, write_csv, write_jsonl
+from persona.io import read_jsonl, read_table, write_csv, write_jsonl
 from persona.models import load_model
 from persona.vectors import load_vector, vector_at_layer
 
@@ -85,11 +85,7 @@ class EvalFile:
                 raise ValueError(f"{self.path}: every JSONL line needs a 'messages' list")
             self.columns = list(dict.fromkeys(k for r in self.records for k in r))
         else:
-            self.table = pd.read_csv(self.path, dtype=str, keep_default_na=False)
-            missing = [c for c in ("prompt", "answer") if c not in self.table.columns]
-            if missing:
-                raise ValueError(f"{self.path}: missing column(s) {missing}; found {list(self.table.columns)}. "
-                                 "Is this an output of `python -m eval.eval_persona`?")
+            self.table = read_table(self.path, ("prompt", "answer"), text=True)
             self.columns = list(self.table.columns)
 
     def __len__(self) -> int:
@@ -183,7 +179,8 @@ def add_projection_columns(file_path: str | Path, vector_paths: Sequence[str], l
         lm = load_model(base_model, device=device, dtype=dtype)
         if (lm.num_layers, lm.hidden_size) != shape:
             raise ValueError(f"--base_model {base_model} has {lm.num_layers} layers x {lm.hidden_size} hidden but "
-                             f"{model_name} has {shape[0]} x {shape[1]}: a finetuning shift needs the same architecture")
+                             f"{model_name} has {shape[0]} x {shape[1]}: a finetuning shift needs the same "
+                             "architecture")
         base = capture(lm, prompts, answers, layers=needed, batch_size=batch_size)
 
     for c in todo:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from persona.cli import run_cli, setup_logging
-from persona.io import write_text
+from persona.io import read_table, write_text
 
 SETTINGS_PATTERNS = ("settings.json", "training_config.json", "training_results.json", "*_vectors.json", "*.judge.json")
 TEXT_COLUMNS = ("question", "prompt", "answer", "question_id")
@@ -89,7 +89,7 @@ def collect(root: str | Path) -> Report:
     for path in sorted(root.rglob("*.csv")):
         if path.name.endswith(".answers.csv"):
             continue  # answers still waiting for their judge
-        df = pd.read_csv(path)
+        df = read_table(path)
         if {"question", "answer"} <= set(df.columns):
             folder = _relative(path.parent, root) if path.parent != root else "."
             rows.setdefault(folder, []).append({"cell": path.stem, "n": len(df), **cell_scores(df)})
