@@ -174,12 +174,21 @@ def test_report_content(tmp_path, capsys):
     assert "q &lt;1&gt;" not in page  # answers and questions are not dumped, only means
 
 
-def test_report_bad_input(tmp_path, capsys):
+def _exit_line(argv, capsys) -> str:
     with pytest.raises(SystemExit) as exc:
-        run_cli(lambda: report.main([str(tmp_path)]))
+        run_cli(lambda: report.main(argv))
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(tmp_path) in err and "*.csv, *.png" in err
+    assert len(err.splitlines()) == 1
+    return err
+
+
+def test_report_bad_input(tmp_path, capsys):
+    err = _exit_line([str(tmp_path)], capsys)
+    assert str(tmp_path) in err and "*.csv, *.png" in err
+    (tmp_path / "broken.csv").write_bytes(b'a,b\n"unclosed,1\n')
+    err = _exit_line([str(tmp_path)], capsys)
+    assert "broken.csv: not a readable CSV" in err
 
 
 def _nonblank(png: bytes) -> bool:

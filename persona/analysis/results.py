@@ -9,7 +9,6 @@ File names follow the output layout (DESIGN.md): steering sweep cells named by
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from persona.io import read_table
 from persona.projection import PROJECTION_TYPES, SHIFT_SUFFIX, column_name
 from persona.steering import POSITIONS
 from persona.traits import base_trait
-from persona.vectors import load_vector
+from persona.vectors import PersonaVector
 
 log = logging.getLogger(__name__)
 
@@ -103,21 +102,12 @@ def vector_files(folder: str | Path, vector_type: str = "response_avg_diff") -> 
     return found
 
 
-def _sidecar_model(path: Path, name: str) -> str | None:
-    sidecar = path.with_name(f"{name}_vectors.json")
-    if not sidecar.is_file():
-        return None
-    try:
-        return json.loads(sidecar.read_text(encoding="utf-8")).get("model")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-
-
 def load_vectors(paths: dict[str, Path]) -> dict[str, torch.Tensor]:
-    """Load named vector files; refuse a mix of shapes or of models (from the `_vectors.json` sidecars)."""
-    vectors = {name: load_vector(path) for name, path in paths.items()}
+    """Load named vector files; refuse a mix of shapes or of models (as their `_vectors.json` metadata says)."""
+    loaded = {name: PersonaVector.load(path) for name, path in paths.items()}
+    vectors = {name: v.tensor for name, v in loaded.items()}
     check_same_shape(vectors)
-    models = {name: m for name, path in paths.items() if (m := _sidecar_model(path, name))}
+    models = {name: v.model for name, v in loaded.items() if v.model}
     if len(set(models.values())) > 1:
         (a, ma), (b, mb) = next((x, y) for x in models.items() for y in models.items() if x[1] != y[1])
         raise ValueError(f"vectors come from different models: {a} from {ma}, {b} from {mb} "
