@@ -63,7 +63,7 @@ def pick_domains(names: list[str] | None) -> list[fd.Domain]:
     by_name = {d.name: d for d in DOMAINS}
     unknown = [n for n in split_list(names) if n not in by_name]
     if unknown:
-        raise SystemExit(f"error: unknown domain(s) {unknown}; choose from {sorted(by_name)}")
+        raise ValueError(f"--domains: unknown domain(s) {unknown}; choose from {sorted(by_name)}")
     return [by_name[n] for n in split_list(names)]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from persona.cli import add_model_args, load_steers, run_cli, setup_logging, split_list
+from persona.cli import add_model_args, load_steers, require_positive, run_cli, setup_logging, split_list
 from persona.evaluation import (Cell, Job, answers_with_resume, build_samples, finish_job, judge_frame,
                                 split_done, summarize, sweep_jobs)
 from persona.generation import HFBackend, SamplingParams
@@ -24,7 +24,7 @@ from persona.judge.sidecar import judge_record, write_sidecar
 from persona.models import load_model
 from persona.steering import POSITIONS, check_steers
 from persona.traits import load_trait
-from persona.vectors import PersonaVector
+from persona.vectors import PersonaVector, VectorShapeError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,7 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the cluster at ADDRESS, or without one $RAY_ADDRESS, else a cluster started in "
                              "this process. Same files as a local run (see README, 'Several GPUs and nodes')")
     add_judge_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_positive(parser, args, "--n_per_question", "--max_tokens", "--batch_size", "--max_questions")
+    return args
 
 
 def _jobs(args: argparse.Namespace, trait_name: str) -> tuple[list[Job], bool]:
@@ -120,8 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
-    for job in todo:  # fail fast on a bad vector or layer, before generating
-        check_steers(lm.model, job.cell.steers)
+    try:  # fail fast on a bad vector or layer, before generating
+        for job in todo:
+            check_steers(lm.model, job.cell.steers)
+    except VectorShapeError as err:
+        raise VectorShapeError(f"--vector_path {' '.join(split_list(args.vector_path))} with --layer "
+                               f"{' '.join(split_list(args.layer)) or 20}: {err}; use a vector extracted from "
+                               f"{args.model} and a layer it has") from None
     samples = build_samples(trait, n_per_question=args.n_per_question,
                             instruction_type=args.persona_instruction_type, assistant_name=args.assistant_name)
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)

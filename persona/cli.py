@@ -58,6 +58,14 @@ def load_steers(vector_paths: Sequence[str], layers: Sequence[int], coefs: Seque
             for p, layer, c in zip(paths, broadcast("layer", layers, n), broadcast("coef", coefs, n))]
 
 
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *flags: str) -> None:
+    """Counts and sizes (`--n_per_question`, `--batch_size`, ...) must be at least 1: a usage error otherwise."""
+    for flag in flags:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Scripts print summaries; library modules log through `logging` at INFO."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
@@ -89,7 +97,7 @@ def _os_error_line(err: OSError) -> str:
     where = err.filename or "a file"
     if err.errno == errno.ENOSPC:
         return f"no space left on the device writing {where}: free some space and rerun (finished outputs are kept)"
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
         return f"cannot write {where} ({err.strerror}): choose a writable output folder"
     return f"{where}: {err.strerror or _one_line(err)}"
 
