@@ -129,9 +129,10 @@ def test_sweep_names_round_trip(trait, kind, layer, coef):
     assert parse_sweep_name(sweep_filename(trait, kind, layer, coef)) == (trait, kind, layer, coef)
 
 
-def test_sweep_name_rejects_other_files():
+def test_sweep_name_rejects_other_files_and_reads_original_names():
     assert parse_sweep_name("evil_baseline.csv") is None
-    assert parse_sweep_name("evil_steer_response_layer_20_coef_1.csv") is None  # not how sweep_filename writes 1.0
+    assert parse_sweep_name(sweep_filename("evil", "response", 20, 1.0).replace(".csv", ".answers.csv")) is None
+    assert parse_sweep_name("evil_steer_response_layer_20_coef_2.csv") == ("evil", "response", 20, 2.0)
 
 
 def _eval_csv(path, column: str, scores, coherence, extra: dict | None = None):

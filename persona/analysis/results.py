@@ -1,6 +1,6 @@
 """Find and read the pipeline's result files into the tidy frames the figures draw.
 
-File names follow the output layout (DESIGN.md): steering sweep cells named by
+File names follow the output layout (DESIGN.md): steering sweep cells named like
 `persona.evaluation.sweep_filename`, `{trait}_baseline.csv`, vector files
 `{trait}_{kind}_diff.pt` (+ `{trait}_vectors.json`), and checkpoint evaluations
 `checkpoint-{N}_{judge_trait}.csv` with projection columns named by
@@ -18,7 +18,6 @@ import pandas as pd
 import torch
 
 from persona.analysis.geometry import check_same_shape
-from persona.evaluation import sweep_filename
 from persona.io import read_table
 from persona.projection import PROJECTION_TYPES, SHIFT_SUFFIX, column_name
 from persona.steering import POSITIONS
@@ -44,7 +43,10 @@ def no_files_error(folder: Path, pattern: str) -> FileNotFoundError:
 
 
 def parse_sweep_name(name: str) -> tuple[str, str, int, float] | None:
-    """(trait, steering type, layer, coef) of a sweep cell file name; None for other files."""
+    """(trait, steering type, layer, coef) of a sweep cell file name; None for other files.
+
+    Inverts `sweep_filename`, and also reads the original study's shell-written names (`coef_2`).
+    """
     match = _SWEEP.fullmatch(name)
     if not match:
         return None
@@ -52,8 +54,7 @@ def parse_sweep_name(name: str) -> tuple[str, str, int, float] | None:
         coef = float(match["coef"])
     except ValueError:
         return None
-    trait, kind, layer = match["trait"], match["type"], int(match["layer"])
-    return (trait, kind, layer, coef) if sweep_filename(trait, kind, layer, coef) == name else None
+    return match["trait"], match["type"], int(match["layer"]), coef
 
 
 def score_means(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
