@@ -168,6 +168,7 @@ def test_load_projection_eval(tmp_path):
     for step, proj in ((0, [1.0, 3.0]), (10, [4.0, 8.0])):
         col = column_name(f"run/checkpoint-{step}", "evil_response_avg_diff.pt", "proj", 20)
         _eval_csv(tmp_path / f"checkpoint-{step}_evil.csv", "evil", [step, step + 2], [90, 70], {col: proj})
+    (tmp_path / "checkpoint-20_evil.answers.csv").write_text("question,answer\nq,a\n")  # not judged yet: ignored
     data = load_projection_eval(tmp_path)
     proj = data[data["kind"] == "projection"]
     assert proj["series"].unique().tolist() == ["evil_response_avg_diff_proj_layer20"]

@@ -30,7 +30,7 @@ SWEEP_PATTERN = "{trait}_steer_{type}_layer_{L}_coef_{c}.csv"
 CHECKPOINT_PATTERN = "checkpoint-{N}_{judge_trait}.csv"
 _SWEEP = re.compile(rf"(?P<trait>.+)_steer_(?P<type>{'|'.join(POSITIONS)})_layer_(?P<layer>\d+)"
                     r"_coef_(?P<coef>[^_]+)\.csv")
-_CHECKPOINT = re.compile(r"checkpoint-(?P<step>\d+)_(?P<judge>.+)\.csv")
+_CHECKPOINT = re.compile(r"checkpoint-(?P<step>\d+)_(?P<judge>[^.]+)\.csv")  # not `.answers.csv` in progress
 _CHECKPOINT_MODEL = re.compile(r"^(?:.*_)?checkpoint-\d+_")
 _MODEL_LABEL = "MODEL"
 
