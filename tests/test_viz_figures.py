@@ -125,6 +125,25 @@ def test_cross_persona_corr(tmp_path, capsys):
     assert_png(out / "cos_sim_vs_finetuning_shift.png")
 
 
+def test_cross_persona_without_shift_columns(tmp_path, caplog):
+    traits = ["evil", "humorous", "optimistic"]
+    _save_vectors(tmp_path / "v", traits)
+    for i, a in enumerate(traits):
+        for j, b in enumerate(traits):
+            for step, score in ((0, 10.0), (8, 20.0 + 10 * i + 3 * j)):
+                eval_csv(tmp_path / "out" / f"{a}_projection_eval" / f"checkpoint-{step}_{b}.csv", b, [score])
+    out = tmp_path / "figs"
+    with caplog.at_level(logging.WARNING):
+        assert plot_cross_persona_corr.main(["--results_dir", str(tmp_path / "out"), "--vector_dir",
+                                             str(tmp_path / "v"), "--layer", "1", "--output_dir", str(out)]) == 0
+    assert "relative_shift; cos_sim_vs_finetuning_shift.png not drawn" in caplog.text
+    assert_png(out / "cos_sim_vs_relative_trait_score.png")
+    assert not (out / "cos_sim_vs_finetuning_shift.png").exists()
+    table = pd.read_csv(out / "cross_persona_corr.csv").set_index(["finetuned", "judged"])
+    # finetuned on humorous (i = 1): change in optimistic (j = 2) = 36 - 10, in humorous itself = 33 - 10
+    assert table.loc[("humorous", "optimistic"), "relative_trait_score"] == pytest.approx(26 / 23)
+
+
 def _checkpoints(folder, judged=("evil", "humorous"), steps=(0, 10, 20), vectors=("evil", "evil_2", "humorous")):
     for step in steps:
         for judge in judged:

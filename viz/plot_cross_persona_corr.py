@@ -15,6 +15,7 @@ each with a fit line and Pearson r: `cos_sim_vs_relative_trait_score.png`,
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,8 @@ from persona.io import write_csv
 from persona.layout import Layout
 from persona.projection import PROJECTION_TYPES
 from viz.common import panel_grid, save_figure, scatter_with_fit
+
+log = logging.getLogger(__name__)
 
 FIGURES = {"relative_trait_score": ("cos_sim_vs_relative_trait_score.png",
                                     "relative trait score (change in B / change in A)"),
@@ -83,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table.to_string(index=False))
     write_csv(args.output_dir / "cross_persona_corr.csv", table)
     for column, (name, label) in FIGURES.items():
+        if table[column].notna().sum() < 2:
+            log.warning("%s: fewer than two pairs have a %s; %s not drawn (finetuning shifts come from "
+                        "`eval.cal_projection --base_model`)", args.results_dir, column, name)
+            continue
         fig, r = cross_persona_figure(table, column, label)
         print(f"Pearson r(cos, {column}) = {r:.3f}")
         save_figure(fig, args.output_dir / name)
