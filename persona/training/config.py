@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
@@ -154,7 +155,7 @@ def _one_of(value: str, allowed: list[str]) -> str:
     return value
 
 
-def _describe(error: dict, known: list[str]) -> str:
+def _describe(error: ErrorDetails, known: list[str]) -> str:
     """One line per pydantic error: the key path, then what is wrong and how to fix it."""
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
     kind, got = error["type"], error.get("input")
