@@ -40,14 +40,23 @@ from persona.analysis.multi_persona import (
 )
 from persona.analysis.results import load_vectors, score_means
 from persona.cli import add_model_args, run_cli, setup_logging, split_list
-from persona.evaluation import Cell, Job, answers_with_resume, build_samples, finish_job, judge_frame, split_done
+from persona.evaluation import (
+    Cell,
+    Job,
+    answers_with_resume,
+    build_samples,
+    finish_job,
+    judge_frame,
+    split_done,
+    steer_fingerprint,
+)
 from persona.generation import HFBackend, SamplingParams
 from persona.io import read_table, write_csv
 from persona.judge import COHERENCE, add_judge_args, judges_from_args
 from persona.judge.cache import model_identity
 from persona.layout import Layout
 from persona.models import load_model
-from persona.steering import POSITIONS, check_steers
+from persona.steering import POSITIONS, Steer, check_steers
 from persona.traits import Trait, load_trait
 from viz.common import save_figure, warn_missing
 from viz.plot_multi_persona import interference_figure, linearity_figure
@@ -127,6 +136,8 @@ def _plan(args: argparse.Namespace, traits: list[Trait], vectors: dict) -> tuple
         extra = {"coef": args.coef}
     settings = {"experiment": args.experiment, "model": args.model, "traits": names, "layer": args.layer,
                 "vectors": {n: str(p) for n, p in _vector_paths(args, traits).items()},
+                "vector_sha256": {n: steer_fingerprint(Steer(v, args.layer))["vector_sha256"]
+                                  for n, v in vectors.items()},
                 "steering_type": args.steering_type, "n_per_question": args.n_per_question,
                 "max_questions": args.max_questions, "max_tokens": args.max_tokens, "temperature": args.temperature,
                 "seed": args.seed, "judge_model": args.judge_model, **extra}
@@ -164,7 +175,8 @@ def cell_means(jobs: list[Job], columns: list[str]) -> dict[str, dict[str, float
     return means
 
 
-def report_linearity(args, traits: list[Trait], cells: list[Cell], points: list, means: dict, out: Path) -> None:
+def report_linearity(args: argparse.Namespace, traits: list[Trait], cells: list[Cell], points: list, means: dict,
+                     out: Path) -> None:
     metrics = [t.judge_column for t in traits] + [COHERENCE]
     rows = [{"a": a, "b": b, **means[c.name]} for (a, b), c in zip(points, cells, strict=True) if c.name in means]
     grid = pd.DataFrame(rows, columns=["a", "b", *metrics])
@@ -178,7 +190,7 @@ def report_linearity(args, traits: list[Trait], cells: list[Cell], points: list,
     save_figure(linearity_figure(table, traits[0].name, traits[1].name, args.layer), out / "linearity_residuals.png")
 
 
-def report_interference(args, traits: list[Trait], vectors: dict, means: dict, out: Path) -> None:
+def report_interference(args: argparse.Namespace, traits: list[Trait], vectors: dict, means: dict, out: Path) -> None:
     if BASELINE not in means:
         raise FileNotFoundError(f"{out / 'cells' / (BASELINE + '.csv')}: the unsteered cell is missing; "
                                 "run without --no_run")
@@ -187,8 +199,8 @@ def report_interference(args, traits: list[Trait], vectors: dict, means: dict, o
     write_csv(out / "interference.csv", table)
     write_csv(out / "interference_matrix.csv", matrix.reset_index())
     print(f"change in judged B when steering with v_A (rows A, columns B):\n{matrix.round(2).to_string()}")
-    fig, r = interference_figure(table, args.layer, args.coef)
-    print(f"Pearson r(cos(v_A, v_B), change in B) over A != B: {r:.3f} (= {interference_r(table):.3f})")
+    fig, _ = interference_figure(table, args.layer, args.coef)
+    print(f"Pearson r(cos(v_A, v_B), change in B) over A != B: {interference_r(table):.3f}")
     save_figure(fig, out / "interference_vs_cos.png")
 
 
