@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 
 from persona.cli import add_model_args, run_cli, setup_logging
-from persona.extraction import persona_vectors, read_pairs, save_persona_vectors
+from persona.extraction import extraction_settings, persona_vectors, read_pairs, save_persona_vectors, vectors_done
 from persona.models import load_model
 
 
@@ -29,6 +29,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=50,
                         help="keep pairs with pos score >= T and neg score < 100-T (default 50)")
     parser.add_argument("--batch_size", type=int, default=16, help="forward-pass batch size")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute vectors that exist (needed when they were made with other settings)")
     return parser.parse_args(argv)
 
 
@@ -36,12 +38,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     pairs = read_pairs(args.pos_path, args.neg_path, args.trait, args.threshold)  # ValueError: nothing kept
+    settings = extraction_settings(args.pos_path, args.neg_path, args.trait, args.threshold, args.model_name)
+    if not args.overwrite and vectors_done(args.save_dir, args.trait, settings):
+        print(f"{args.save_dir}: the {args.trait} vectors exist with these settings, skipping "
+              "(use --overwrite to recompute)")
+        return 0
     counts = ", ".join(f"{name}: {n}/{pairs.total}" for name, n in pairs.condition_counts.items())
     print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs ({counts})")
     lm = load_model(args.model_name, device=args.device, dtype=args.dtype)
     vectors = persona_vectors(lm, pairs, trait=args.trait, batch_size=args.batch_size)
     paths = save_persona_vectors(args.save_dir, args.trait, vectors, lm=lm, pairs=pairs, threshold=args.threshold,
-                                 sources={"pos": args.pos_path, "neg": args.neg_path})
+                                 sources={"pos": args.pos_path, "neg": args.neg_path}, settings=settings)
     for path in paths:
         print(f"wrote {path}")
     return 0

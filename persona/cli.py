@@ -131,6 +131,8 @@ def _is_input_error(err: Exception) -> bool:
 
 def _failure_line(err: Exception) -> tuple[str, int]:
     """(the one line to print, the exit status) for a failure that ended a CLI."""
+    if isinstance(err, FileNotFoundError) and err.filename:  # raised by the OS: "[Errno 2] ..." otherwise
+        return f"{err.filename} does not exist (check the path)", 2
     if _is_input_error(err):
         return _one_line(err), 2
     if isinstance(err, OSError):

@@ -11,19 +11,22 @@ layer 0..num_layers.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from persona.activations import capture
+from persona.fingerprint import check_finished, code_version, file_sha256, model_ref, tensor_sha256
 from persona.io import read_table
 from persona.judge.sidecar import read_sidecar
 from persona.models import LoadedModel
 from persona.traits import base_trait
-from persona.vectors import VECTOR_KINDS, PersonaVector
+from persona.vectors import VECTOR_KINDS, PersonaVector, load_vector
 
 MIN_COHERENCE = 50
 
@@ -103,18 +106,48 @@ def vector_filename(trait: str, kind: str) -> str:
     return f"{trait}_{kind}_diff.pt"
 
 
+def extraction_settings(pos_path: str | os.PathLike, neg_path: str | os.PathLike, trait: str, threshold: float,
+                        model: str) -> dict[str, Any]:
+    """What determines the vectors: the inputs' contents, the filter and the model (see persona.fingerprint)."""
+    return {"pos_sha256": file_sha256(pos_path), "neg_sha256": file_sha256(neg_path), "trait": trait,
+            "threshold": float(threshold), "min_coherence": MIN_COHERENCE, "model": model_ref(model),
+            "code_version": code_version()}
+
+
+def vectors_done(save_dir: str | os.PathLike, trait: str, settings: dict[str, Any]) -> bool:
+    """True when every vector file of `trait` is there, whole, and was made with `settings`.
+
+    Raises `SettingsMismatch` (what differs) when complete vectors were made with other settings.
+    """
+    save_dir = Path(save_dir)
+    meta_file = save_dir / f"{trait}_vectors.json"
+    if not meta_file.is_file():
+        return False
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    digests = meta.get("vector_sha256") or {}
+    for kind in VECTOR_KINDS:  # a run killed while saving leaves older files or none: not done
+        path = save_dir / vector_filename(trait, kind)
+        if kind not in digests or not path.is_file() or tensor_sha256(load_vector(path)) != digests[kind]:
+            return False
+    return check_finished(f"the {trait} vectors in {save_dir}", meta.get("settings"), settings)
+
+
 def save_persona_vectors(save_dir: str | os.PathLike, trait: str, vectors: dict[str, PersonaVector], *,
                          lm: LoadedModel, pairs: EffectivePairs, threshold: float,
-                         sources: dict[str, str]) -> list[Path]:
+                         sources: dict[str, str], settings: dict[str, Any] | None = None) -> list[Path]:
     """Write `<trait>_<kind>_diff.pt` for each kind plus `<trait>_vectors.json` metadata, atomically.
 
     The metadata names the judge that scored the inputs: the `<csv>.judge.json` sidecar of
-    each source (None for a file scored before sidecars existed).
+    each source (None for a file scored before sidecars existed). With `settings` it also
+    records them and every vector's digest, from the first file on, so `vectors_done` can
+    tell a complete set from one a killed run left half replaced.
     """
     save_dir = Path(save_dir)
     meta = {"judge_column": pairs.column, "threshold": threshold, "min_coherence": MIN_COHERENCE,
             "n_pairs_kept": pairs.kept, "n_pairs_total": pairs.total, "condition_counts": pairs.condition_counts,
             "sources": sources, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    if settings is not None:
+        meta.update(settings=settings, vector_sha256={kind: tensor_sha256(v.tensor) for kind, v in vectors.items()})
     judge = {name: read_sidecar(path) for name, path in sources.items()}
     paths = [save_dir / vector_filename(trait, kind) for kind in vectors]
     meta_file = None

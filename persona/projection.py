@@ -13,20 +13,22 @@ the last part of a Hub id, so the original analysis code finds them.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from persona.activations import capture
+from persona.fingerprint import check_finished, code_version, model_ref, tensor_sha256, texts_sha256
 from persona.generation import chat_prompts
-from persona.io import read_jsonl, read_table, write_csv, write_jsonl
+from persona.io import read_jsonl, read_table, write_csv, write_json, write_jsonl
 from persona.models import load_model
 from persona.vectors import load_vector, vector_at_layer
 
@@ -106,6 +108,12 @@ class EvalFile:
             answers.append(answer)
         return prompts, answers
 
+    def rows_sha256(self) -> str:
+        """Digest of what is projected (prompts and answers, or messages), not of the added columns."""
+        if self.is_jsonl:
+            return texts_sha256(json.dumps(r["messages"], ensure_ascii=False, sort_keys=True) for r in self.records)
+        return texts_sha256([*self.table["prompt"], *self.table["answer"]])
+
     def set_column(self, name: str, values: Sequence[float]) -> None:
         if self.is_jsonl:
             for r, v in zip(self.records, values):
@@ -118,6 +126,21 @@ class EvalFile:
             write_jsonl(self.path, self.records)
         else:
             write_csv(self.path, self.table)
+
+
+def records_path(file_path: str | Path) -> Path:
+    """`<file>.projections.json`: the settings each projection column was computed with."""
+    return Path(f"{file_path}.projections.json")
+
+
+def _read_records(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        log.warning("ignoring unreadable %s: its columns count as made before records", path)
+        return {}
 
 
 def plan_columns(model_name: str, vector_paths: Sequence[str], layers: Sequence[int],
@@ -158,7 +181,12 @@ def add_projection_columns(file_path: str | Path, vector_paths: Sequence[str], l
     data = EvalFile(file_path)
     vectors = {p: load_vector(p) for p in dict.fromkeys(vector_paths)}
     columns = plan_columns(model_name, list(vectors), layers, projection_types, shift=base_model is not None)
-    todo = [c for c in columns if overwrite or c.name not in data.columns]
+    common = {"model": model_ref(model_name), "base_model": model_ref(base_model), "rows_sha256": data.rows_sha256(),
+              "code_version": code_version()}
+    settings = {c.name: {**common, "vector_sha256": tensor_sha256(vectors[c.vector_path]), "layer": c.layer,
+                         "projection_type": c.projection_type} for c in columns}
+    records = _read_records(records_path(data.path))
+    todo = [c for c in columns if overwrite or not _column_done(data, c.name, records.get(c.name), settings[c.name])]
     for c in columns:
         if c not in todo:
             log.info("column %s exists; skipping (pass --overwrite to recompute)", c.name)
@@ -189,5 +217,17 @@ def add_projection_columns(file_path: str | Path, vector_paths: Sequence[str], l
         if base_model is not None:
             a = a - base.at_layer(kind, c.layer)
         data.set_column(c.name, project(a, rows[c.vector_path, c.layer], c.projection_type).tolist())
+        records[c.name] = settings[c.name]
     data.save()
+    write_json(records_path(data.path), records)  # after the data: a record never vouches for unwritten values
     return [c.name for c in todo]
+
+
+def _column_done(data: EvalFile, name: str, record: dict[str, Any] | None, settings: dict[str, Any]) -> bool:
+    """Whether an existing column is kept: True when made with `settings` or before records existed.
+
+    Raises `SettingsMismatch` (what differs) when its record shows other settings.
+    """
+    if name not in data.columns:
+        return False
+    return record is None or check_finished(f"column {name} of {data.path}", record, settings)
