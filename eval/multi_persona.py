@@ -48,15 +48,15 @@ from persona.evaluation import (
     finish_job,
     judge_frame,
     split_done,
-    steer_fingerprint,
 )
+from persona.fingerprint import model_ref, tensor_sha256
 from persona.generation import HFBackend, SamplingParams
 from persona.io import read_table, write_csv
 from persona.judge import COHERENCE, add_judge_args, judges_from_args
 from persona.judge.cache import model_identity
 from persona.layout import Layout
 from persona.models import load_model
-from persona.steering import POSITIONS, Steer, check_steers
+from persona.steering import POSITIONS, check_steers
 from persona.traits import Trait, load_trait
 from viz.common import save_figure, warn_missing
 from viz.plot_multi_persona import interference_figure, linearity_figure
@@ -136,8 +136,7 @@ def _plan(args: argparse.Namespace, traits: list[Trait], vectors: dict) -> tuple
         extra = {"coef": args.coef}
     settings = {"experiment": args.experiment, "model": args.model, "traits": names, "layer": args.layer,
                 "vectors": {n: str(p) for n, p in _vector_paths(args, traits).items()},
-                "vector_sha256": {n: steer_fingerprint(Steer(v, args.layer))["vector_sha256"]
-                                  for n, v in vectors.items()},
+                "vector_sha256": {n: tensor_sha256(v) for n, v in vectors.items()}, "model_ref": model_ref(args.model),
                 "steering_type": args.steering_type, "n_per_question": args.n_per_question,
                 "max_questions": args.max_questions, "max_tokens": args.max_tokens, "temperature": args.temperature,
                 "seed": args.seed, "judge_model": args.judge_model, **extra}

@@ -21,6 +21,7 @@ import torch
 
 from persona.analysis.stats import pearson_r
 from persona.evaluation import Cell
+from persona.fingerprint import SettingsMismatch, describe, differences
 from persona.io import write_json
 from persona.steering import Positions, Steer
 
@@ -122,9 +123,8 @@ def check_settings(out_dir: Path, settings: dict, *, overwrite: bool) -> None:
     path = Path(out_dir) / "settings.json"
     if path.is_file() and not overwrite:
         recorded = json.loads(path.read_text(encoding="utf-8"))
-        changed = [f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(recorded) | set(settings))
-                   if recorded.get(k) != settings.get(k)]
-        if changed:
-            raise ValueError(f"{out_dir} holds results made with other settings ({'; '.join(changed)}); "
-                             "pass --overwrite to recompute or choose another --output_dir")
+        if differences(recorded, settings):
+            raise SettingsMismatch(f"{out_dir} holds results made with other settings "
+                                   f"({describe(recorded, settings)}); pass --overwrite to recompute or choose "
+                                   "another --output_dir")
     write_json(path, settings)
