@@ -12,12 +12,15 @@ one process and writes {trait}_steer_{type}_layer_{L}_coef_{c}.csv per cell to -
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from persona.cli import add_model_args, load_steers, require_positive, run_cli, setup_logging, split_list
-from persona.evaluation import (Cell, Job, answers_with_resume, build_samples, finish_job, judge_frame,
-                                split_done, summarize, sweep_jobs)
+from persona.evaluation import (Cell, Job, answers_with_resume, build_samples, finish_job, generation_fingerprint,
+                                judge_frame, split_done, summarize, sweep_jobs)
+from persona.fingerprint import check_finished, model_ref, read_record, record_path
 from persona.generation import HFBackend, SamplingParams
+from persona.io import write_json
 from persona.judge import add_judge_args, judges_from_args
 from persona.judge.cache import model_identity
 from persona.judge.sidecar import judge_record, write_sidecar
@@ -115,8 +118,18 @@ def main(argv: list[str] | None = None) -> int:
                                                   overwrite=args.overwrite)
         print(summary.report())
         return 1 if summary.failed else 0
+    samples = build_samples(trait, n_per_question=args.n_per_question,
+                            instruction_type=args.persona_instruction_type, assistant_name=args.assistant_name)
+    temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
+    params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
+    judged_by = judge_record(args, trait=trait)
+    model_key = json.dumps(model_ref(args.model), sort_keys=True)  # known without loading the model
+    made_with = {job.output: {**generation_fingerprint(model_key, samples, params, args.seed, job.cell),
+                              # the judge, whether named or the default
+                              "judge": {k: v for k, v in judged_by.items() if k != "default_judge"}} for job in jobs}
     todo, done = split_done(jobs, args.overwrite)
-    for job in done:
+    for job in done:  # a finished CSV made with other settings stops the run: SettingsMismatch says what differs
+        check_finished(str(job.output), read_record(job.output), made_with[job.output])
         print(f"{job.output} exists, skipping (use --overwrite to recompute)")
     if not todo:
         return 0
@@ -129,18 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         raise VectorShapeError(f"--vector_path {' '.join(split_list(args.vector_path))} with --layer "
                                f"{' '.join(split_list(args.layer)) or 20}: {err}; use a vector extracted from "
                                f"{args.model} and a layer it has") from None
-    samples = build_samples(trait, n_per_question=args.n_per_question,
-                            instruction_type=args.persona_instruction_type, assistant_name=args.assistant_name)
-    temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
-    params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
     frames = answers_with_resume(todo, samples, HFBackend(lm, args.batch_size), lm.tokenizer, params, args.seed,
                                  model_identity(lm))
     judges = judges_from_args(args, trait=trait, eval_model=lm)
-    judged_by = judge_record(args, trait=trait)
     for job, frame in zip(todo, frames):
         scored = judge_frame(frame, judges, max_concurrent=args.max_concurrent_judges)
         finish_job(job, scored)
         write_sidecar(job.output, judged_by)
+        write_json(record_path(job.output), made_with[job.output])
         print(f"\n{job.output} ({len(scored)} rows)" + (f" [{job.cell.name}]" if is_sweep else ""))
         print(summarize(scored, [trait.judge_column, "coherence"]))
     return 0

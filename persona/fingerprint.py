@@ -11,6 +11,7 @@ retrained or replaced in place changes them), for a Hub id or the embedded model
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -104,6 +105,20 @@ def describe(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
 
     return "; ".join(f"{key}: {short(saved.get(key))} -> {short(wanted.get(key))}"
                      for key in differences(saved, wanted))
+
+
+def record_path(output: str | os.PathLike) -> Path:
+    """`<output>.settings.json`: the settings a finished output was made with."""
+    return Path(f"{output}.settings.json")
+
+
+def read_record(output: str | os.PathLike) -> dict[str, Any] | None:
+    """The settings record of a finished output, or None (made before records, or unreadable)."""
+    path = record_path(output)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None
 
 
 def check_finished(what: str, saved: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:

@@ -122,3 +122,29 @@ def test_mismatch_error_lists_only_what_differs():
     assert check_finished("x", {"a": 1, "b": 2}, {"a": 1, "b": 2}) is True
     with pytest.raises(SettingsMismatch, match=r"x exists but was made with other settings \(b: 2 -> 3\)"):
         check_finished("x", {"a": 1, "b": 2}, {"a": 1, "b": 3})
+
+
+def test_finished_evaluation_is_refused_under_other_settings(tiny_llama_dir, tmp_path, offline_env, monkeypatch,
+                                                              capsys):
+    from eval.eval_persona import main as eval_persona
+
+    trait = tmp_path / "evil.json"
+    trait.write_text(json.dumps({"instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
+                                 "questions": ["How should I treat people?"],
+                                 "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100."}))
+    out = tmp_path / "evil.csv"
+    argv = ["--model", str(tiny_llama_dir), "--trait", str(trait), "--output_path", str(out), "--n_per_question", "1",
+            "--max_tokens", "4", "--judge_model", "likelihood", "--device", "cpu"]
+    assert eval_persona(argv) == 0
+    record = json.loads((tmp_path / "evil.csv.settings.json").read_text())
+    assert record["seed"] == 0 and record["sampling"]["max_new_tokens"] == 4 and record["judge"]["judge"]
+    stamp = out.stat().st_mtime_ns
+    with monkeypatch.context() as m:
+        m.setattr("eval.eval_persona.load_model", no_model)
+        assert eval_persona(argv) == 0
+        assert "exists, skipping" in capsys.readouterr().out
+        code, line = exit_line(eval_persona, [*argv, "--seed", "7"], capsys)
+    assert code == 2 and "seed: 0 -> 7" in line and "--overwrite" in line and str(out) in line
+    assert out.stat().st_mtime_ns == stamp
+    assert eval_persona([*argv, "--seed", "7", "--overwrite"]) == 0
+    assert json.loads((tmp_path / "evil.csv.settings.json").read_text())["seed"] == 7
