@@ -7,6 +7,7 @@ interrupted run never leaves a half-written CSV, JSON or tensor behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -18,12 +19,34 @@ import pandas as pd
 import torch
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete `.name.<pid>.*.tmp` siblings left by killed writers (a live writer's are kept)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` on success only."""
+    """Yield a temporary path next to `path`; rename it onto `path` on success only.
+
+    The temporary file is hidden (`.name.<pid>.XXXX.tmp`), so no reader globbing `*.csv` or
+    `*.pt` ever sees a half-written file; ones left by a killed process go on the next write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -32,6 +55,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+    _remove_stale_temporaries(path)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
