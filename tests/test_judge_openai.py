@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,68 +12,9 @@ from persona.judge import JudgeConfigError, make_judge, score_all
 from persona.judge.openai_judge import PROBE_PROMPT, OpenAIJudge
 from persona.judge.prompts import coherence_prompt
 from persona.traits import Trait
+from tests.fake_openai import FakeServer
 
 SECRET = "sk-test-secret-value-123"
-
-
-class FakeServer:
-    """`/v1/chat/completions` with scripted behaviour: queued actions first, then `respond(prompt)`.
-
-    Actions: ("status", code) replies with that HTTP error; ("sleep", seconds) stalls, then answers.
-    `respond(prompt)` returns {token: probability} for the first token, or a str for full text.
-    """
-
-    def __init__(self, respond):
-        self.respond = respond
-        self.script: list[tuple] = []
-        self.requests: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server API)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                action = server.script.pop(0) if server.script else None
-                if action and action[0] == "status":
-                    return self._send(action[1], {"error": {"message": "scripted", "type": "x", "code": None}})
-                if action and action[0] == "sleep":
-                    time.sleep(action[1])
-                self._send(200, server.completion(body))
-
-            def _send(self, code, payload):
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def completion(self, body: dict) -> dict:
-        out = self.respond(body["messages"][-1]["content"])
-        choice = {"index": 0, "finish_reason": "stop"}
-        if isinstance(out, str):
-            choice.update(message={"role": "assistant", "content": out}, logprobs=None)
-        else:
-            top = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in out.items()]
-            first = top[0]["token"]
-            choice.update(message={"role": "assistant", "content": first},
-                          logprobs={"content": [{**top[0], "top_logprobs": top}], "refusal": None})
-        return {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def answer_table(prompt: str) -> dict[str, float]:

@@ -21,9 +21,10 @@ connection errors) are retried with exponential backoff and then give `None` (co
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 NUMBER_TOKENS = ("auto", "whole", "split")
 PROBE_PROMPT = "Reply with the number 73 and nothing else."
+T = TypeVar("T")
 _LOGPROB_ARGS = dict(max_tokens=1, temperature=0, logprobs=True, top_logprobs=20, seed=0)
 
 
@@ -100,11 +102,13 @@ class OpenAIJudge:
             await self._client.close()
         self._client = self._loop = self._probe_lock = None
 
-    async def _create(self, content: str, **kwargs: Any) -> ChatCompletion:
-        """One chat completion through `llm.with_retries`; failures become the judge's two errors.
+    async def _create(self, content: str, read: Callable[[ChatCompletion], T], **kwargs: Any) -> T:
+        """One chat completion, `read` through `llm.with_retries`; failures become the judge's two errors.
 
-        `JudgeConfigError` when the endpoint rejects the setup (no point asking again),
-        `JudgeUnavailable` for an outage that outlasted the retries or another rejected request.
+        A reply that is not JSON, or that `read` finds unusable (it raises `llm.InvalidAnswerError`),
+        is retried like an outage. `JudgeConfigError` when the endpoint rejects the setup (no
+        point asking again), `JudgeUnavailable` for a failure that outlasted the retries or
+        another rejected request.
         """
         client, _ = self._session()
 
@@ -112,11 +116,19 @@ class OpenAIJudge:
             log.debug("judge call failed (%s); retry %d/%d in %.2fs", _reason(error), attempt, self.max_retries,
                       delay)
 
+        async def call() -> T:
+            try:
+                completion = await client.chat.completions.create(
+                    model=self.model, messages=[{"role": "user", "content": content}], **kwargs)
+            except json.JSONDecodeError:
+                raise llm.InvalidAnswerError("the reply is not JSON") from None
+            return read(completion)
+
         try:
-            return await llm.with_retries(
-                lambda: client.chat.completions.create(
-                    model=self.model, messages=[{"role": "user", "content": content}], **kwargs),
-                max_retries=self.max_retries + 1, base_delay=self.base_delay, on_retry=on_retry)
+            return await llm.with_retries(call, max_retries=self.max_retries + 1, base_delay=self.base_delay,
+                                          on_retry=on_retry)
+        except llm.InvalidAnswerError as e:
+            raise JudgeUnavailable(f"{e} after {self.max_retries} retries") from None
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
             raise JudgeConfigError(
                 f"the judge endpoint ({self.base_url or 'OpenAI API'}) rejected model {self.model!r} with "
@@ -127,15 +139,21 @@ class OpenAIJudge:
             raise JudgeUnavailable(_reason(e) + after) from None
 
     async def _top_probs(self, content: str) -> dict[str, float]:
-        completion = await self._create(content, **_LOGPROB_ARGS)
+        return await self._create(content, self._read_top_probs, **_LOGPROB_ARGS)
+
+    def _read_top_probs(self, completion: ChatCompletion) -> dict[str, float]:
+        """The first token's top-logprob table; empty or garbled logprobs are an unusable reply (retried)."""
         logprobs = completion.choices[0].logprobs if completion.choices else None
         if logprobs is None:
             raise JudgeConfigError(f"the judge endpoint returned no logprobs for model {self.model!r}; "
                                    "it must support `logprobs` and `top_logprobs` (or use --judge_eval_type "
                                    "binary_text)")
         if not logprobs.content:
-            return {}
-        return token_probs((t.token, t.logprob) for t in logprobs.content[0].top_logprobs)
+            raise llm.InvalidAnswerError("the reply has an empty logprobs list")
+        try:
+            return token_probs((t.token, float(t.logprob)) for t in logprobs.content[0].top_logprobs)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise llm.InvalidAnswerError(f"the reply has malformed logprobs ({type(e).__name__})") from None
 
     # ------------------------------------------------------------------ digit-split handling
 
@@ -190,8 +208,8 @@ class OpenAIJudge:
             return score
         try:
             if eval_type == "binary_text":
-                completion = await self._create(prompt, temperature=0, seed=0)
-                score = aggregate_text((completion.choices[0].message.content if completion.choices else "") or "")
+                text = await self._create(prompt, _reply_text, temperature=0, seed=0)
+                score = aggregate_text(text)
             else:
                 score = aggregate(await self._top_probs(prompt), eval_type)
         except JudgeUnavailable as e:
@@ -200,6 +218,10 @@ class OpenAIJudge:
             return None
         self.cache.put(backend, self.model, prompt, score)
         return score
+
+
+def _reply_text(completion: ChatCompletion) -> str:
+    return (completion.choices[0].message.content if completion.choices else "") or ""
 
 
 def _reason(error: BaseException) -> str:
