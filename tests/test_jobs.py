@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from persona.cli import run_cli
 from persona.evaluation import Cell, Job, sweep_jobs
 from persona.jobs import EvalSpec, EvalUnit, LocalRunner, Outcome, RayRunner, Summary, sweep_units, tasks_of
 from persona.vectors import PersonaVector
@@ -167,3 +168,47 @@ def test_ray_sweep_survives_a_worker_killed_mid_unit(ray_cluster, local_run, spe
     assert csvs(tmp_path) == csvs(local_run[0])  # every cell once, as the local run wrote it
     leftovers = [p.name for p in tmp_path.iterdir() if not p.name.endswith((".csv", ".csv.judge.json"))]
     assert leftovers == [] and not list(tmp_path.glob("*.answers.csv"))
+
+
+def test_checkpoint_units_evaluate_then_project_and_resume(tiny_llama_dir, vector, tmp_path, offline_env):
+    """eval.grid checkpoints: the CSV of a checkpoint gets its projection and (zero, base = itself) shift."""
+    from eval.grid import main
+
+    vectors = tmp_path / "vectors"
+    vector.save(vectors / "evil_response_avg_diff.pt")
+    args = [
+        "checkpoints",
+        "--checkpoints",
+        str(tiny_llama_dir),
+        "--judge_traits",
+        "evil",
+        "--vector_dir",
+        str(vectors),
+        "--projection_dir",
+        str(tmp_path / "proj"),
+        "--layer",
+        "2",
+        "--base_model",
+        str(tiny_llama_dir),
+        "--n_per_question",
+        "1",
+        "--max_questions",
+        "2",
+        "--max_tokens",
+        "4",
+        "--judge_model",
+        "likelihood",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    ]
+    with pytest.raises(SystemExit) as exit_code:
+        run_cli(lambda: main(args))
+    assert exit_code.value.code == 0
+    frame = read(tmp_path / "proj" / f"{tiny_llama_dir.name}_evil.csv")
+    column = f"{tiny_llama_dir.name}_evil_response_avg_diff_proj_layer2"
+    assert len(frame) == 2 and {"evil", "coherence", column} <= set(frame.columns)
+    assert frame[column + "_finetuning_shift"].tolist() == [0.0, 0.0]  # the checkpoint is its own base
+    assert frame[column].abs().min() > 0
+    assert main(args) == 0  # resumed: nothing left to do
