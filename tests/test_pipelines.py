@@ -24,7 +24,7 @@ SETTING = re.compile(r"^([A-Z_]+)=\$\{\1[:-]", re.MULTILINE)  # `NAME=${NAME:-de
 FAST = {"N_PER_QUESTION": "1", "MAX_TOKENS": "3", "MAX_QUESTIONS": "1", "JUDGE_MODEL": "likelihood"}
 
 
-def run_script(name: str, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+def run_script(name: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
     full = {**os.environ, "PY": sys.executable, "HF_HUB_OFFLINE": "1", **env}
     return subprocess.run(["bash", str(SCRIPTS / name), "0"], env=full, capture_output=True, text=True,
                           timeout=timeout)
@@ -150,9 +150,19 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
                 f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2_finetuning_shift"} <= set(columns)
 
 
+@pytest.fixture
+def embedded_env(tmp_path, monkeypatch) -> dict[str, str]:
+    """No OpenAI settings, but the usual PERSONA_CACHE: the embedded model is converted there once."""
+    monkeypatch.setenv("PERSONA_DOTENV", str(tmp_path / "absent.env"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return {"OUTPUT_ROOT": str(tmp_path / "output")}
+
+
 @pytest.mark.embedded
-def test_vector_steering_and_projection_pipelines_on_the_embedded_model(env, tmp_path):
+def test_vector_steering_and_projection_pipelines_on_the_embedded_model(embedded_env, tmp_path):
     """generate_vec -> eval_steering -> eval_steering_sweep (reuses the cell) -> eval_persona -> cal_projection."""
+    env = embedded_env
     settings = {**env, "N_PER_QUESTION": "1", "MAX_TOKENS": "12", "MAX_QUESTIONS": "1"}
     layout = Layout("smollm2-135m", env["OUTPUT_ROOT"])
     first = ok(run_script("generate_vec.sh", settings))
