@@ -322,3 +322,44 @@ def test_real_process_with_verbose_shows_the_traceback(workspace: Workspace, off
     done = _subprocess(workspace, offline_env, "-m", "eval.eval_persona", *_steered(workspace, "corrupt.pt"),
                        "--verbose")
     assert done.returncode != 0 and "Traceback" in done.stderr and "corrupt.pt" in done.stderr
+
+
+@pytest.mark.parametrize("error, status, line", [
+    (ValueError("2 validation errors\nlearning_rate\n  bad"), 2, "error: 2 validation errors; learning_rate; bad"),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/x.csv"), 2,
+     "error: no space left on the device writing /data/x.csv: free some space and rerun (finished outputs are kept)"),
+    (PermissionError(errno.EACCES, "Permission denied", "/ro/x.csv"), 2,
+     "error: cannot write /ro/x.csv (Permission denied): choose a writable output folder"),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "in.csv"), 2,
+     "error: in.csv does not exist (check the path)"),
+    (RuntimeError("CUDA out of memory"), 1, "error: RuntimeError: CUDA out of memory (rerun with --verbose for the "
+                                            "traceback)"),
+    (KeyboardInterrupt(), 130, "interrupted: rerun the same command to resume (finished outputs are kept)"),
+])
+def test_run_cli_turns_each_failure_into_one_line(error, status, line, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    monkeypatch.delenv("PERSONA_VERBOSE", raising=False)
+
+    def main() -> int:
+        raise error
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main)
+    assert exit_info.value.code == status
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_usage_errors_are_one_line_too(monkeypatch, capsys):
+    import argparse
+
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    parser = argparse.ArgumentParser(prog="eval_persona")
+    parser.add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: parser.parse_args(["--n", "many"]) and 0)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: eval_persona: argument --n: invalid int value: 'many' (see --help)\n"
+    monkeypatch.setenv("PERSONA_VERBOSE", "1")
+    with pytest.raises(SystemExit):  # verbose: argparse's own usage block and exit
+        run_cli(lambda: parser.parse_args(["--n", "many"]) and 0)
+    assert "usage: eval_persona" in capsys.readouterr().err
