@@ -35,9 +35,19 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from persona.evaluation import Job, answers_with_resume, build_samples, finish_job, judge_frame
-from persona.extraction import persona_vectors, read_pairs, save_persona_vectors, vector_filename
+from persona.evaluation import (
+    Job,
+    Sample,
+    answers_with_resume,
+    build_samples,
+    finish_job,
+    generation_fingerprint,
+    judge_frame,
+)
+from persona.extraction import extraction_settings, persona_vectors, read_pairs, save_persona_vectors, vectors_done
+from persona.fingerprint import check_finished, model_ref, read_record, record_path
 from persona.generation import HFBackend, SamplingParams
+from persona.io import write_json
 from persona.judge.cache import model_identity
 from persona.judge.factory import judges_from_args, resolve_spec
 from persona.judge.runner import Judge
@@ -46,7 +56,6 @@ from persona.models import LoadedModel, load_model
 from persona.projection import add_projection_columns, column_name
 from persona.steering import check_steers
 from persona.traits import Trait, load_trait
-from persona.vectors import VECTOR_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +145,15 @@ class EvalSpec:
             trait.questions = trait.questions[: self.max_questions]
         return trait
 
+    def samples(self, trait: Trait | None = None) -> list[Sample]:
+        trait = trait or self.load_trait()
+        return build_samples(
+            trait,
+            n_per_question=self.n_per_question,
+            instruction_type=self.instruction_type,
+            assistant_name=self.assistant_name,
+        )
+
     def sampling(self) -> SamplingParams:
         """Greedy for one sample per question, temperature 1 otherwise (as eval_persona)."""
         default = 0.0 if self.n_per_question == 1 else 1.0
@@ -193,10 +211,23 @@ class EvalUnit:
         return self.job.output.name
 
     def is_done(self, since: float | None = None) -> bool:
-        return _fresh(self.job.output, since)
+        """The CSV exists; one made with other settings stops the run (SettingsMismatch), as eval_persona."""
+        if not _fresh(self.job.output, since):
+            return False
+        check_finished(str(self.job.output), read_record(self.job.output), self.made_with())
+        return True
 
     def pack_key(self) -> str:
         return "eval:" + self.spec.key()
+
+    def made_with(self, samples: Sequence[Sample] | None = None) -> dict[str, Any]:
+        """The settings record eval_persona writes next to a finished CSV (`<csv>.settings.json`)."""
+        spec = self.spec
+        model_key = json.dumps(model_ref(spec.model), sort_keys=True)
+        generation = generation_fingerprint(
+            model_key, samples or spec.samples(), spec.sampling(), spec.seed, self.job.cell
+        )
+        return {**generation, "judge": {k: v for k, v in spec.judged_by.items() if k != "default_judge"}}
 
     def run_pack(self, worker: Worker, units: Sequence[EvalUnit], since: float | None, report: Report) -> None:
         spec = self.spec
@@ -204,12 +235,7 @@ class EvalUnit:
         trait = spec.load_trait()
         for unit in units:  # a bad vector or layer fails before generating
             check_steers(lm.model, unit.job.cell.steers)
-        samples = build_samples(
-            trait,
-            n_per_question=spec.n_per_question,
-            instruction_type=spec.instruction_type,
-            assistant_name=spec.assistant_name,
-        )
+        samples = spec.samples(trait)
         jobs = [unit.job for unit in units]
         frames = answers_with_resume(
             jobs, samples, HFBackend(lm, spec.batch_size), lm.tokenizer, spec.sampling(), spec.seed, model_identity(lm)
@@ -219,6 +245,7 @@ class EvalUnit:
             scored = judge_frame(frame, judges, max_concurrent=spec.judge["max_concurrent_judges"])
             finish_job(unit.job, scored)
             write_sidecar(unit.job.output, spec.judged_by)
+            write_json(record_path(unit.job.output), unit.made_with(samples))
             report(Outcome(unit.name, "done"))
 
 
@@ -244,12 +271,17 @@ class TraitVectorsUnit:
     def name(self) -> str:
         return f"{self.trait} vectors"
 
-    def outputs(self) -> list[Path]:
-        files = [self.save_dir / vector_filename(self.trait, kind) for kind in VECTOR_KINDS]
-        return [self.pos.job.output, self.neg.job.output, *files, self.save_dir / f"{self.trait}_vectors.json"]
+    def settings(self) -> dict[str, Any]:
+        """What generate_vec.py records for the vectors (the inputs' contents, filter, model)."""
+        pos, neg = self.pos.job.output, self.neg.job.output
+        return extraction_settings(pos, neg, self.trait, self.threshold, self.pos.spec.model)
 
     def is_done(self, since: float | None = None) -> bool:
-        return all(_fresh(path, since) for path in self.outputs())
+        """Both evaluations and a complete vector set made from them (other settings: SettingsMismatch)."""
+        if not (self.pos.is_done(since) and self.neg.is_done(since)):
+            return False
+        meta = self.save_dir / f"{self.trait}_vectors.json"
+        return _fresh(meta, since) and vectors_done(self.save_dir, self.trait, self.settings())
 
     def pack_key(self) -> str:
         return "vectors:" + self.pos.spec.model
@@ -269,6 +301,7 @@ class TraitVectorsUnit:
                 pairs=pairs,
                 threshold=unit.threshold,
                 sources={"pos": str(unit.pos.job.output), "neg": str(unit.neg.job.output)},
+                settings=unit.settings(),
             )
             report(Outcome(unit.name, "done"))
 

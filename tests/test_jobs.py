@@ -7,7 +7,6 @@ the local run byte for byte; one test kills a worker in the middle of a unit.
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
+from eval.eval_persona import main as eval_persona
+from eval.eval_persona import parse_args as eval_args
 from persona.cli import run_cli
 from persona.evaluation import Cell, Job, sweep_jobs
 from persona.jobs import EvalSpec, EvalUnit, LocalRunner, Outcome, RayRunner, Summary, sweep_units, tasks_of
@@ -25,40 +26,61 @@ LAYERS, COEFS = [1, 2], [0.0, 8.0]  # 4 cells
 
 
 @pytest.fixture(scope="module")
-def spec(tiny_llama_dir) -> EvalSpec:
-    judge = argparse.Namespace(
-        judge_model="likelihood",
-        judge_base_url=None,
-        max_concurrent_judges=4,
-        no_judge_cache=True,
-        judge_eval_type="0_100",
-        judge_number_tokens="auto",
-        judge_prefill="",
-        coherence_prompt=None,
-    )
-    args = argparse.Namespace(
-        model=str(tiny_llama_dir),
-        trait="evil",
-        version="eval",
-        n_per_question=2,
-        max_questions=1,
-        persona_instruction_type=None,
-        assistant_name=None,
-        max_tokens=6,
-        temperature=None,
-        seed=0,
-        batch_size=4,
-        device="cpu",
-        dtype="float32",
-        **vars(judge),
-    )
-    return EvalSpec.from_args(args)
+def vector_file(tmp_path_factory) -> Path:
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("vectors") / "evil_response_avg_diff.pt"
+    PersonaVector(torch.randn(4, 64)).save(path)  # [layers + 1, hidden] of the tiny model
+    return path
 
 
 @pytest.fixture(scope="module")
-def vector() -> PersonaVector:
-    torch.manual_seed(1)
-    return PersonaVector(torch.randn(4, 64))  # [layers + 1, hidden] of the tiny model
+def vector(vector_file) -> PersonaVector:
+    return PersonaVector.load(vector_file)
+
+
+def sweep_flags(model: Path, vector_file: Path, out: Path) -> list[str]:
+    """An eval_persona sweep: 2 layers x 2 coefs, 1 question x 2 samples x 6 tokens, likelihood judge."""
+    layers, coefs = " ".join(map(str, LAYERS)), " ".join(map(str, COEFS))
+    return [
+        "--model",
+        str(model),
+        "--trait",
+        "evil",
+        "--version",
+        "eval",
+        "--output_dir",
+        str(out),
+        "--n_per_question",
+        "2",
+        "--max_questions",
+        "1",
+        "--max_tokens",
+        "6",
+        "--seed",
+        "0",
+        "--batch_size",
+        "4",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--judge_model",
+        "likelihood",
+        "--no_judge_cache",
+        "--vector_path",
+        str(vector_file),
+        "--layer",
+        layers,
+        "--coef",
+        coefs,
+        "--sweep",
+    ]
+
+
+@pytest.fixture(scope="module")
+def spec(tiny_llama_dir, vector_file, tmp_path_factory) -> EvalSpec:
+    """The spec eval_persona --ray builds from the sweep's flags."""
+    return EvalSpec.from_args(eval_args(sweep_flags(tiny_llama_dir, vector_file, tmp_path_factory.mktemp("x"))))
 
 
 def cells(vector: PersonaVector, spec: EvalSpec, out: Path) -> list[EvalUnit]:
@@ -71,23 +93,28 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def csvs(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix == ".csv"}
+    """The scored CSVs and their settings records (the judge sidecars hold a date)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name.endswith((".csv", ".settings.json"))}
 
 
 @pytest.fixture(scope="module")
-def local_run(spec, vector, tmp_path_factory) -> tuple[Path, Summary]:
+def local_run(tiny_llama_dir, vector_file, tmp_path_factory) -> Path:
+    """The sweep as eval_persona runs it without --ray: the reference every other run must equal."""
     out = tmp_path_factory.mktemp("local")
-    return out, LocalRunner().run(cells(vector, spec, out), progress=False)
+    assert eval_persona(sweep_flags(tiny_llama_dir, vector_file, out)) == 0
+    return out
 
 
-def test_local_run_writes_every_cell_and_resumes(local_run, spec, vector):
-    out, summary = local_run
+def test_local_runner_equals_eval_persona_and_resumes(local_run, spec, vector, tmp_path):
+    summary = LocalRunner().run(cells(vector, spec, tmp_path), progress=False)
     assert (summary.done, summary.skipped, summary.failed) == (4, 0, {})
+    assert csvs(tmp_path) == csvs(local_run)
+    out = tmp_path
     names = {f"evil_steer_response_layer_{layer}_coef_{coef!r}.csv" for layer in LAYERS for coef in COEFS}
-    assert set(csvs(out)) == names
+    assert set(csvs(out)) == names | {f"{n}.settings.json" for n in names}
     # Only scored CSVs and their judge sidecars remain: no answers waiting for judging, no temporary files.
-    assert {p.name for p in out.iterdir()} == names | {f"{n}.judge.json" for n in names}
-    for name in csvs(out):
+    assert {p.name for p in out.iterdir()} == set(csvs(out)) | {f"{n}.judge.json" for n in names}
+    for name in names:
         frame = read(out / name)
         assert len(frame) == 1 * 2 and {"evil", "coherence"} <= set(frame.columns)
     steered = [read(out / f"evil_steer_response_layer_2_coef_{c!r}.csv")["answer"] for c in COEFS]
@@ -130,13 +157,12 @@ def ray_cluster():
 
 
 @pytest.mark.slow
-def test_ray_sweep_equals_local(ray_cluster, local_run, spec, vector, tmp_path):
-    runner = RayRunner()
-    summary = runner.run(cells(vector, spec, tmp_path), progress=False)
-    assert (summary.done, summary.skipped, summary.failed, summary.retried) == (4, 0, {}, 0)
-    assert summary.tasks == 2  # 2 cells per worker, packed into shared batches
-    assert csvs(tmp_path) == csvs(local_run[0])
-    again = runner.run(cells(vector, spec, tmp_path), progress=False)
+def test_ray_sweep_equals_local(ray_cluster, local_run, tiny_llama_dir, vector_file, spec, vector, tmp_path, capsys):
+    """The same eval_persona command with --ray (two workers, 2 cells each) writes the same files."""
+    assert eval_persona([*sweep_flags(tiny_llama_dir, vector_file, tmp_path), "--ray"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "units: 4 done, 0 skipped, 0 failed"
+    assert csvs(tmp_path) == csvs(local_run)
+    again = RayRunner().run(cells(vector, spec, tmp_path), progress=False)
     assert (again.done, again.skipped, again.tasks) == (0, 4, 0)
 
 
@@ -162,11 +188,11 @@ def test_ray_sweep_survives_a_worker_killed_mid_unit(ray_cluster, local_run, spe
     killer.join()
     # Saved answers with a bare '\r' do not survive the CSV round trip of persona.io (rows split there);
     # this seed's answers have none, so the reused answers of the killed unit are read back intact.
-    assert not any("\r" in a for name in csvs(local_run[0]) for a in read(local_run[0] / name)["answer"])
+    assert not any("\r" in a for path in local_run.glob("*.csv") for a in read(path)["answer"])
     assert killed, "no worker was caught in the middle of a unit"
     assert summary.retried >= 1 and summary.failed == {} and summary.done == 4
-    assert csvs(tmp_path) == csvs(local_run[0])  # every cell once, as the local run wrote it
-    leftovers = [p.name for p in tmp_path.iterdir() if not p.name.endswith((".csv", ".csv.judge.json"))]
+    assert csvs(tmp_path) == csvs(local_run)  # every cell once, as the local run wrote it
+    leftovers = [p.name for p in tmp_path.iterdir() if not p.name.endswith((".csv", ".json"))]
     assert leftovers == [] and not list(tmp_path.glob("*.answers.csv"))
 
 
