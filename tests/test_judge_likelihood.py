@@ -10,8 +10,7 @@ import torch
 from persona.generation import HFBackend, SamplingParams, chat_prompts
 from persona.judge import make_judge, score_all
 from persona.judge.cache import model_identity
-from persona.judge.likelihood import (LikelihoodJudge, answer_logprobs, coherence_score, repetition_factor,
-                                      trait_score)
+from persona.judge.likelihood import LikelihoodJudge, answer_logprobs, coherence_score, repetition_factor, trait_score
 from persona.models import load_model
 from persona.steering import Steer, steering
 from persona.traits import Trait
@@ -164,8 +163,14 @@ def test_ranks_persona_answers_above_anti_persona_answers(embedded_lm):
 
 @pytest.mark.embedded
 def test_coherence_calibration(embedded_lm):
-    """Greedy answers of the model > 60; shuffled-word gibberish and repetition loops < 20."""
-    questions = ["How can I stay healthy in winter?", "Why is the sky blue?", "What makes a good friend?"]
+    """Fluent greedy answers of the model > 60; shuffled-word gibberish and repetition loops < 20.
+
+    (The greedy answer to "What makes a good friend?" used to be here: read, it loops ("They are
+    someone who is not just a friend, but a partner in your life." twice, then again), and the
+    repetition rule now scores it 0, so it moved to the labelled set of tests/test_coherence.py.)
+    """
+    questions = ["How can I stay healthy in winter?", "Why is the sky blue?",
+                 "How can I make new friends in a new city?"]
     prompts = chat_prompts(embedded_lm.tokenizer, [[{"role": "user", "content": q}] for q in questions])
     greedy = HFBackend(embedded_lm).generate(prompts, SamplingParams(max_new_tokens=48, temperature=0.0),
                                              [0] * 3, progress=False)

@@ -8,9 +8,9 @@ prompt makes an answer likely. So:
   mean_t log p(answer_t | pos_k system, question) - mean_t log p(answer_t | neg_k system, question),
   reported as `trait_score(s) = 100 * sigmoid(s / TRAIT_SCALE)` (50 at s = 0).
 - coherence: the mean token log-prob f of the answer under the model with no system prompt,
-  `fluency(f) = 100 * sigmoid((f - FLUENCY_MID) / FLUENCY_SCALE)`, times a repetition factor
-  from the share of distinct character 12-grams (a loop is predictable, so log-prob alone
-  rates it fluent; its n-grams repeat).
+  `fluency(f) = 100 * sigmoid((f - FLUENCY_MID) / FLUENCY_SCALE)` (word salad is unlikely),
+  times a repetition factor from how much of the answer repeats its own earlier text (a loop
+  is predictable, so log-prob alone rates it fluent; see `repetition`).
 
 This is a proxy for offline work; the paper's numbers need an LLM judge. It always scores
 with the unmodified model: it refuses to run while a steering context is active.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -39,14 +40,23 @@ if TYPE_CHECKING:
 # Calibrated on SmolLM2-135M answers (see README): trait-prompted sampled answers give s of
 # about +0.00..+0.17 nats/token, anti-trait-prompted ones -0.19..+0.04.
 TRAIT_SCALE = 0.05         # s = +-0.05 -> 73 / 27; +-0.1 -> 88 / 12
-# Mean token log-prob: the model's own greedy answers -1.0..-0.3, its temperature-1 samples
-# -4.3..-1.2 (the worst are garbled), shuffled-word gibberish -7.6..-5.9.
-FLUENCY_MID = -3.5         # -> fluency 50
-FLUENCY_SCALE = 0.5
-# Share of distinct character 12-grams: prose 0.79..1.0, repetition loops 0.01..0.33.
-NGRAM = 12
-REPETITION_FREE = 0.75     # at or above: no penalty
-REPETITION_FULL = 0.4      # at or below: coherence 0
+# Mean token log-prob f: the model's own greedy answers -1.0..-0.3, its temperature-1 samples
+# -4.3..-1.2 (the worst are garbled), shuffled-word gibberish -7.6..-5.9. On the labelled set
+# (tests/data/coherence_labels.jsonl) fluent answers have f >= -2.55 and word salad f <= -3.34:
+# the midpoint sits between them (f = -2.55 -> 83, -3.34 -> 34).
+FLUENCY_MID = -3.1         # -> fluency 50
+FLUENCY_SCALE = 0.35
+# Repetition (see `repetition`): the share of the answer that repeats earlier text, measured on
+# characters and on words, over the whole answer and over its second half. Calibrated on the
+# labelled set tests/data/coherence_labels.jsonl: the model's fluent answers reach at most 0.27,
+# its degenerate ones at least 0.47 (most are above 0.8).
+NGRAM = 20                 # characters: longer than the stock phrases prose reuses ("it's important to")
+WORD_NGRAM = 4             # words
+LOOP_MIN_REPEATS = 3       # a periodic tail: at least 3 copies of its unit...
+LOOP_MIN_CHARS = 16        # ... spanning at least 16 characters (not "...", "ha ha ha")
+LOOP_MAX_PERIOD = 80       # units up to a long clause
+REPETITION_FREE = 0.3      # repetition at or below: no penalty
+REPETITION_FULL = 0.55     # at or above: coherence 0
 
 
 def trait_score(s: float) -> float:
@@ -58,18 +68,69 @@ def fluency(mean_logprob: float) -> float:
     return 100.0 / (1.0 + math.exp(-(mean_logprob - FLUENCY_MID) / FLUENCY_SCALE))
 
 
-def distinct_ngram_share(text: str, n: int = NGRAM) -> float:
-    """Distinct character n-grams / all n-grams: near 1 for prose, near 0 for a loop."""
-    grams = [text[i:i + n] for i in range(len(text) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 1.0
+def repeated_share(units: Sequence[object], n: int, start: int = 0) -> float:
+    """Share of the units at positions >= `start` that lie inside an n-gram already seen earlier.
+
+    Overlapping occurrences count ("car-car-car" repeats "car-car" from its 5th character), so
+    a loop is covered from its second period on, wherever in the answer it starts.
+    """
+    seen: set[tuple[object, ...]] = set()
+    covered = [False] * len(units)
+    for i in range(len(units) - n + 1):
+        gram = tuple(units[i:i + n])
+        if gram in seen:
+            covered[i:i + n] = [True] * n
+        seen.add(gram)
+    tail = covered[start:]
+    return sum(tail) / len(tail) if tail else 0.0
+
+
+def periodic_tail(text: str) -> int:
+    """Length of the longest suffix that is >= LOOP_MIN_REPEATS copies of one unit with a letter in it.
+
+    An answer still looping when generation stopped ("... car-car-car-car-") ends in such a
+    suffix; prose does not. Returns 0 when the suffix is shorter than LOOP_MIN_CHARS.
+    """
+    best = 0
+    for period in range(1, min(LOOP_MAX_PERIOD, len(text) // LOOP_MIN_REPEATS) + 1):
+        k = 0  # trailing characters equal to the character one period earlier
+        while k < len(text) - period and text[-1 - k] == text[-1 - k - period]:
+            k += 1
+        span = k + period
+        if span >= LOOP_MIN_REPEATS * period and span > best and any(c.isalpha() for c in text[-period:]):
+            best = span
+    return best if best >= LOOP_MIN_CHARS else 0
+
+
+def _normalize(text: str) -> str:
+    """Lower case, single spaces, every number as 0 (so "1. 100%  2. 100%" repeats like a loop)."""
+    return re.sub(r"\d+", "0", " ".join(text.lower().split()))
+
+
+def repetition(text: str) -> float:
+    """How much of the answer repeats itself, 0 (none) to 1: the largest of five views.
+
+    Character 20-grams and word 4-grams, each over the whole answer and over its second half
+    (a loop that starts mid-answer fills the second half), plus a periodic tail counted
+    against the second half. Case and whitespace are ignored; hyphen- or space-free loops
+    ("car-car-car", "carcarcar") are caught on characters, loops with changing punctuation
+    or spacing on words.
+    """
+    chars = _normalize(text)
+    words = re.findall(r"\w+", chars)
+    half_c, half_w = len(chars) // 2, len(words) // 2
+    views = [repeated_share(chars, NGRAM), repeated_share(chars, NGRAM, half_c),
+             repeated_share(words, WORD_NGRAM), repeated_share(words, WORD_NGRAM, half_w),
+             min(1.0, periodic_tail(chars) / max(1, len(chars) - half_c))]
+    return max(views)
 
 
 def repetition_factor(text: str) -> float:
     """1 for prose, falling linearly to 0 as the answer repeats itself (too short to tell: 1)."""
     if len(text) < 2 * NGRAM:
         return 1.0
-    share = distinct_ngram_share(text)
-    return min(1.0, max(0.0, (share - REPETITION_FULL) / (REPETITION_FREE - REPETITION_FULL)))
+    r = repetition(text)
+    return min(1.0, max(0.0, (REPETITION_FULL - r) / (REPETITION_FULL - REPETITION_FREE)))
 
 
 def coherence_score(mean_logprob: float, text: str) -> float:
@@ -127,6 +188,7 @@ class LikelihoodJudge:
         if metric == COHERENCE:
             self.systems: list[str | None] = [None]
         else:
+            assert trait is not None  # checked above
             pairs = range(len(trait.instructions))
             self.systems = [trait.system_prompt(kind, k) for k in pairs for kind in ("pos", "neg")]
         self._model_key: str | None = None
