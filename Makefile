@@ -20,8 +20,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
+# `make demo MODEL=Qwen/Qwen3-4B-Instruct-2507 JUDGE=gpt-4.1-mini-2025-04-14`: the same study on a real
+# model and judge (other settings: DEMO_<NAME> variables, see `.venv/bin/python scripts/demo.py --help`).
 demo: $(STAMP)
-	bash scripts/demo.sh
+	$(if $(MODEL),DEMO_MODEL="$(MODEL)") $(if $(JUDGE),DEMO_JUDGE="$(JUDGE)") bash scripts/demo.sh
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -52,12 +52,14 @@ class DemoSettings:
     judge: str = ""                     # empty: the library default (OpenAI if a key is set, else likelihood)
     traits: tuple[str, ...] = ("evil", "optimistic")
     extract_questions: int = 3          # x 5 instructions, for pos and for neg
-    eval_questions: int = 6
+    eval_questions: int = 5
     max_tokens: int = 48
     layers: tuple[int, ...] = (6, 10, 14)
-    coefs: tuple[float, ...] = (4.0, 8.0)
+    # |v[L]| is about 0.3 x the residual norm at these layers for SmolLM2-135M: coef 2 already
+    # drives most answers into loops, which the headline must then show as incoherent.
+    coefs: tuple[float, ...] = (0.5, 1.0, 2.0)
     focus_layer: int = 10               # preventative steering, finetuning shift, interference
-    focus_coef: float = 4.0             # preventative steering and interference coefficient
+    focus_coef: float = 1.0             # preventative steering and interference coefficient
     interference_questions: int = 3     # eval questions per trait in the interference experiment
     finetune_trait: str = "evil"        # needs dataset.zip's dataset/<trait>/misaligned_2.jsonl
     finetune_steps: int = 4
@@ -182,21 +184,22 @@ class DemoPaths:
         return self.out / "report.html"
 
 
-def cell_table(steering_dir: Path, trait: str, column: str) -> pd.DataFrame:
-    """One row per evaluated cell of a trait: baseline (layer/coef empty) and each sweep cell.
+def cell_table(files: Sequence[Path], column: str) -> pd.DataFrame:
+    """One row per evaluated cell of a trait: its baseline (layer/coef empty) and each sweep cell.
 
-    Columns: cell, layer, coef, trait, coherence (means over answers), n, coherent
-    (mean coherence >= COHERENCE_FLOOR), path.
+    `files` are the planned result files (`{trait}_baseline.csv`, sweep cells), so results of
+    other settings lying in the same folder never enter the table. Columns: cell, layer, coef,
+    trait, coherence (means over answers), n, coherent (mean coherence >= COHERENCE_FLOOR), path.
     """
     rows = []
-    for path in sorted(steering_dir.glob(f"{trait}_*.csv")):
-        if path.name == f"{trait}_baseline.csv":
+    for path in files:
+        m = SWEEP_FILE.match(path.name)
+        if m:
+            layer, coef, cell = int(m["layer"]), float(m["coef"]), f"layer {m['layer']}, coef {float(m['coef']):g}"
+        elif path.name.endswith("_baseline.csv"):
             layer, coef, cell = None, None, "baseline"
         else:
-            m = SWEEP_FILE.match(path.name)
-            if not m or m["trait"] != trait:
-                continue
-            layer, coef, cell = int(m["layer"]), float(m["coef"]), f"layer {m['layer']}, coef {float(m['coef']):g}"
+            raise ValueError(f"{path}: not a baseline or sweep cell file")
         df = read_table(path)
         scores = pd.to_numeric(df[column], errors="coerce")
         coherence = pd.to_numeric(df["coherence"], errors="coerce")
@@ -359,16 +362,17 @@ def plan(s: DemoSettings, paths: DemoPaths, *, judge_column: Callable[[str], str
                                           "--output_path", str(paths.baseline(t)))))
         cells = [paths.sweep(t, layer, coef) for layer in s.layers for coef in s.coefs]
         stages.append(Stage(
-            f"{t}: steering sweep, layers {_fmt(s.layers)} x coefs {_fmt(s.coefs)} (one in-process sweep)", cells,
+            f"{t}: steering sweep, layers {' '.join(_fmt(s.layers))} x coefs {' '.join(_fmt(s.coefs))} "
+            "(one in-process sweep)", cells,
             _eval_command(s, t, "--max_questions", str(s.eval_questions), "--vector_path", str(paths.vector(t)),
                           "--layer", *_fmt(s.layers), "--coef", *_fmt(s.coefs), "--steering_type", STEERING_TYPE,
                           "--output_dir", str(paths.baseline(t).parent))))
     vectors = [str(paths.vector(t)) for t in s.traits]
     for t in s.traits:
-        files = [paths.baseline(t)] + [paths.sweep(t, layer, coef) for layer in s.layers for coef in s.coefs]
+        files = cell_files(s, paths, t)
         stages.append(Stage(
             f"{t}: projection of baseline and steered answers onto {', '.join(s.traits)} vectors "
-            f"(python -m eval.cal_projection, layers {_fmt(s.layers)})",
+            f"(python -m eval.cal_projection, layers {' '.join(_fmt(s.layers))})",
             [paths.projections(t)], action=_project(s, files, vectors, paths.projections(t))))
     ft = s.finetune_trait
     stages.append(Stage(f"{ft}: finetuning data (dataset.zip: {ft}/misaligned_2) and two LoRA configs",
@@ -461,8 +465,13 @@ def _finetuning_shifts(s: DemoSettings, paths: DemoPaths) -> Callable[[], None]:
     return run
 
 
+def cell_files(s: DemoSettings, paths: DemoPaths, trait: str) -> list[Path]:
+    """The baseline and every sweep cell of a trait, in plan order."""
+    return [paths.baseline(trait)] + [paths.sweep(trait, layer, coef) for layer in s.layers for coef in s.coefs]
+
+
 def trait_tables(s: DemoSettings, paths: DemoPaths, judge_column: Callable[[str], str]) -> dict[str, pd.DataFrame]:
-    return {t: cell_table(paths.baseline(t).parent, t, judge_column(t)) for t in s.traits}
+    return {t: cell_table(cell_files(s, paths, t), judge_column(t)) for t in s.traits}
 
 
 def write_headline(s: DemoSettings, paths: DemoPaths, judge_column: Callable[[str], str]) -> None:
@@ -537,7 +546,7 @@ def closing_lines(s: DemoSettings, paths: DemoPaths, headline: pd.DataFrame, ski
     if paths.shifts.exists():
         shifts = read_table(paths.shifts)
         lines.append(f"finetuning shift along {s.finetune_trait} (layer {s.focus_layer}): " + ", ".join(
-            f"{r.run} {r.mean_shift:+.2f}" for r in shifts.itertuples()))
+            f"{r.run} {r.mean_shift:+.3f}" for r in shifts.itertuples()))
     for r in headline.itertuples():
         best = (f"no steered cell kept coherence >= {COHERENCE_FLOOR:g}" if pd.isna(r.best_layer) else
                 f"best coherent cell layer {int(r.best_layer)} coef {r.best_coef:g}: {r.best_trait:.1f} "

@@ -92,7 +92,8 @@ def test_headline_and_summary_show_low_coherence_cells_only_as_such(tmp_path):
     write_cell(tmp_path, sweep_name("evil", 6, 4.0), [50.0, 60.0, 55.0], [85.0, 85.0, 85.0],
                ["mean 0", "mean 1", long_answer])
     write_cell(tmp_path, sweep_name("evil", 6, 8.0), [97.0, 97.0, 97.0], [40.0, 40.0, 40.0])
-    table = cell_table(tmp_path, "evil", "evil")
+    files = [tmp_path / name for name in ("evil_baseline.csv", sweep_name("evil", 6, 4.0), sweep_name("evil", 6, 8.0))]
+    table = cell_table(files, "evil")
     head = headline_rows({"evil": table}).iloc[0]
     assert (head["best_layer"], head["best_coef"], head["best_trait"]) == (6, 4.0, 55.0)
     assert (head["cells"], head["cells_below_floor"]) == (2, 1)
@@ -105,15 +106,16 @@ def test_headline_and_summary_show_low_coherence_cells_only_as_such(tmp_path):
     assert "question: question 2" in text and "kind 2" in text
     assert all(line in text for line in long_answer.splitlines())
     write_cell(tmp_path, sweep_name("evil", 6, 4.0), [50.0], [70.0])
-    none = summary_text({"evil": cell_table(tmp_path, "evil", "evil")}, {"evil": "evil"}, judge="likelihood")
+    none = summary_text({"evil": cell_table(files, "evil")}, {"evil": "evil"}, judge="likelihood")
     assert "no steering win" in none and "question:" not in none
 
 
 def test_cell_table_reads_baseline_and_sweep_files(tmp_path):
     write_cell(tmp_path, "evil_baseline.csv", [10.0, 30.0], [90.0, 100.0])
     write_cell(tmp_path, sweep_name("evil", 6, 4.0), [50.0, 70.0, None], [80.0, 70.0, 90.0])  # an unscored answer
-    write_cell(tmp_path, "optimistic_baseline.csv", [99.0], [99.0])  # another trait: ignored
-    table = cell_table(tmp_path, "evil", "evil").set_index("cell")
+    write_cell(tmp_path, sweep_name("evil", 14, 4.0), [99.0], [99.0])  # another run's cell: not asked for
+    files = [tmp_path / "evil_baseline.csv", tmp_path / sweep_name("evil", 6, 4.0)]
+    table = cell_table(files, "evil").set_index("cell")
     assert table.loc["baseline", ["trait", "coherence", "n"]].tolist() == [20.0, 95.0, 2]
     steered = table.loc["layer 6, coef 4"]
     assert (steered["layer"], steered["coef"], steered["trait"], steered["coherence"]) == (6, 4.0, 60.0, 80.0)
