@@ -492,8 +492,8 @@ class RayRunner:
 
     `address`: a cluster to join (`ray start --head` prints it; "auto" finds one on this node);
     None joins $RAY_ADDRESS when set, else starts a cluster inside this process. When Ray is
-    already initialised (a notebook, a test) that cluster is used. `actors` holds the live
-    worker handles while a run is in progress.
+    already initialised (a notebook, a test) that cluster is used. While a run is in progress,
+    `actors` holds the worker handles and `running` the units of each worker's task in flight.
     """
 
     def __init__(
@@ -509,6 +509,7 @@ class RayRunner:
         self.max_attempts = max_attempts
         self.workers = workers
         self.actors: list[Any] = []
+        self.running: dict[int, list[str]] = {}
 
     def _connect(self) -> Any:
         try:
@@ -547,6 +548,7 @@ class RayRunner:
                 task, attempt = queue.popleft()
                 ref = self.actors[slot].run.remote(task, since)
                 pending[ref] = (slot, task, attempt, time.perf_counter())
+                self.running[slot] = [unit.name for unit in task]
 
         for slot in range(n_workers):
             submit(slot)
@@ -554,6 +556,7 @@ class RayRunner:
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 slot, task, attempt, sent = pending.pop(ref)
+                self.running.pop(slot, None)
                 try:
                     result: TaskResult = ray.get(ref)
                 except _retriable(ray) as err:

@@ -7,6 +7,7 @@ the local run byte for byte; one test kills a worker in the middle of a unit.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -168,30 +169,44 @@ def test_ray_sweep_equals_local(ray_cluster, local_run, tiny_llama_dir, vector_f
 
 @pytest.mark.slow
 def test_ray_sweep_survives_a_worker_killed_mid_unit(ray_cluster, local_run, spec, vector, tmp_path):
-    """One worker is killed once answers of its cells are on disk but before they are scored."""
+    """One worker is killed once answers of its cell are on disk but before they are scored.
+
+    The watcher also notes every version (inode: each atomic write is a new file) of every CSV:
+    each cell must be written once, not again by the retried task.
+    """
     runner = RayRunner(per_task=1)
     units = cells(vector, spec, tmp_path)
-    killed: list[str] = []
+    killed: list[list[str]] = []
+    versions: dict[str, set[int]] = {}
+    finished = threading.Event()
 
-    def kill_first_busy_worker() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
-            waiting = sorted(tmp_path.glob("*.answers.csv"))
-            if waiting and runner.actors:
-                ray_cluster.kill(runner.actors[0], no_restart=True)
-                killed.append(waiting[0].name)
+    def watch_and_kill() -> None:
+        while not finished.is_set():
+            for path in tmp_path.glob("*.csv"):
+                with contextlib.suppress(FileNotFoundError):
+                    versions.setdefault(path.name, set()).add(path.stat().st_ino)
+            waiting = {p.name.replace(".answers.csv", ".csv") for p in tmp_path.glob("*.answers.csv")}
+            for slot, names in dict(runner.running).items():
+                if not killed and waiting & set(names):  # this worker's unit waits for its judge
+                    ray_cluster.kill(runner.actors[slot], no_restart=True)
+                    killed.append(names)
             time.sleep(0.005)
 
-    killer = threading.Thread(target=kill_first_busy_worker)
-    killer.start()
-    summary = runner.run(units, progress=False)
-    killer.join()
+    watcher = threading.Thread(target=watch_and_kill)
+    watcher.start()
+    try:
+        summary = runner.run(units, progress=False)
+    finally:
+        finished.set()
+        watcher.join()
     # Saved answers with a bare '\r' do not survive the CSV round trip of persona.io (rows split there);
     # this seed's answers have none, so the reused answers of the killed unit are read back intact.
     assert not any("\r" in a for path in local_run.glob("*.csv") for a in read(path)["answer"])
     assert killed, "no worker was caught in the middle of a unit"
     assert summary.retried >= 1 and summary.failed == {} and summary.done == 4
-    assert csvs(tmp_path) == csvs(local_run)  # every cell once, as the local run wrote it
+    assert csvs(tmp_path) == csvs(local_run)  # every cell as the local run wrote it
+    cells_written = {name: len(inodes) for name, inodes in versions.items() if ".answers." not in name}
+    assert cells_written == {unit.name: 1 for unit in units}
     leftovers = [p.name for p in tmp_path.iterdir() if not p.name.endswith((".csv", ".json"))]
     assert leftovers == [] and not list(tmp_path.glob("*.answers.csv"))
 
