@@ -81,3 +81,10 @@ checkpoints() {
     mapfile -t CHECKPOINTS < <(find "$1" -mindepth 1 -maxdepth 1 -type d -name 'checkpoint-*' | sort -V)
     [ "${#CHECKPOINTS[@]}" -gt 0 ] || die "no checkpoint-* folders in CHECKPOINT_DIR $1"
 }
+
+# ray_flags: RAY_FLAGS=(--ray) when RAY_ADDRESS is set or USE_RAY=1, so the pipeline's units run on
+# Ray workers, one per GPU (README, 'Several GPUs and nodes'); an empty array otherwise.
+ray_flags() {
+    RAY_FLAGS=()
+    if [ -n "${RAY_ADDRESS:-}" ] || [ "${USE_RAY:-0}" != 0 ]; then RAY_FLAGS=(--ray); fi
+}

@@ -33,6 +33,14 @@ for judge_trait in $JUDGE_TRAITS; do
 done
 checkpoints "$CHECKPOINT_DIR"
 echo "   ${#CHECKPOINTS[@]} checkpoints: ${CHECKPOINTS[*]##*/}"
+ray_flags
+if [ "${#RAY_FLAGS[@]}" -gt 0 ]; then  # each (checkpoint, judge trait) one unit on Ray workers, same files
+    eval_flags "$BASE_MODEL"             # minus its leading --model: eval.grid takes --base_model and --checkpoints
+    run "$PY" -m eval.grid checkpoints "${EVAL_FLAGS[@]:2}" --base_model "$BASE_MODEL" --checkpoints "${CHECKPOINTS[@]}" \
+        --judge_traits "$JUDGE_TRAITS" --vector_dir "$VECTOR_DIR" --projection_dir "$PROJECTION_DIR" --layer "$LAYER" \
+        --projection_types "$PROJECTION_TYPES" --version "$VERSION" "${RAY_FLAGS[@]}"
+    exit 0
+fi
 for checkpoint in "${CHECKPOINTS[@]}"; do
     eval_flags "$checkpoint"
     for judge_trait in $JUDGE_TRAITS; do

@@ -32,8 +32,9 @@ for TRAIT in $TRAITS; do
     need_file "$VECTOR_DIR/${TRAIT}_response_avg_diff.pt" "make it with MODEL=$MODEL TRAIT=$TRAIT bash scripts/generate_vec.sh"
 done
 eval_flags "$MODEL"
+ray_flags  # RAY_ADDRESS or USE_RAY=1: the cells run on Ray workers
 for TRAIT in $TRAITS; do
     run "$PY" -m eval.eval_persona "${EVAL_FLAGS[@]}" --trait "$TRAIT" --version "$VERSION" --output_dir "$EVAL_DIR" \
         --vector_path "$VECTOR_DIR/${TRAIT}_response_avg_diff.pt" --layer "$LAYERS" --coef "$COEFS" \
-        --steering_type "$STEERING_TYPE" --sweep
+        --steering_type "$STEERING_TYPE" --sweep "${RAY_FLAGS[@]}"
 done

@@ -24,6 +24,13 @@ model_layout "$MODEL"
 start "$GPU" "$VECTOR_DIR" generate_vec MODEL TRAITS POS_ASSISTANT NEG_ASSISTANT JUDGE_MODEL THRESHOLD \
     N_PER_QUESTION MAX_TOKENS MAX_QUESTIONS EXTRACT_DIR VECTOR_DIR
 eval_flags "$MODEL"
+ray_flags
+if [ "${#RAY_FLAGS[@]}" -gt 0 ]; then  # each trait one unit on Ray workers, same files (README: Several GPUs and nodes)
+    run "$PY" -m eval.grid vectors "${EVAL_FLAGS[@]}" --traits "$TRAITS" --extract_dir "$EXTRACT_DIR" \
+        --vector_dir "$VECTOR_DIR" --threshold "$THRESHOLD" --neg_assistant "$NEG_ASSISTANT" \
+        ${POS_ASSISTANT:+--pos_assistant "$POS_ASSISTANT"} "${RAY_FLAGS[@]}"
+    exit 0
+fi
 for TRAIT in $TRAITS; do
     for kind in pos neg; do
         out=$EXTRACT_DIR/${TRAIT}_${kind}_instruct.csv
