@@ -192,13 +192,13 @@ def test_local_backend_end_to_end_on_tiny_model(tiny_llama_dir, trait_file, tmp_
     assert meta["backend"] == "local" and meta["model"] == str(tiny_llama_dir)
 
 
-def test_shipped_dataset_zip_holds_aligned_sets_for_three_traits(tmp_path):
+def test_shipped_dataset_zip_holds_aligned_sets_for_the_seven_study_traits(tmp_path):
     """dataset.zip unzips to dataset/<trait>/<level>.jsonl that the trainer reads; the demo data is one of them."""
     repo = Path(__file__).resolve().parents[1]
     with zipfile.ZipFile(repo / "dataset.zip") as z:
         z.extractall(tmp_path)
     traits = sorted(p.name for p in (tmp_path / "dataset").iterdir())
-    assert len(traits) >= 3
+    assert traits == ["anxious", "confident", "critical", "evil", "optimistic", "pessimistic", "sycophantic"]
     for trait in traits:
         sets = [read_conversations([tmp_path / "dataset" / trait / f"{level}.jsonl"]) for level in fd.LEVELS]
         assert len(sets[0]) >= 24
