@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from persona import llm
-
 from data_generation import finetune_prompts
 from data_generation.domains import DOMAINS
 from data_generation.generate_finetune_dataset import main
+from persona import llm
 from persona.training import finetune_data as fd
 from persona.training.data import read_conversations
 from persona.traits import load_trait
