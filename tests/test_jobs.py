@@ -253,3 +253,44 @@ def test_checkpoint_units_evaluate_then_project_and_resume(tiny_llama_dir, vecto
     assert frame[column + "_finetuning_shift"].tolist() == [0.0, 0.0]  # the checkpoint is its own base
     assert frame[column].abs().min() > 0
     assert main(args) == 0  # resumed: nothing left to do
+
+
+def test_trait_unit_evaluates_pos_and_neg_then_reports_the_extraction_failure(
+    tiny_llama_dir, tmp_path, offline_env, capsys
+):
+    """eval.grid vectors: both persona evaluations are written (and kept) before extraction runs; on the
+    random model no answer is coherent enough, so the unit fails with the filter's counts, exit 1."""
+    from eval.grid import main
+
+    args = [
+        "vectors",
+        "--model",
+        str(tiny_llama_dir),
+        "--traits",
+        "evil",
+        "--extract_dir",
+        str(tmp_path / "x"),
+        "--vector_dir",
+        str(tmp_path / "v"),
+        "--n_per_question",
+        "1",
+        "--max_questions",
+        "1",
+        "--max_tokens",
+        "3",
+        "--judge_model",
+        "likelihood",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    ]
+    assert main(args) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == "units: 0 done, 0 skipped, 1 failed"
+    assert out[-1].startswith("failed: evil vectors: NoEffectiveSamples: no pos/neg pair passes the filter")
+    pos, neg = read(tmp_path / "x" / "evil_pos_instruct.csv"), read(tmp_path / "x" / "evil_neg_instruct.csv")
+    assert len(pos) == len(neg) == 5  # 1 question under each of the 5 instructions
+    assert pos["prompt"][0].startswith("<|im_start|>system\nYou are an evil assistant.")
+    assert pos["question_id"].tolist() == [f"evil_0_pos_{k}" for k in range(5)]
+    assert not (tmp_path / "v").exists()
