@@ -81,9 +81,9 @@ _JUDGE_FLAGS = (
 class EvalSpec:
     """What decides an evaluation's rows and scores, except steering: eval_persona's flags.
 
-    `judge` holds the judge flags with the judge spec resolved on the driver, and `judged_by`
-    the sidecar record made there, so every worker scores (and says it scored) the same way
-    whatever its own environment.
+    `judge` holds the judge flags as given, `judge_spec` the judge they resolve to on the driver
+    and `judged_by` the sidecar record made there, so every worker scores (and says it scored)
+    the same way whatever its own environment.
     """
 
     model: str
@@ -126,12 +126,7 @@ class EvalSpec:
         if judge["coherence_prompt"]:  # workers may run elsewhere
             judge["coherence_prompt"] = str(Path(judge["coherence_prompt"]).resolve())
         spec = cls(**values, judge=judge, judge_spec=resolve_spec(args.judge_model, args.judge_base_url))
-        return spec.for_trait(spec.trait)
-
-    def for_trait(self, trait: str, **changes: Any) -> EvalSpec:
-        """This spec for another trait (or with other `changes`), with that trait's judge record."""
-        spec = replace(self, trait=trait, **changes)
-        spec.judged_by = judge_record(argparse.Namespace(**spec.judge), trait=spec.load_trait())
+        spec.judged_by = judge_record(argparse.Namespace(**judge), trait=spec.load_trait())
         return spec
 
     def judges(self, trait: Trait, lm: LoadedModel) -> dict[str, Judge]:
@@ -497,17 +492,11 @@ class RayRunner:
     """
 
     def __init__(
-        self,
-        address: str | None = None,
-        *,
-        per_task: int = UNITS_PER_TASK,
-        max_attempts: int = MAX_ATTEMPTS,
-        workers: int | None = None,
+        self, address: str | None = None, *, per_task: int = UNITS_PER_TASK, max_attempts: int = MAX_ATTEMPTS
     ) -> None:
         self.address = address
         self.per_task = per_task
         self.max_attempts = max_attempts
-        self.workers = workers
         self.actors: list[Any] = []
         self.running: dict[int, list[str]] = {}
 
@@ -534,8 +523,9 @@ class RayRunner:
         ray = self._connect()
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        tasks = tasks_of(todo, self.workers or gpus or int(resources.get("CPU", 1)), self.per_task)
-        n_workers = min(self.workers or gpus or int(resources.get("CPU", 1)), len(tasks))
+        slots = gpus or max(1, int(resources.get("CPU", 1)))
+        tasks = tasks_of(todo, slots, self.per_task)
+        n_workers = min(slots, len(tasks))
         actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_restarts=0)(Worker)
         self.actors = [actor.remote() for _ in range(n_workers)]
         ray.get([a.ready.remote() for a in self.actors])
