@@ -4,8 +4,8 @@ Grid: 3 layers x 2 coefs x 10 questions x 32 new tokens, greedy, embedded model.
   (A) reference structure: every cell is a fresh process that loads the model and generates
   (B) one process, cell by cell
   (C) one process, all cells packed into shared batches (per-row coefficients and layers)
-Also: steered (coefficient 0, so answers and lengths are identical) vs unsteered generation
-time for one cell in one process: the cost of the hooks themselves.
+The cost of the hooks themselves (steered at coefficient 0 vs unsteered), of sampling and of
+packing at several batch sizes is measured by bench/generation.py.
 
     .venv/bin/python bench/steering_sweep.py [--model smollm2-135m] [--batch_size 64]
 """
@@ -70,10 +70,6 @@ def main() -> None:
     cells = [Cell(f"L{layer}_c{coef}", [Steer(vector, layer, coef)]) for layer in LAYERS for coef in COEFS]
     run_cells(lm, samples[:2], cells[:1], args.batch_size)  # warm-up
 
-    t_unsteered, _ = timed(lambda: run_cells(lm, samples, [Cell("plain")], args.batch_size))
-    # coefficient 0 gives the same answers (same lengths), so the ratio is the hook overhead alone
-    zero = [Cell("zero", [Steer(vector, LAYERS[0], 0.0)])]
-    t_steered, _ = timed(lambda: run_cells(lm, samples, zero, args.batch_size))
     t_b, by_cell = timed(lambda: [run_cells(lm, samples, [c], args.batch_size)[0] for c in cells])
     t_c, packed = timed(lambda: run_cells(lm, samples, cells, args.batch_size))
     same = all(a["answer"].tolist() == b["answer"].tolist() for a, b in zip(by_cell, packed))
@@ -91,8 +87,6 @@ def main() -> None:
     print(f"(B) one process, cells {t_b:7.2f} s   A/B = {t_a / t_b:.2f}x")
     print(f"(C) packed sweep       {t_c:7.2f} s   A/C = {t_a / t_c:.2f}x   B/C = {t_b / t_c:.2f}x")
     print(f"packed answers equal cell-by-cell answers: {same}")
-    print(f"one cell steered / unsteered generation time: {t_steered / t_unsteered:.3f}x "
-          f"({t_steered:.2f} s vs {t_unsteered:.2f} s)")
 
 
 if __name__ == "__main__":
