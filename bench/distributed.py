@@ -131,7 +131,7 @@ def main() -> None:
         f"({(distributed.wall_s + init_s) / local.wall_s:.2f} with the cluster start)"
     )
     same = outputs(root / "local") == outputs(root / "ray")
-    print(f"outputs identical: {same} ({len(outputs(root / 'ray'))} CSVs in {root})", flush=True)
+    print(f"outputs identical: {same} ({len(outputs(root / 'ray'))} CSV and settings files in {root})", flush=True)
 
 
 if __name__ == "__main__":
