@@ -114,11 +114,30 @@ def embedded_model_dir() -> Path:
     return target
 
 
-def newest_checkpoint(path: Path) -> Path | None:
-    """The `checkpoint-N` subfolder with the highest N, or None."""
-    found = [(int(m.group(1)), p) for p in path.iterdir()
+CHECKPOINT_DONE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is half-written
+
+
+def checkpoints(path: Path) -> list[tuple[int, Path, bool]]:
+    """`(N, folder, complete)` for every `checkpoint-N` subfolder, in step order."""
+    found = [(int(m.group(1)), p, (p / CHECKPOINT_DONE).is_file()) for p in path.iterdir()
              if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
-    return max(found)[1] if found else None
+    return sorted(found)
+
+
+def newest_checkpoint(path: Path) -> Path | None:
+    """The complete `checkpoint-N` subfolder with the highest N (else the highest N at all), or None.
+
+    A training run killed while saving leaves a newer folder without `trainer_state.json`;
+    it is passed over. Folders copied from elsewhere without any trainer state still load.
+    """
+    found = checkpoints(path)
+    complete = [p for _, p, done in found if done]
+    if complete:
+        return complete[-1]
+    if found:
+        log.warning("no checkpoint in %s has %s; using the newest folder %s", path, CHECKPOINT_DONE, found[-1][1])
+        return found[-1][1]
+    return None
 
 
 RANDOM_PREFIX = "random:"

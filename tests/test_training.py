@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from persona.models import decoder_layers, decoder_stack, load_model
+from persona.models import load_model
+from persona.sites import decoder_layers, decoder_stack
 from persona.steering import is_steered
 from persona.training.config import parse_config
 from persona.training.trainer import CONFIG_FILE, RESULTS_FILE, build_trainer, run_training, train
@@ -219,3 +220,45 @@ def test_bad_steering_layer_fails_before_training(tiny_llama_dir, train_file, ve
     with pytest.raises(VectorShapeError, match="layer 9"):
         build_trainer(cfg)
     assert not (tmp_path / "bad").exists()
+
+
+def test_rerun_of_a_finished_run_trains_nothing_and_other_settings_are_refused(tiny_llama_dir, train_file,
+                                                                                 tmp_path, monkeypatch):
+    import persona.training.trainer as trainer_module
+    from persona.training.trainer import RunConflict
+
+    out = tmp_path / "run"
+    cfg = tiny_config(tiny_llama_dir, train_file, out, max_steps=2, save_steps=1, gradient_accumulation_steps=1)
+    first = train(cfg)
+    monkeypatch.setattr(trainer_module, "build_trainer", lambda cfg: pytest.fail("a finished run was retrained"))
+    assert train(cfg) == first
+    with pytest.raises(RunConflict, match=r"other settings \(learning_rate, max_steps differ\)"):
+        train(tiny_config(tiny_llama_dir, train_file, out, max_steps=3, learning_rate=1e-4, save_steps=1,
+                          gradient_accumulation_steps=1))
+
+
+def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_llama_dir, train_file, tmp_path):
+    """A run killed while saving checkpoint-4 resumes from checkpoint-2 and ends where an uninterrupted run does."""
+    from safetensors.torch import load_file
+
+    from persona.models import CHECKPOINT_DONE, newest_checkpoint
+
+    def cfg(out):
+        return tiny_config(tiny_llama_dir, train_file, out, max_steps=4, save_steps=2, gradient_accumulation_steps=1)
+
+    train(cfg(tmp_path / "whole"))
+    killed = tmp_path / "killed"
+    train(cfg(killed))
+    (killed / RESULTS_FILE).unlink()  # the kill came before the run finished...
+    (killed / "checkpoint-4" / CHECKPOINT_DONE).unlink()  # ...while checkpoint-4 was being written
+    (killed / "checkpoint-4" / "adapter_model.safetensors").write_bytes(b"half")
+    assert newest_checkpoint(killed).name == "checkpoint-2"  # evaluation never picks the broken one
+
+    results = train(cfg(killed))
+    assert results["global_step"] == 4 and (killed / "checkpoint-4" / CHECKPOINT_DONE).is_file()
+    history = json.loads((killed / "checkpoint-4" / CHECKPOINT_DONE).read_text())["log_history"]
+    assert [e["step"] for e in history if "loss" in e] == [1, 2, 3, 4]
+    whole = load_file(tmp_path / "whole" / "checkpoint-4" / "adapter_model.safetensors")
+    resumed = load_file(killed / "checkpoint-4" / "adapter_model.safetensors")
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6)

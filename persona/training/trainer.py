@@ -9,7 +9,9 @@ loads it (or the output dir, which picks the newest checkpoint) with the adapter
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from trl import SFTConfig, SFTTrainer
 
 from persona.defaults import EMBEDDED_MODEL
 from persona.io import write_json
-from persona.models import embedded_model_dir, load_model, newest_checkpoint
+from persona.models import CHECKPOINT_DONE, checkpoints, embedded_model_dir, load_model, newest_checkpoint
 from persona.training.backend import resolve_optim, unsloth_wanted
 from persona.training.config import TrainingConfig
 from persona.training.data import tokenized_dataset, train_eval_split
@@ -101,13 +103,57 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
                       eval_dataset=eval_set, processing_class=tokenizer, peft_config=peft_config)
 
 
+class RunConflict(ValueError):
+    """`output_dir` holds a run made with other settings."""
+
+
+def finished_results(cfg: TrainingConfig) -> dict[str, Any] | None:
+    """The results of a finished run of exactly this config in `output_dir`, else None.
+
+    A run of another config there is refused (naming the keys that differ), so checkpoints of
+    two settings never mix.
+    """
+    out = Path(cfg.output_dir)
+    saved_config = out / CONFIG_FILE
+    if not saved_config.is_file():
+        return None
+    saved = json.loads(saved_config.read_text(encoding="utf-8"))
+    current = cfg.model_dump(mode="json")
+    differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if differ:
+        raise RunConflict(f"output_dir {out} holds a run with other settings ({', '.join(differ)} differ); "
+                          "use another output_dir, or delete this one to retrain")
+    results = out / RESULTS_FILE
+    return json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
+
+
+def resume_point(out: Path) -> Path | None:
+    """The newest complete checkpoint to resume from; half-written newer ones (a killed save) are removed."""
+    if not out.is_dir():
+        return None
+    found = checkpoints(out)
+    complete = [(n, p) for n, p, done in found if done]
+    newest = complete[-1][0] if complete else -1
+    for n, path, done in found:
+        if not done and n > newest:
+            log.warning("removing %s: a save that did not finish (no %s)", path, CHECKPOINT_DONE)
+            shutil.rmtree(path)
+    return complete[-1][1] if complete else None
+
+
 def run_training(trainer: SFTTrainer, cfg: TrainingConfig) -> dict[str, Any]:
-    """Train (hooks active only meanwhile), evaluate the held-out set, write the results file."""
+    """Train (hooks active only meanwhile), evaluate the held-out set, write the results file.
+
+    An interrupted run of the same config resumes from its newest complete checkpoint.
+    """
     out = Path(cfg.output_dir)
     write_json(out / CONFIG_FILE, cfg.model_dump(mode="json"))
+    resume = resume_point(out)
+    if resume is not None:
+        log.info("resuming from %s", resume)
     assert trainer.model is not None  # SFTTrainer always holds the model it was built with
     with training_hooks(trainer.model, cfg.steering):
-        train_output = trainer.train()
+        train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     results: dict[str, Any] = {"train": train_output.metrics, "global_step": trainer.state.global_step}
     if trainer.eval_dataset is not None:
         results["eval"] = trainer.evaluate()
@@ -121,5 +167,9 @@ def run_training(trainer: SFTTrainer, cfg: TrainingConfig) -> dict[str, Any]:
 
 
 def train(cfg: TrainingConfig) -> dict[str, Any]:
-    """Run one finetuning job end to end; see `run_training` for what lands on disk."""
+    """Run one finetuning job end to end (a finished identical run is not redone); see `run_training`."""
+    done = finished_results(cfg)
+    if done is not None:
+        log.info("%s already holds the finished run of this config; not retraining", cfg.output_dir)
+        return done
     return run_training(build_trainer(cfg), cfg)
