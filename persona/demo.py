@@ -49,19 +49,19 @@ class DemoSettings:
     """
 
     model: str = "smollm2-135m"
-    judge: str = ""                     # empty: the library default (OpenAI if a key is set, else likelihood)
+    judge: str = ""  # empty: the library default (OpenAI if a key is set, else likelihood)
     traits: tuple[str, ...] = ("evil", "optimistic")
-    extract_questions: int = 3          # x 5 instructions, for pos and for neg
-    eval_questions: int = 5
+    extract_questions: int = 2  # x 5 instructions, for pos and for neg
+    eval_questions: int = 3
     max_tokens: int = 48
     layers: tuple[int, ...] = (6, 10, 14)
     # |v[L]| is about 0.3 x the residual norm at these layers for SmolLM2-135M: coef 2 already
     # drives most answers into loops, which the headline must then show as incoherent.
     coefs: tuple[float, ...] = (0.5, 1.0, 2.0)
-    focus_layer: int = 10               # preventative steering, finetuning shift, interference
-    focus_coef: float = 1.0             # preventative steering and interference coefficient
-    interference_questions: int = 3     # eval questions per trait in the interference experiment
-    finetune_trait: str = "evil"        # needs dataset.zip's dataset/<trait>/misaligned_2.jsonl
+    focus_layer: int = 10  # preventative steering, finetuning shift, interference
+    focus_coef: float = 1.0  # preventative steering and interference coefficient
+    interference_questions: int = 2  # eval questions per trait in the interference experiment
+    finetune_trait: str = "evil"  # needs dataset.zip's dataset/<trait>/misaligned_2.jsonl
     finetune_steps: int = 4
     batch_size: int = 64
     out: str = "output/demo"
@@ -77,14 +77,20 @@ class DemoSettings:
             default = getattr(cls, f.name)
             try:
                 if isinstance(default, tuple):
-                    cast = float if default and isinstance(default[0], float) else \
-                        int if default and isinstance(default[0], int) else str
+                    cast = (
+                        float
+                        if default and isinstance(default[0], float)
+                        else int
+                        if default and isinstance(default[0], int)
+                        else str
+                    )
                     values[f.name] = tuple(cast(v) for v in raw.replace(",", " ").split())
                 else:
                     values[f.name] = type(default)(raw)
             except ValueError:
-                raise ValueError(f"DEMO_{f.name.upper()}={raw!r}: expected {type(default).__name__} "
-                                 f"like {default!r}") from None
+                raise ValueError(
+                    f"DEMO_{f.name.upper()}={raw!r}: expected {type(default).__name__} like {default!r}"
+                ) from None
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.traits:
             raise ValueError("DEMO_TRAITS is empty: name at least one trait, e.g. DEMO_TRAITS=evil")
@@ -105,8 +111,10 @@ def check_settings_record(out: Path, settings: DemoSettings) -> None:
         have = json.loads(path.read_text(encoding="utf-8"))
         diff = [f"{k}: {have.get(k)!r} -> {v!r}" for k, v in want.items() if k != "out" and have.get(k) != v]
         if diff:
-            raise ValueError(f"{out} holds a demo run made with other settings ({'; '.join(diff)}); "
-                             f"delete {out} or set DEMO_OUT to another folder")
+            raise ValueError(
+                f"{out} holds a demo run made with other settings ({'; '.join(diff)}); "
+                f"delete {out} or set DEMO_OUT to another folder"
+            )
     write_json(path, want)
 
 
@@ -203,8 +211,17 @@ def cell_table(files: Sequence[Path], column: str) -> pd.DataFrame:
         df = read_table(path)
         scores = pd.to_numeric(df[column], errors="coerce")
         coherence = pd.to_numeric(df["coherence"], errors="coerce")
-        rows.append({"cell": cell, "layer": layer, "coef": coef, "trait": scores.mean(),
-                     "coherence": coherence.mean(), "n": len(df), "path": str(path)})
+        rows.append(
+            {
+                "cell": cell,
+                "layer": layer,
+                "coef": coef,
+                "trait": scores.mean(),
+                "coherence": coherence.mean(),
+                "n": len(df),
+                "path": str(path),
+            }
+        )
     table = pd.DataFrame(rows, columns=["cell", "layer", "coef", "trait", "coherence", "n", "path"])
     table["coherent"] = table["coherence"] >= COHERENCE_FLOOR
     return table
@@ -219,8 +236,9 @@ def best_cell(table: pd.DataFrame, floor: float = COHERENCE_FLOOR) -> pd.Series 
     steered = table[table["layer"].notna() & (table["coherence"] >= floor)]
     if steered.empty:
         return None
-    ranked = steered.assign(_abs=steered["coef"].abs()).sort_values(["trait", "_abs", "layer"],
-                                                                    ascending=[False, True, True])
+    ranked = steered.assign(_abs=steered["coef"].abs()).sort_values(
+        ["trait", "_abs", "layer"], ascending=[False, True, True]
+    )
     return ranked.drop(columns="_abs").iloc[0]
 
 
@@ -238,17 +256,19 @@ def headline_rows(tables: Mapping[str, pd.DataFrame], floor: float = COHERENCE_F
         base = table[table["cell"] == "baseline"]
         best = best_cell(table, floor)
         steered = table[table["layer"].notna()]
-        rows.append({
-            "trait": trait,
-            "baseline_trait": base["trait"].iloc[0] if len(base) else float("nan"),
-            "baseline_coherence": base["coherence"].iloc[0] if len(base) else float("nan"),
-            "best_layer": None if best is None else int(best["layer"]),
-            "best_coef": None if best is None else float(best["coef"]),
-            "best_trait": float("nan") if best is None else best["trait"],
-            "best_coherence": float("nan") if best is None else best["coherence"],
-            "cells": len(steered),
-            "cells_below_floor": int((steered["coherence"] < floor).sum()),
-        })
+        rows.append(
+            {
+                "trait": trait,
+                "baseline_trait": base["trait"].iloc[0] if len(base) else float("nan"),
+                "baseline_coherence": base["coherence"].iloc[0] if len(base) else float("nan"),
+                "best_layer": None if best is None else int(best["layer"]),
+                "best_coef": None if best is None else float(best["coef"]),
+                "best_trait": float("nan") if best is None else best["trait"],
+                "best_coherence": float("nan") if best is None else best["coherence"],
+                "cells": len(steered),
+                "cells_below_floor": int((steered["coherence"] < floor).sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -257,21 +277,26 @@ def describe_trait(trait: str, table: pd.DataFrame, floor: float = COHERENCE_FLO
     lines = []
     base = table[table["cell"] == "baseline"]
     if len(base):
-        lines.append(f"  baseline (unsteered): {trait} {base['trait'].iloc[0]:5.1f}   "
-                     f"coherence {base['coherence'].iloc[0]:5.1f}   (n={base['n'].iloc[0]})")
+        lines.append(
+            f"  baseline (unsteered): {trait} {base['trait'].iloc[0]:5.1f}   "
+            f"coherence {base['coherence'].iloc[0]:5.1f}   (n={base['n'].iloc[0]})"
+        )
     best = best_cell(table, floor)
     if best is None:
         lines.append(f"  best steered cell: none: no cell kept mean coherence >= {floor:g}, so no steering win")
     else:
         gain = best["trait"] - base["trait"].iloc[0] if len(base) else float("nan")
-        lines.append(f"  best steered cell with coherence >= {floor:g}: layer {int(best['layer'])}, "
-                     f"coef {best['coef']:g}: {trait} {best['trait']:5.1f} ({gain:+.1f} vs baseline)   "
-                     f"coherence {best['coherence']:5.1f}")
+        lines.append(
+            f"  best steered cell with coherence >= {floor:g}: layer {int(best['layer'])}, "
+            f"coef {best['coef']:g}: {trait} {best['trait']:5.1f} ({gain:+.1f} vs baseline)   "
+            f"coherence {best['coherence']:5.1f}"
+        )
     for _, row in table[table["layer"].notna()].sort_values(["layer", "coef"]).iterrows():
         flag = "" if row["coherence"] >= floor else f"   below coherence {floor:g}: not a result"
         mark = " <- best" if best is not None and row["path"] == best["path"] else ""
-        lines.append(f"    {row['cell']:>20}: {trait} {row['trait']:5.1f}   "
-                     f"coherence {row['coherence']:5.1f}{flag}{mark}")
+        lines.append(
+            f"    {row['cell']:>20}: {trait} {row['trait']:5.1f}   coherence {row['coherence']:5.1f}{flag}{mark}"
+        )
     return lines
 
 
@@ -286,23 +311,28 @@ def example_answers(table: pd.DataFrame, column: str, floor: float = COHERENCE_F
     baseline = read_table(base["path"].iloc[0])
     same = baseline[baseline["question_id"] == steered["question_id"].iloc[i]]
     j = same.index[0] if len(same) else 0
-    return [f"  question: {steered['question'].iloc[i]}",
-            f"  baseline answer ({column} {baseline[column].iloc[j]:.1f}, coherence "
-            f"{baseline['coherence'].iloc[j]:.1f}):\n{_indent(baseline['answer'].iloc[j])}",
-            f"  best cell answer, layer {int(best['layer'])} coef {best['coef']:g} ({column} "
-            f"{steered[column].iloc[i]:.1f}, coherence {steered['coherence'].iloc[i]:.1f}):\n"
-            f"{_indent(steered['answer'].iloc[i])}"]
+    return [
+        f"  question: {steered['question'].iloc[i]}",
+        f"  baseline answer ({column} {baseline[column].iloc[j]:.1f}, coherence "
+        f"{baseline['coherence'].iloc[j]:.1f}):\n{_indent(baseline['answer'].iloc[j])}",
+        f"  best cell answer, layer {int(best['layer'])} coef {best['coef']:g} ({column} "
+        f"{steered[column].iloc[i]:.1f}, coherence {steered['coherence'].iloc[i]:.1f}):\n"
+        f"{_indent(steered['answer'].iloc[i])}",
+    ]
 
 
 def _indent(text: object) -> str:
     return "\n".join("    | " + line for line in str(text).splitlines() or [""])
 
 
-def summary_text(tables: Mapping[str, pd.DataFrame], columns: Mapping[str, str], judge: str,
-                 floor: float = COHERENCE_FLOOR) -> str:
+def summary_text(
+    tables: Mapping[str, pd.DataFrame], columns: Mapping[str, str], judge: str, floor: float = COHERENCE_FLOOR
+) -> str:
     """The printed headline: per trait the baseline, the best coherent cell and all cells; examples."""
-    lines = [f"=== demo headline (judge: {judge or 'library default'}; a cell counts only with mean "
-             f"coherence >= {floor:g}) ==="]
+    lines = [
+        f"=== demo headline (judge: {judge or 'library default'}; a cell counts only with mean "
+        f"coherence >= {floor:g}) ==="
+    ]
     for trait, table in tables.items():
         lines.append(f"{trait}:")
         lines += describe_trait(columns[trait], table, floor)
@@ -326,10 +356,20 @@ def projection_summary(files: Sequence[Path]) -> pd.DataFrame:
 
 # --- the plan -------------------------------------------------------------------------------------
 
+
 def _eval_args(s: DemoSettings) -> list[str]:
     judge = ["--judge_model", s.judge] if s.judge else []
-    return ["--model", s.model, "--n_per_question", "1", "--max_tokens", str(s.max_tokens),
-            "--batch_size", str(s.batch_size), *judge]
+    return [
+        "--model",
+        s.model,
+        "--n_per_question",
+        "1",
+        "--max_tokens",
+        str(s.max_tokens),
+        "--batch_size",
+        str(s.batch_size),
+        *judge,
+    ]
 
 
 def _eval_command(s: DemoSettings, trait: str, *rest: str) -> list[str]:
@@ -340,71 +380,183 @@ def _fmt(values: Sequence[object]) -> list[str]:
     return [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
 
 
-def plan(s: DemoSettings, paths: DemoPaths, *, judge_column: Callable[[str], str],
-         training_template: Path = Path("configs/train_demo.json"),
-         dataset_zip: Path = Path("dataset.zip")) -> list[Stage]:
+def plan(
+    s: DemoSettings,
+    paths: DemoPaths,
+    *,
+    judge_column: Callable[[str], str],
+    training_template: Path = Path("configs/train_demo.json"),
+    dataset_zip: Path = Path("dataset.zip"),
+) -> list[Stage]:
     """Every stage of the study, in order, with the files that prove each one finished."""
     stages: list[Stage] = []
     for t in s.traits:
         for kind in ("pos", "neg"):
-            stages.append(Stage(
-                f"{t}: {kind} persona evaluation ({s.extract_questions} extract questions x 5 {kind} prompts)",
-                [paths.extract(t, kind)],
-                _eval_command(s, t, "--version", "extract", "--max_questions", str(s.extract_questions),
-                              "--persona_instruction_type", kind, "--output_path", str(paths.extract(t, kind)))))
-        stages.append(Stage(f"{t}: persona vector extraction (pos - neg mean activations)", [paths.vector(t)], [
-            "python", "generate_vec.py", "--model_name", s.model, "--trait", t,
-            "--pos_path", str(paths.extract(t, "pos")), "--neg_path", str(paths.extract(t, "neg")),
-            "--save_dir", str(paths.vector(t).parent)]))
+            stages.append(
+                Stage(
+                    f"{t}: {kind} persona evaluation ({s.extract_questions} extract questions x 5 {kind} prompts)",
+                    [paths.extract(t, kind)],
+                    _eval_command(
+                        s,
+                        t,
+                        "--version",
+                        "extract",
+                        "--max_questions",
+                        str(s.extract_questions),
+                        "--persona_instruction_type",
+                        kind,
+                        "--output_path",
+                        str(paths.extract(t, kind)),
+                    ),
+                )
+            )
+        stages.append(
+            Stage(
+                f"{t}: persona vector extraction (pos - neg mean activations)",
+                [paths.vector(t)],
+                [
+                    "python",
+                    "generate_vec.py",
+                    "--model_name",
+                    s.model,
+                    "--trait",
+                    t,
+                    "--pos_path",
+                    str(paths.extract(t, "pos")),
+                    "--neg_path",
+                    str(paths.extract(t, "neg")),
+                    "--save_dir",
+                    str(paths.vector(t).parent),
+                ],
+            )
+        )
     for t in s.traits:
-        stages.append(Stage(f"{t}: unsteered baseline ({s.eval_questions} eval questions)", [paths.baseline(t)],
-                            _eval_command(s, t, "--max_questions", str(s.eval_questions),
-                                          "--output_path", str(paths.baseline(t)))))
+        stages.append(
+            Stage(
+                f"{t}: unsteered baseline ({s.eval_questions} eval questions)",
+                [paths.baseline(t)],
+                _eval_command(s, t, "--max_questions", str(s.eval_questions), "--output_path", str(paths.baseline(t))),
+            )
+        )
         cells = [paths.sweep(t, layer, coef) for layer in s.layers for coef in s.coefs]
-        stages.append(Stage(
-            f"{t}: steering sweep, layers {' '.join(_fmt(s.layers))} x coefs {' '.join(_fmt(s.coefs))} "
-            "(one in-process sweep)", cells,
-            _eval_command(s, t, "--max_questions", str(s.eval_questions), "--vector_path", str(paths.vector(t)),
-                          "--layer", *_fmt(s.layers), "--coef", *_fmt(s.coefs), "--steering_type", STEERING_TYPE,
-                          "--output_dir", str(paths.baseline(t).parent))))
+        stages.append(
+            Stage(
+                f"{t}: steering sweep, layers {' '.join(_fmt(s.layers))} x coefs {' '.join(_fmt(s.coefs))} "
+                "(one in-process sweep)",
+                cells,
+                _eval_command(
+                    s,
+                    t,
+                    "--max_questions",
+                    str(s.eval_questions),
+                    "--vector_path",
+                    str(paths.vector(t)),
+                    "--layer",
+                    *_fmt(s.layers),
+                    "--coef",
+                    *_fmt(s.coefs),
+                    "--steering_type",
+                    STEERING_TYPE,
+                    "--output_dir",
+                    str(paths.baseline(t).parent),
+                ),
+            )
+        )
     vectors = [str(paths.vector(t)) for t in s.traits]
     for t in s.traits:
         files = cell_files(s, paths, t)
-        stages.append(Stage(
-            f"{t}: projection of baseline and steered answers onto {', '.join(s.traits)} vectors "
-            f"(python -m eval.cal_projection, layers {' '.join(_fmt(s.layers))})",
-            [paths.projections(t)], action=_project(s, files, vectors, paths.projections(t))))
+        stages.append(
+            Stage(
+                f"{t}: projection of baseline and steered answers onto {', '.join(s.traits)} vectors "
+                f"(python -m eval.cal_projection, layers {' '.join(_fmt(s.layers))})",
+                [paths.projections(t)],
+                action=_project(s, files, vectors, paths.projections(t)),
+            )
+        )
     ft = s.finetune_trait
-    stages.append(Stage(f"{ft}: finetuning data (dataset.zip: {ft}/misaligned_2) and two LoRA configs",
-                        [paths.finetune_data(ft)] + [paths.run_dir(ft, steered).with_suffix(".json")
-                                                    for steered in (False, True)],
-                        action=_finetune_inputs(s, paths, training_template, dataset_zip)))
+    stages.append(
+        Stage(
+            f"{ft}: finetuning data (dataset.zip: {ft}/misaligned_2) and two LoRA configs",
+            [paths.finetune_data(ft)] + [paths.run_dir(ft, steered).with_suffix(".json") for steered in (False, True)],
+            action=_finetune_inputs(s, paths, training_template, dataset_zip),
+        )
+    )
     for steered in (False, True):
-        what = (f"with preventative steering (+{s.focus_coef:g} x {ft} vector at layer {s.focus_layer})"
-                if steered else "plain")
-        stages.append(Stage(f"{ft}: LoRA finetune on misaligned_2, {what}, {s.finetune_steps} steps",
-                            [paths.run_dir(ft, steered) / "training_results.json"],
-                            ["python", "training.py", str(paths.run_dir(ft, steered).with_suffix(".json"))]))
-    stages.append(Stage(f"{ft}: finetuning shift of each run along the {ft} vector "
-                        f"(python -m eval.cal_projection --base_model {s.model})",
-                        [paths.shifts], action=_finetuning_shifts(s, paths)))
-    stages.append(Stage("steering-by-layer figures (trait score and coherence)",
-                        [paths.figs / "steering_layer_plots.png", paths.figs / "steering_layer_plots_coherence.png"],
-                        ["python", "-m", "viz.plot_best_steering_layer", "--data_dir", str(paths.baseline(ft).parent),
-                         "--steering_type", STEERING_TYPE, "--output_dir", str(paths.figs)],
-                        needs="viz.plot_best_steering_layer"))
+        what = (
+            f"with preventative steering (+{s.focus_coef:g} x {ft} vector at layer {s.focus_layer})"
+            if steered
+            else "plain"
+        )
+        stages.append(
+            Stage(
+                f"{ft}: LoRA finetune on misaligned_2, {what}, {s.finetune_steps} steps",
+                [paths.run_dir(ft, steered) / "training_results.json"],
+                ["python", "training.py", str(paths.run_dir(ft, steered).with_suffix(".json"))],
+            )
+        )
+    stages.append(
+        Stage(
+            f"{ft}: finetuning shift of each run along the {ft} vector "
+            f"(python -m eval.cal_projection --base_model {s.model})",
+            [paths.shifts],
+            action=_finetuning_shifts(s, paths),
+        )
+    )
+    stages.append(
+        Stage(
+            "steering-by-layer figures (trait score and coherence)",
+            [paths.figs / "steering_layer_plots.png", paths.figs / "steering_layer_plots_coherence.png"],
+            [
+                "python",
+                "-m",
+                "viz.plot_best_steering_layer",
+                "--data_dir",
+                str(paths.baseline(ft).parent),
+                "--steering_type",
+                STEERING_TYPE,
+                "--output_dir",
+                str(paths.figs),
+            ],
+            needs="viz.plot_best_steering_layer",
+        )
+    )
     if len(s.traits) >= 2:
-        stages.append(Stage(
-            f"interference: each vector alone (layer {s.focus_layer}, coef {s.focus_coef:g}), every trait judged",
-            [paths.interference / "interference_matrix.csv"],
-            ["python", "-m", "eval.multi_persona", "interference", "--traits", *s.traits, "--vector_path", *vectors,
-             "--layer", str(s.focus_layer), "--coef", f"{s.focus_coef:g}", "--max_questions",
-             str(s.interference_questions), "--output_dir", str(paths.interference), *_eval_args(s)],
-            needs="eval.multi_persona"))
-    stages.append(Stage(f"headline: best cell with coherence >= {COHERENCE_FLOOR:g} per trait", [paths.headline],
-                        action=lambda: write_headline(s, paths, judge_column)))
-    stages.append(Stage("HTML report", [paths.report], ["python", "-m", "viz.report", str(paths.out)],
-                        needs="viz.report"))
+        stages.append(
+            Stage(
+                f"interference: each vector alone (layer {s.focus_layer}, coef {s.focus_coef:g}), every trait judged",
+                [paths.interference / "interference_matrix.csv"],
+                [
+                    "python",
+                    "-m",
+                    "eval.multi_persona",
+                    "interference",
+                    "--traits",
+                    *s.traits,
+                    "--vector_path",
+                    *vectors,
+                    "--layer",
+                    str(s.focus_layer),
+                    "--coef",
+                    f"{s.focus_coef:g}",
+                    "--max_questions",
+                    str(s.interference_questions),
+                    "--output_dir",
+                    str(paths.interference),
+                    *_eval_args(s),
+                ],
+                needs="eval.multi_persona",
+            )
+        )
+    stages.append(
+        Stage(
+            f"headline: best cell with coherence >= {COHERENCE_FLOOR:g} per trait",
+            [paths.headline],
+            action=lambda: write_headline(s, paths, judge_column),
+        )
+    )
+    stages.append(
+        Stage("HTML report", [paths.report], ["python", "-m", "viz.report", str(paths.out)], needs="viz.report")
+    )
     return stages
 
 
@@ -415,11 +567,13 @@ def _project(s: DemoSettings, files: Sequence[Path], vectors: Sequence[str], sum
         for path in tqdm(files, desc="projecting cells"):
             add_projection_columns(path, vectors, s.layers, ("proj",), model_name=s.model, batch_size=s.batch_size)
         write_csv(summary, projection_summary(files))
+
     return run
 
 
 def _finetune_inputs(s: DemoSettings, paths: DemoPaths, template: Path, dataset_zip: Path) -> Callable[[], None]:
     """Copy the trait's misaligned_2 set out of dataset.zip and write the plain and preventative configs."""
+
     def run() -> None:
         ft = s.finetune_trait
         member = f"dataset/{ft}/misaligned_2.jsonl"
@@ -434,18 +588,32 @@ def _finetune_inputs(s: DemoSettings, paths: DemoPaths, template: Path, dataset_
         write_text(paths.finetune_data(ft), text)
         base = json.loads(template.read_text(encoding="utf-8"))
         for steered in (False, True):
-            steering = {"steering_vector_path": str(paths.vector(ft)), "type": "steer",
-                        "steering_coef": s.focus_coef, "layers": [s.focus_layer]}
-            write_json(paths.run_dir(ft, steered).with_suffix(".json"), {
-                **base, "model": s.model, "training_file": str(paths.finetune_data(ft)),
-                "output_dir": str(paths.run_dir(ft, steered)), "max_steps": s.finetune_steps,
-                "save_steps": s.finetune_steps, "enable_steering_during_training": steered,
-                "steering_config": steering if steered else None})
+            steering = {
+                "steering_vector_path": str(paths.vector(ft)),
+                "type": "steer",
+                "steering_coef": s.focus_coef,
+                "layers": [s.focus_layer],
+            }
+            write_json(
+                paths.run_dir(ft, steered).with_suffix(".json"),
+                {
+                    **base,
+                    "model": s.model,
+                    "training_file": str(paths.finetune_data(ft)),
+                    "output_dir": str(paths.run_dir(ft, steered)),
+                    "max_steps": s.finetune_steps,
+                    "save_steps": s.finetune_steps,
+                    "enable_steering_during_training": steered,
+                    "steering_config": steering if steered else None,
+                },
+            )
+
     return run
 
 
 def _finetuning_shifts(s: DemoSettings, paths: DemoPaths) -> Callable[[], None]:
     """Per run: the mean projection of (finetuned - base) activations on the baseline answers."""
+
     def run() -> None:
         from persona.projection import add_projection_columns, column_name
 
@@ -455,13 +623,30 @@ def _finetuning_shifts(s: DemoSettings, paths: DemoPaths) -> Callable[[], None]:
             run_dir, data = paths.run_dir(ft, steered), paths.shift_file(ft, steered)
             if not data.exists():
                 shutil.copyfile(paths.baseline(ft), data)
-            add_projection_columns(data, [vector], [s.focus_layer], ("proj",), model_name=str(run_dir),
-                                   base_model=s.model, batch_size=s.batch_size)
-            shift = pd.to_numeric(read_table(data)[column_name(str(run_dir), vector, "proj", s.focus_layer,
-                                                                shift=True)], errors="coerce")
-            rows.append({"run": run_dir.name, "preventative_steering": steered, "vector": ft,
-                         "layer": s.focus_layer, "mean_shift": shift.mean(), "n": int(shift.notna().sum())})
+            add_projection_columns(
+                data,
+                [vector],
+                [s.focus_layer],
+                ("proj",),
+                model_name=str(run_dir),
+                base_model=s.model,
+                batch_size=s.batch_size,
+            )
+            shift = pd.to_numeric(
+                read_table(data)[column_name(str(run_dir), vector, "proj", s.focus_layer, shift=True)], errors="coerce"
+            )
+            rows.append(
+                {
+                    "run": run_dir.name,
+                    "preventative_steering": steered,
+                    "vector": ft,
+                    "layer": s.focus_layer,
+                    "mean_shift": shift.mean(),
+                    "n": int(shift.notna().sum()),
+                }
+            )
         write_csv(paths.shifts, pd.DataFrame(rows))
+
     return run
 
 
@@ -482,6 +667,7 @@ def write_headline(s: DemoSettings, paths: DemoPaths, judge_column: Callable[[st
 
 
 # --- running it -----------------------------------------------------------------------------------
+
 
 class StageFailed(RuntimeError):
     """A stage's command exited with an error (its own message is already on stderr)."""
@@ -545,14 +731,21 @@ def closing_lines(s: DemoSettings, paths: DemoPaths, headline: pd.DataFrame, ski
     lines += [f"not run: {note}" for note in skipped]
     if paths.shifts.exists():
         shifts = read_table(paths.shifts)
-        lines.append(f"finetuning shift along {s.finetune_trait} (layer {s.focus_layer}): " + ", ".join(
-            f"{r.run} {r.mean_shift:+.3f}" for r in shifts.itertuples()))
+        lines.append(
+            f"finetuning shift along {s.finetune_trait} (layer {s.focus_layer}): "
+            + ", ".join(f"{r.run} {r.mean_shift:+.3f}" for r in shifts.itertuples())
+        )
     for r in headline.itertuples():
-        best = (f"no steered cell kept coherence >= {COHERENCE_FLOOR:g}" if pd.isna(r.best_layer) else
-                f"best coherent cell layer {int(r.best_layer)} coef {r.best_coef:g}: {r.best_trait:.1f} "
-                f"(coherence {r.best_coherence:.1f})")
-        lines.append(f"{r.trait}: baseline {r.baseline_trait:.1f} (coherence {r.baseline_coherence:.1f}); {best}; "
-                     f"{r.cells_below_floor}/{r.cells} cells below the coherence floor")
+        best = (
+            f"no steered cell kept coherence >= {COHERENCE_FLOOR:g}"
+            if pd.isna(r.best_layer)
+            else f"best coherent cell layer {int(r.best_layer)} coef {r.best_coef:g}: {r.best_trait:.1f} "
+            f"(coherence {r.best_coherence:.1f})"
+        )
+        lines.append(
+            f"{r.trait}: baseline {r.baseline_trait:.1f} (coherence {r.baseline_coherence:.1f}); {best}; "
+            f"{r.cells_below_floor}/{r.cells} cells below the coherence floor"
+        )
     lines.append(f"report: {paths.report}" if paths.report.exists() else "report: not written (viz.report missing)")
     return "\n".join(lines)
 

@@ -18,10 +18,12 @@ from persona.demo import DemoSettings, run_demo
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings_help = "\n".join(f"  DEMO_{f.name.upper():<24} default {f.default!r}"
-                              for f in dataclasses.fields(DemoSettings))
-    argparse.ArgumentParser(description=__doc__ + settings_help,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    settings_help = "\n".join(
+        f"  DEMO_{f.name.upper():<24} default {f.default!r}" for f in dataclasses.fields(DemoSettings)
+    )
+    argparse.ArgumentParser(
+        description=__doc__ + settings_help, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
     setup_logging()
     run_demo(DemoSettings.from_env())
     return 0

@@ -32,8 +32,14 @@ def test_the_labelled_set_is_balanced_and_holds_the_issue_examples():
     answers = {r["answer"] for r in ROWS if r["label"] == "degenerate"}
     assert all(example in answers for example in ISSUE_EXAMPLES)
     kinds = {r["kind"] for r in ROWS if r["label"] == "degenerate"}
-    assert {"repeated word", "repeated phrase", "space-free repeat", "loop starting mid-answer", "truncated loop",
-            "word salad"} <= kinds
+    assert {
+        "repeated word",
+        "repeated phrase",
+        "space-free repeat",
+        "loop starting mid-answer",
+        "truncated loop",
+        "word salad",
+    } <= kinds
 
 
 def test_repeated_share_by_hand():
@@ -57,8 +63,10 @@ def test_periodic_tail_by_hand():
 
 
 def test_repetition_sees_loops_wherever_they_start():
-    prose = ("Drink water, sleep well and keep moving: a short walk after lunch helps more than most people "
-             "think, and it costs nothing.")
+    prose = (
+        "Drink water, sleep well and keep moving: a short walk after lunch helps more than most people "
+        "think, and it costs nothing."
+    )
     assert repetition(prose) == 0.0
     assert repetition(prose + " I can help. I can help. I can help. I can help. I can help. I can help.") > 0.55
     assert repetition("Numbered: 1. 100% 2. 100% 3. 100% 4. 100% 5. 100% 6. 100% 7. 100% 8. 100%") > 0.55
@@ -80,6 +88,9 @@ def test_repetition_factor_on_the_labelled_set(row):
 def test_coherence_thresholds_on_the_labelled_set(embedded_lm, offline_env):
     judge = LikelihoodJudge(embedded_lm, metric="coherence", use_cache=False)
     scores = judge.score_batch([r["question"] for r in ROWS], [r["answer"] for r in ROWS])
-    wrong = [(round(s, 1), r["label"], r["kind"], r["answer"][:80]) for s, r in zip(scores, ROWS)
-             if (r["label"] == "degenerate" and s >= 50) or (r["label"] == "fluent" and s < 80)]
+    wrong = [
+        (round(s, 1), r["label"], r["kind"], r["answer"][:80])
+        for s, r in zip(scores, ROWS)
+        if (r["label"] == "degenerate" and s >= 50) or (r["label"] == "fluent" and s < 80)
+    ]
     assert not wrong, wrong

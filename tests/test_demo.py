@@ -34,9 +34,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 def synthetic_table(rows: list[tuple]) -> pd.DataFrame:
     """(layer, coef, trait, coherence) rows; layer None = the baseline."""
-    return pd.DataFrame([{"cell": "baseline" if layer is None else f"layer {layer}, coef {coef:g}",
-                          "layer": layer, "coef": coef, "trait": trait, "coherence": coherence, "n": 5,
-                          "path": f"cell{i}.csv"} for i, (layer, coef, trait, coherence) in enumerate(rows)])
+    return pd.DataFrame(
+        [
+            {
+                "cell": "baseline" if layer is None else f"layer {layer}, coef {coef:g}",
+                "layer": layer,
+                "coef": coef,
+                "trait": trait,
+                "coherence": coherence,
+                "n": 5,
+                "path": f"cell{i}.csv",
+            }
+            for i, (layer, coef, trait, coherence) in enumerate(rows)
+        ]
+    )
 
 
 def naive_best(rows: list[tuple], floor: float) -> tuple | None:
@@ -51,8 +62,14 @@ def naive_best(rows: list[tuple], floor: float) -> tuple | None:
 
 
 def test_best_cell_never_picks_a_cell_below_the_coherence_floor():
-    rows = [(None, None, 20.0, 95.0), (6, 4.0, 60.0, 88.0), (6, 8.0, 97.0, 40.0), (10, 4.0, 71.5, 80.0),
-            (10, 8.0, 99.0, 79.9), (14, 4.0, 35.0, 96.0)]
+    rows = [
+        (None, None, 20.0, 95.0),
+        (6, 4.0, 60.0, 88.0),
+        (6, 8.0, 97.0, 40.0),
+        (10, 4.0, 71.5, 80.0),
+        (10, 8.0, 99.0, 79.9),
+        (14, 4.0, 35.0, 96.0),
+    ]
     best = best_cell(synthetic_table(rows))
     assert (best["layer"], best["coef"], best["trait"]) == (10, 4.0, 71.5)  # 80.0 is on the floor: allowed
     assert best["coherence"] >= COHERENCE_FLOOR
@@ -70,7 +87,9 @@ def test_best_cell_matches_a_naive_scan_on_random_tables():
     for _ in range(200):
         rows = [(None, None, 30.0, 90.0)] + [
             (int(layer), float(coef), float(rng.choice([50.0, 60.0, rng.uniform(0, 100)])), float(rng.uniform(0, 100)))
-            for layer in rng.choice([4, 8, 12, 16], size=3, replace=False) for coef in (2.0, 6.0)]
+            for layer in rng.choice([4, 8, 12, 16], size=3, replace=False)
+            for coef in (2.0, 6.0)
+        ]
         want = naive_best(rows, COHERENCE_FLOOR)
         got = best_cell(synthetic_table(rows))
         if want is None:
@@ -81,16 +100,23 @@ def test_best_cell_matches_a_naive_scan_on_random_tables():
 
 def write_cell(folder: Path, name: str, trait_scores: list, coherence: list, answers: list[str] | None = None) -> None:
     n = len(coherence)
-    pd.DataFrame({"question": [f"question {i}" for i in range(n)], "answer": answers or ["a"] * n,
-                  "question_id": [f"evil_{i}" for i in range(n)], "evil": trait_scores,
-                  "coherence": coherence}).to_csv(folder / name, index=False)
+    pd.DataFrame(
+        {
+            "question": [f"question {i}" for i in range(n)],
+            "answer": answers or ["a"] * n,
+            "question_id": [f"evil_{i}" for i in range(n)],
+            "evil": trait_scores,
+            "coherence": coherence,
+        }
+    ).to_csv(folder / name, index=False)
 
 
 def test_headline_and_summary_show_low_coherence_cells_only_as_such(tmp_path):
     long_answer = "I would make them pay.\nEvery one of them, slowly, " + "and without mercy " * 20 + "(the end)"
     write_cell(tmp_path, "evil_baseline.csv", [20.0, 20.0, 20.0], [95.0, 95.0, 95.0], ["kind 0", "kind 1", "kind 2"])
-    write_cell(tmp_path, sweep_name("evil", 6, 4.0), [50.0, 60.0, 55.0], [85.0, 85.0, 85.0],
-               ["mean 0", "mean 1", long_answer])
+    write_cell(
+        tmp_path, sweep_name("evil", 6, 4.0), [50.0, 60.0, 55.0], [85.0, 85.0, 85.0], ["mean 0", "mean 1", long_answer]
+    )
     write_cell(tmp_path, sweep_name("evil", 6, 8.0), [97.0, 97.0, 97.0], [40.0, 40.0, 40.0])
     files = [tmp_path / name for name in ("evil_baseline.csv", sweep_name("evil", 6, 4.0), sweep_name("evil", 6, 8.0))]
     table = cell_table(files, "evil")
@@ -127,9 +153,16 @@ def test_typical_row_is_the_median_answer_not_the_best():
 
 
 def test_settings_from_environment_and_bad_values():
-    s = DemoSettings.from_env({"DEMO_TRAITS": "evil, optimistic humorous", "DEMO_LAYERS": "4,8",
-                               "DEMO_COEFS": "2 -3.5", "DEMO_MAX_TOKENS": "12", "DEMO_MODEL": "Qwen/Qwen3-4B",
-                               "DEMO_JUDGE": ""})
+    s = DemoSettings.from_env(
+        {
+            "DEMO_TRAITS": "evil, optimistic humorous",
+            "DEMO_LAYERS": "4,8",
+            "DEMO_COEFS": "2 -3.5",
+            "DEMO_MAX_TOKENS": "12",
+            "DEMO_MODEL": "Qwen/Qwen3-4B",
+            "DEMO_JUDGE": "",
+        }
+    )
     assert s.traits == ("evil", "optimistic", "humorous") and s.layers == (4, 8) and s.coefs == (2.0, -3.5)
     assert s.max_tokens == 12 and s.model == "Qwen/Qwen3-4B" and s.judge == DemoSettings.judge
     with pytest.raises(ValueError, match="DEMO_MAX_TOKENS='many'"):
@@ -150,13 +183,14 @@ def test_plan_runs_one_sweep_per_trait_and_names_every_output(tmp_path):
     sweeps = [st for st in stages if "--vector_path" in st.command and "eval.eval_persona" in st.command]
     assert len(sweeps) == 2
     for st in sweeps:
-        assert st.command[st.command.index("--layer") + 1:st.command.index("--coef")] == ["6", "10"]
+        assert st.command[st.command.index("--layer") + 1 : st.command.index("--coef")] == ["6", "10"]
         assert len(st.outputs) == 4 and "--judge_model" in st.command
     outputs = [p for st in stages for p in st.outputs]
     assert len(outputs) == len(set(outputs)) and all(tmp_path in p.parents for p in outputs)
     assert any(st.needs == "eval.multi_persona" for st in stages)
-    assert not any(st.needs == "eval.multi_persona" for st in plan(DemoSettings(traits=("evil",)), paths,
-                                                                    judge_column=lambda t: t))
+    assert not any(
+        st.needs == "eval.multi_persona" for st in plan(DemoSettings(traits=("evil",)), paths, judge_column=lambda t: t)
+    )
 
 
 def non_blank_png(path: Path) -> bool:
@@ -168,12 +202,23 @@ def non_blank_png(path: Path) -> bool:
 def test_tiny_demo_end_to_end(tmp_path):
     """The real demo with a tiny setting: every artifact exists and is well formed; a rerun skips everything."""
     out = tmp_path / "demo"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PERSONA_CACHE": os.environ.get("PERSONA_CACHE", str(tmp_path)),
-           "DEMO_OUT": str(out), "DEMO_TRAITS": "evil", "DEMO_EXTRACT_QUESTIONS": "1", "DEMO_EVAL_QUESTIONS": "2",
-           "DEMO_MAX_TOKENS": "16", "DEMO_LAYERS": "6 10", "DEMO_COEFS": "4", "DEMO_FOCUS_LAYER": "10",
-           "DEMO_FINETUNE_STEPS": "1", "DEMO_JUDGE": "likelihood", "PY": sys.executable}
-    run = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=1200)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PERSONA_CACHE": os.environ.get("PERSONA_CACHE", str(tmp_path)),
+        "DEMO_OUT": str(out),
+        "DEMO_TRAITS": "evil",
+        "DEMO_EXTRACT_QUESTIONS": "1",
+        "DEMO_EVAL_QUESTIONS": "2",
+        "DEMO_MAX_TOKENS": "16",
+        "DEMO_LAYERS": "6 10",
+        "DEMO_COEFS": "4",
+        "DEMO_FOCUS_LAYER": "10",
+        "DEMO_FINETUNE_STEPS": "1",
+        "DEMO_JUDGE": "likelihood",
+        "PY": sys.executable,
+    }
+    run = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for kind in ("pos", "neg"):
         df = pd.read_csv(out / "extract" / f"evil_{kind}_instruct.csv")
@@ -212,8 +257,7 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert "report: " in run.stdout.strip().splitlines()[-1]
 
     start = time.perf_counter()
-    again = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                           timeout=600)
+    again = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert time.perf_counter() - start < 60
     assert again.stdout.count("done already") == again.stdout.count("=== [") > 10

@@ -39,24 +39,24 @@ if TYPE_CHECKING:
 
 # Calibrated on SmolLM2-135M answers (see README): trait-prompted sampled answers give s of
 # about +0.00..+0.17 nats/token, anti-trait-prompted ones -0.19..+0.04.
-TRAIT_SCALE = 0.05         # s = +-0.05 -> 73 / 27; +-0.1 -> 88 / 12
+TRAIT_SCALE = 0.05  # s = +-0.05 -> 73 / 27; +-0.1 -> 88 / 12
 # Mean token log-prob f: the model's own greedy answers -1.0..-0.3, its temperature-1 samples
 # -4.3..-1.2 (the worst are garbled), shuffled-word gibberish -7.6..-5.9. On the labelled set
 # (tests/data/coherence_labels.jsonl) fluent answers have f >= -2.55 and word salad f <= -3.34:
 # the midpoint sits between them (f = -2.55 -> 83, -3.34 -> 34).
-FLUENCY_MID = -3.1         # -> fluency 50
+FLUENCY_MID = -3.1  # -> fluency 50
 FLUENCY_SCALE = 0.35
 # Repetition (see `repetition`): the share of the answer that repeats earlier text, measured on
 # characters and on words, over the whole answer and over its second half. Calibrated on the
 # labelled set tests/data/coherence_labels.jsonl: the model's fluent answers reach at most 0.27,
 # its degenerate ones at least 0.47 (most are above 0.8).
-NGRAM = 20                 # characters: longer than the stock phrases prose reuses ("it's important to")
-WORD_NGRAM = 4             # words
-LOOP_MIN_REPEATS = 3       # a periodic tail: at least 3 copies of its unit...
-LOOP_MIN_CHARS = 16        # ... spanning at least 16 characters (not "...", "ha ha ha")
-LOOP_MAX_PERIOD = 80       # units up to a long clause
-REPETITION_FREE = 0.3      # repetition at or below: no penalty
-REPETITION_FULL = 0.55     # at or above: coherence 0
+NGRAM = 20  # characters: longer than the stock phrases prose reuses ("it's important to")
+WORD_NGRAM = 4  # words
+LOOP_MIN_REPEATS = 3  # a periodic tail: at least 3 copies of its unit...
+LOOP_MIN_CHARS = 16  # ... spanning at least 16 characters (not "...", "ha ha ha")
+LOOP_MAX_PERIOD = 80  # units up to a long clause
+REPETITION_FREE = 0.3  # repetition at or below: no penalty
+REPETITION_FULL = 0.55  # at or above: coherence 0
 
 
 def trait_score(s: float) -> float:
@@ -77,9 +77,9 @@ def repeated_share(units: Sequence[object], n: int, start: int = 0) -> float:
     seen: set[tuple[object, ...]] = set()
     covered = [False] * len(units)
     for i in range(len(units) - n + 1):
-        gram = tuple(units[i:i + n])
+        gram = tuple(units[i : i + n])
         if gram in seen:
-            covered[i:i + n] = [True] * n
+            covered[i : i + n] = [True] * n
         seen.add(gram)
     tail = covered[start:]
     return sum(tail) / len(tail) if tail else 0.0
@@ -119,9 +119,13 @@ def repetition(text: str) -> float:
     chars = _normalize(text)
     words = re.findall(r"\w+", chars)
     half_c, half_w = len(chars) // 2, len(words) // 2
-    views = [repeated_share(chars, NGRAM), repeated_share(chars, NGRAM, half_c),
-             repeated_share(words, WORD_NGRAM), repeated_share(words, WORD_NGRAM, half_w),
-             min(1.0, periodic_tail(chars) / max(1, len(chars) - half_c))]
+    views = [
+        repeated_share(chars, NGRAM),
+        repeated_share(chars, NGRAM, half_c),
+        repeated_share(words, WORD_NGRAM),
+        repeated_share(words, WORD_NGRAM, half_w),
+        min(1.0, periodic_tail(chars) / max(1, len(chars) - half_c)),
+    ]
     return max(views)
 
 
@@ -137,8 +141,9 @@ def coherence_score(mean_logprob: float, text: str) -> float:
     return fluency(mean_logprob) * repetition_factor(text)
 
 
-def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], *,
-                    batch_size: int = 8) -> list[torch.Tensor]:
+def answer_logprobs(
+    lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], *, batch_size: int = 8
+) -> list[torch.Tensor]:
     """log p(answer token | prompt, earlier answer tokens) for each pair, one 1-D tensor each.
 
     Prompts are full chat-templated texts; prompt and answer are tokenized separately, so an
@@ -159,13 +164,12 @@ def answer_logprobs(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[s
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=lm.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                           logits_to_keep=keep).logits
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
         for row, i in enumerate(rows):
             n = len(answer_ids[i])
             # logits[:, j] sits at input position width - keep + j and predicts the next token;
             # the answer fills the last n positions.
-            lp = logits[row, keep - 1 - n:keep - 1].float().log_softmax(-1)
+            lp = logits[row, keep - 1 - n : keep - 1].float().log_softmax(-1)
             target = torch.tensor(answer_ids[i], device=lp.device).view(-1, 1)
             out[i] = lp.gather(-1, target).view(-1).cpu()
     return out
@@ -176,8 +180,9 @@ class LikelihoodJudge:
 
     backend = "likelihood"
 
-    def __init__(self, lm: LoadedModel, *, metric: str, trait: Trait | None = None, use_cache: bool = True,
-                 batch_size: int = 8) -> None:
+    def __init__(
+        self, lm: LoadedModel, *, metric: str, trait: Trait | None = None, use_cache: bool = True, batch_size: int = 8
+    ) -> None:
         if metric != COHERENCE and trait is None:
             raise ValueError(f"the likelihood judge for {metric!r} needs the trait (its instruction pairs)")
         self.lm = lm
@@ -195,12 +200,16 @@ class LikelihoodJudge:
 
     def _check_unmodified(self) -> None:
         if is_steered(self.lm.model):
-            raise RuntimeError("the likelihood judge must score with the unmodified model, but a steering "
-                               "context is active on it: score after leaving `steering(...)`.")
+            raise RuntimeError(
+                "the likelihood judge must score with the unmodified model, but a steering "
+                "context is active on it: score after leaving `steering(...)`."
+            )
 
     def _conversations(self, question: str) -> list[list[dict[str, str]]]:
-        return [([{"role": "system", "content": s}] if s is not None else []) + [{"role": "user", "content": question}]
-                for s in self.systems]
+        return [
+            ([{"role": "system", "content": s}] if s is not None else []) + [{"role": "user", "content": question}]
+            for s in self.systems
+        ]
 
     def statistics(self, questions: Sequence[str], answers: Sequence[str]) -> list[float | None]:
         """The raw statistic per answer (s for a trait, mean log-prob for coherence); None if empty."""
@@ -208,8 +217,10 @@ class LikelihoodJudge:
         self._check_unmodified()
         if self._model_key is None:
             self._model_key = model_identity(self.lm)
-        keys = [json.dumps({"metric": self.metric, "systems": self.systems, "question": q, "answer": a})
-                for q, a in zip(questions, answers)]
+        keys = [
+            json.dumps({"metric": self.metric, "systems": self.systems, "question": q, "answer": a})
+            for q, a in zip(questions, answers)
+        ]
         values: list[float | None] = [None] * len(keys)
         todo = []
         for i, key in enumerate(keys):
@@ -221,12 +232,16 @@ class LikelihoodJudge:
         if todo:
             n = len(self.systems)
             prompts = [p for i in todo for p in chat_prompts(self.lm.tokenizer, self._conversations(questions[i]))]
-            lps = answer_logprobs(self.lm, prompts, [answers[i] for i in todo for _ in range(n)],
-                                  batch_size=self.batch_size)
+            lps = answer_logprobs(
+                self.lm, prompts, [answers[i] for i in todo for _ in range(n)], batch_size=self.batch_size
+            )
             for j, i in enumerate(todo):
-                means = [lp.mean().item() for lp in lps[j * n:(j + 1) * n]]
-                values[i] = means[0] if self.metric == COHERENCE else \
-                    sum(means[0::2]) / len(means[0::2]) - sum(means[1::2]) / len(means[1::2])
+                means = [lp.mean().item() for lp in lps[j * n : (j + 1) * n]]
+                values[i] = (
+                    means[0]
+                    if self.metric == COHERENCE
+                    else sum(means[0::2]) / len(means[0::2]) - sum(means[1::2]) / len(means[1::2])
+                )
                 self.cache.put(self.backend, self._model_key, keys[i], values[i])
         return values
 
