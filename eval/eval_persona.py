@@ -15,13 +15,32 @@ import argparse
 import json
 from pathlib import Path
 
-from persona.cli import add_model_args, load_steers, require_positive, run_cli, setup_logging, split_list
-from persona.evaluation import (Cell, Job, answers_with_resume, build_samples, finish_job, generation_fingerprint,
-                                judge_frame, split_done, summarize, sweep_jobs)
+from persona.cli import (
+    add_judge_args,
+    add_model_args,
+    judge_settings,
+    judges_from_args,
+    load_steers,
+    require_positive,
+    run_cli,
+    setup_logging,
+    split_list,
+)
+from persona.evaluation import (
+    Cell,
+    Job,
+    answers_with_resume,
+    build_samples,
+    finish_job,
+    generation_fingerprint,
+    judge_frame,
+    split_done,
+    summarize,
+    sweep_jobs,
+)
 from persona.fingerprint import check_finished, model_ref, read_record, record_path
 from persona.generation import SamplingParams
 from persona.io import write_json
-from persona.judge import add_judge_args, judges_from_args
 from persona.judge.cache import model_identity
 from persona.judge.sidecar import judge_record, write_sidecar
 from persona.models import load_model
@@ -124,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                             instruction_type=args.persona_instruction_type, assistant_name=args.assistant_name)
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
     params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
-    judged_by = judge_record(args, trait=trait)
+    judged_by = judge_record(judge_settings(args), trait=trait)
     model_key = json.dumps(model_ref(args.model), sort_keys=True)  # known without loading the model
     made_with = {job.output: {**generation_fingerprint(model_key, samples, params, args.seed, job.cell),
                               # the judge, whether named or the default

@@ -19,11 +19,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from persona.cli import add_model_args, run_cli, setup_logging, split_list
+from persona.cli import add_judge_args, add_model_args, run_cli, setup_logging, split_list
 from persona.evaluation import Cell, Job
 from persona.jobs import CheckpointUnit, EvalSpec, EvalUnit, LocalRunner, RayRunner, TraitVectorsUnit, Unit
-from persona.judge import add_judge_args
 from persona.projection import PROJECTION_TYPES
+from persona.vllm_backend import add_backend_args
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +43,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="run the units on a Ray cluster: ADDRESS, or without one $RAY_ADDRESS, else a "
         "cluster started in this process",
     )
+    add_backend_args(parser)
     add_judge_args(parser)
 
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from persona.cli import add_model_args, run_cli, setup_logging
+from persona.cli import add_judge_args, add_model_args, judge_settings, judges_from_args, run_cli, setup_logging
 from persona.evaluation import judge_frame, summarize
 from persona.io import read_table, write_csv
-from persona.judge import add_judge_args, judges_from_args
 from persona.judge.factory import LIKELIHOOD
 from persona.judge.sidecar import judge_record, write_sidecar
 from persona.models import load_model
@@ -41,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trait = load_trait(args.trait)
     frame = read_table(args.file_path, required=("question", "answer"))
     frame["answer"] = frame["answer"].fillna("")
-    record = judge_record(args, trait=trait)  # resolves the judge (and announces the proxy) before any work
+    record = judge_record(judge_settings(args), trait=trait)  # resolves (and announces) the judge before any work
     eval_model = None
     if record["judge"] == LIKELIHOOD:  # the proxy scores with the answering model itself
         eval_model = load_model(args.model, device=args.device, dtype=args.dtype)

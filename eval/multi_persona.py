@@ -39,7 +39,7 @@ from persona.analysis.multi_persona import (
     linearity_cells,
 )
 from persona.analysis.results import load_vectors, score_means
-from persona.cli import add_model_args, run_cli, setup_logging, split_list
+from persona.cli import add_judge_args, add_model_args, judges_from_args, run_cli, setup_logging, split_list
 from persona.evaluation import (
     Cell,
     Job,
@@ -52,7 +52,7 @@ from persona.evaluation import (
 from persona.fingerprint import model_ref, tensor_sha256
 from persona.generation import HFBackend, SamplingParams
 from persona.io import read_table, write_csv
-from persona.judge import COHERENCE, add_judge_args, judges_from_args
+from persona.judge import COHERENCE
 from persona.judge.cache import model_identity
 from persona.layout import Layout
 from persona.models import load_model

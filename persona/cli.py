@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import errno
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
-from unittest import mock
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from persona.defaults import EMBEDDED_MODEL
 from persona.steering import Op, Positions, Steer
 from persona.vectors import PersonaVector
+
+if TYPE_CHECKING:
+    from persona.judge.factory import JudgeSettings
+    from persona.judge.runner import Judge
+    from persona.models import LoadedModel
+    from persona.traits import Trait
 
 
 def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = str, flag: str = "") -> list[Any]:
@@ -140,6 +147,59 @@ def _failure_line(err: Exception) -> tuple[str, int]:
     return f"{type(err).__name__}: {_one_line(err)} (rerun with {VERBOSE_FLAG} for the traceback)", 1
 
 
+def add_judge_args(parser: argparse.ArgumentParser) -> None:
+    """The judge flags every scoring CLI shares; `judge_settings` turns them into `JudgeSettings`."""
+    from persona.judge.aggregate import EVAL_TYPES
+    from persona.judge.factory import DEFAULT_OPENAI_JUDGE
+    from persona.judge.openai_judge import NUMBER_TOKENS
+
+    group = parser.add_argument_group("judge")
+    group.add_argument("--judge_model", default=None,
+                       help=f"judge: an OpenAI model name, 'likelihood', 'likelihood:<model>' or 'local:<model>' "
+                            f"(default: {DEFAULT_OPENAI_JUDGE} when OPENAI_API_KEY is set, else likelihood)")
+    group.add_argument("--judge_base_url", default=None,
+                       help="OpenAI-compatible server for the judge, e.g. http://gpu-box:8000/v1 (vLLM)")
+    group.add_argument("--max_concurrent_judges", type=int, default=8, help="judge requests in flight at once")
+    group.add_argument("--no_judge_cache", action="store_true", help="ignore and do not fill the judge cache")
+    group.add_argument("--judge_eval_type", default="0_100", choices=EVAL_TYPES,
+                       help="judge answer format (LLM judges; the likelihood judge ignores it)")
+    group.add_argument("--judge_number_tokens", default="auto", choices=NUMBER_TOKENS,
+                       help="does the judge server's tokenizer keep numbers whole or split them into digits? "
+                            "(auto: probe the server once; split: judge on the 0_10 scale)")
+    group.add_argument("--judge_prefill", default="",
+                       help="text the local judge's answer starts with, e.g. 'Score: ' (local:<model> only)")
+    group.add_argument("--coherence_prompt", default=None, metavar="FILE",
+                       help="coherence judge template with {question} and {answer} (e.g. the original study's); "
+                            "default: the built-in one. The trait's template is its file's eval_prompt. "
+                            "The likelihood proxy uses no prompt")
+
+
+def judge_settings(args: argparse.Namespace) -> JudgeSettings:
+    """The `add_judge_args` flags of parsed `args` (the fields are named after the flags)."""
+    from persona.judge.factory import JudgeSettings
+
+    return JudgeSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(JudgeSettings)})
+
+
+def judges_from_args(args: argparse.Namespace, *, trait: Trait, eval_model: LoadedModel | None = None
+                     ) -> dict[str, Judge]:
+    """{trait judge column: judge, "coherence": judge} from the judge flags."""
+    from persona.judge.factory import make_judges
+
+    return make_judges(judge_settings(args), trait=trait, eval_model=eval_model)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """argparse prints its usage block before a usage error; under `run_cli` it is one line like any error."""
+    original = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = _usage_error  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original  # type: ignore[method-assign]
+
+
 def run_cli(main: Callable[[], int]) -> None:
     """Run a CLI `main` so that no failure ends in a traceback unless asked for.
 
@@ -152,7 +212,7 @@ def run_cli(main: Callable[[], int]) -> None:
         setup_logging(verbose=True)
         raise SystemExit(main())
     try:
-        with mock.patch.object(argparse.ArgumentParser, "error", _usage_error):
+        with _one_line_usage_errors():
             code = main()
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume (finished outputs are kept)", file=sys.stderr)

@@ -19,6 +19,7 @@ Ray is imported only by `RayRunner`, so local runs do not need it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -46,16 +47,17 @@ from persona.evaluation import (
 )
 from persona.extraction import extraction_settings, persona_vectors, read_pairs, save_persona_vectors, vectors_done
 from persona.fingerprint import check_finished, model_ref, read_record, record_path
-from persona.generation import HFBackend, SamplingParams
+from persona.generation import GenerationBackend, SamplingParams
 from persona.io import write_json
 from persona.judge.cache import model_identity
-from persona.judge.factory import judges_from_args, resolve_spec
+from persona.judge.factory import JudgeSettings, make_judges, resolve_spec
 from persona.judge.runner import Judge
 from persona.judge.sidecar import judge_record, write_sidecar
 from persona.models import LoadedModel, load_model
 from persona.projection import add_projection_columns, column_name
 from persona.steering import check_steers
 from persona.traits import Trait, load_trait
+from persona.vllm_backend import make_backend
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,7 @@ UNITS_PER_TASK = 4
 MAX_ATTEMPTS = 3
 # Settings forwarded to workers of a cluster this process starts or joins (never secrets such as API keys).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "PERSONA_CACHE", "PERSONA_DOTENV", "TOKENIZERS_PARALLELISM")
-_JUDGE_FLAGS = (
-    "judge_model",
-    "judge_base_url",
-    "max_concurrent_judges",
-    "no_judge_cache",
-    "judge_eval_type",
-    "judge_number_tokens",
-    "judge_prefill",
-    "coherence_prompt",
-)
+_JUDGE_FLAGS = tuple(field.name for field in dataclasses.fields(JudgeSettings))
 
 
 @dataclass
@@ -97,6 +90,8 @@ class EvalSpec:
     temperature: float | None = None
     seed: int = 0
     batch_size: int = 16
+    backend: str = "auto"
+    gpu_memory_utilization: float | None = None
     device: str | None = None
     dtype: str | None = None
     judge: dict[str, Any] = field(default_factory=dict)
@@ -118,6 +113,8 @@ class EvalSpec:
             "temperature": args.temperature,
             "seed": args.seed,
             "batch_size": args.batch_size,
+            "backend": args.backend,
+            "gpu_memory_utilization": args.gpu_memory_utilization,
             "device": args.device,
             "dtype": args.dtype,
         }
@@ -126,13 +123,13 @@ class EvalSpec:
         if judge["coherence_prompt"]:  # workers may run elsewhere
             judge["coherence_prompt"] = str(Path(judge["coherence_prompt"]).resolve())
         spec = cls(**values, judge=judge, judge_spec=resolve_spec(args.judge_model, args.judge_base_url))
-        spec.judged_by = judge_record(argparse.Namespace(**judge), trait=spec.load_trait())
+        spec.judged_by = judge_record(JudgeSettings(**judge), trait=spec.load_trait())
         return spec
 
     def judges(self, trait: Trait, lm: LoadedModel) -> dict[str, Judge]:
         """The trait and coherence judges, with the judge the driver resolved."""
-        flags = argparse.Namespace(**{**self.judge, "judge_model": self.judge_spec})
-        return judges_from_args(flags, trait=trait, eval_model=lm)
+        settings = JudgeSettings(**{**self.judge, "judge_model": self.judge_spec})
+        return make_judges(settings, trait=trait, eval_model=lm)
 
     def load_trait(self) -> Trait:
         trait = load_trait(self.trait, version=self.version)  # type: ignore[arg-type]
@@ -233,7 +230,7 @@ class EvalUnit:
         samples = spec.samples(trait)
         jobs = [unit.job for unit in units]
         frames = answers_with_resume(
-            jobs, samples, HFBackend(lm, spec.batch_size), lm.tokenizer, spec.sampling(), spec.seed, model_identity(lm)
+            jobs, samples, worker.backend(spec), lm.tokenizer, spec.sampling(), spec.seed, model_identity(lm)
         )
         judges = spec.judges(trait, lm)
         for unit, frame in zip(units, frames):
@@ -357,6 +354,7 @@ class Worker:
 
     def __init__(self) -> None:
         self._model: tuple[tuple[str, str | None, str | None], LoadedModel] | None = None
+        self._backend: tuple[tuple[Any, ...], GenerationBackend] | None = None
         self._load_s = 0.0
 
     def ready(self) -> int:
@@ -373,9 +371,23 @@ class Worker:
             self._load_s += time.perf_counter() - start
         return self._model[1]
 
+    def backend(self, spec: EvalSpec) -> GenerationBackend:
+        """The generation backend of `spec` on its model, kept with the model (a vLLM engine starts once)."""
+        lm = self.model(spec.model, spec.device, spec.dtype)
+        key = (id(lm), spec.backend, spec.batch_size, spec.gpu_memory_utilization)
+        if self._backend is None or self._backend[0] != key:
+            self._backend = None
+            start = time.perf_counter()
+            backend = make_backend(
+                spec.backend, lm, batch_size=spec.batch_size, gpu_memory_utilization=spec.gpu_memory_utilization
+            )
+            self._backend = (key, backend)
+            self._load_s += time.perf_counter() - start
+        return self._backend[1]
+
     def release(self) -> None:
-        """Drop the loaded model and return its accelerator memory."""
-        self._model = None
+        """Drop the loaded model (and its backend) and return their accelerator memory."""
+        self._model = self._backend = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from persona.judge import COHERENCE, DEFAULT_OPENAI_JUDGE, add_judge_args, judges_from_args, make_judge, score_all
+from persona.cli import add_judge_args, judges_from_args
+from persona.judge import COHERENCE, DEFAULT_OPENAI_JUDGE, make_judge, score_all
 from persona.judge.likelihood import LikelihoodJudge
 from persona.judge.local_judge import LocalLogprobJudge
 from persona.judge.openai_judge import OpenAIJudge

@@ -171,7 +171,7 @@ def test_make_judge_routes_a_model_name_to_the_server(server, monkeypatch):
     assert score_all(judge, ["Q"], ["cruel"]) == [pytest.approx(85)]
     assert server.requests[0]["messages"][0]["content"] == "Evil? Q / cruel\nRespond with a number 0-100."
     assert server.requests[0]["model"] == "judge-model"
-    with pytest.raises(ValueError, match="needs --judge_model"):
+    with pytest.raises(ValueError, match="needs judge_model"):
         make_judge(None, trait=trait, metric="evil", base_url=server.url)
     with pytest.raises(Exception, match="OPENAI_API_KEY"):
         make_judge("gpt-4.1-mini-2025-04-14", trait=trait, metric="evil")

@@ -12,8 +12,9 @@ import pytest
 
 from eval import eval_persona
 from eval import judge as judge_cli
-from persona.judge import add_judge_args, judges_from_args, make_judge, score_all
+from persona.cli import add_judge_args, judge_settings, judges_from_args
 from persona.judge import likelihood as likelihood_module
+from persona.judge import make_judge, score_all
 from persona.judge.factory import PROXY_NOTICE, announce_proxy
 from persona.judge.openai_judge import OpenAIJudge
 from persona.judge.prompts import coherence_prompt
@@ -79,15 +80,16 @@ def test_coherence_prompt_file_replaces_the_built_in_template(coherence_file, tm
 
 
 def test_record_hashes_the_prompts_each_judge_reads(coherence_file):
-    llm = judge_record(parse("--judge_model", "gpt-x", "--coherence_prompt", str(coherence_file)), trait=TRAIT)
+    llm = judge_record(judge_settings(parse("--judge_model", "gpt-x", "--coherence_prompt", str(coherence_file))),
+                       trait=TRAIT)
     assert llm["judge"] == "gpt-x" and llm["eval_type"] == "0_100" and not llm["default_judge"]
     assert llm["columns"]["evil"]["prompt_sha256"] == sha(TRAIT.eval_prompt)
     assert llm["columns"]["coherence"] == {"prompt_sha256": sha(ORIGINAL_COHERENCE),
                                            "prompt_source": str(coherence_file)}
-    built_in = judge_record(parse("--judge_model", "gpt-x"), trait=TRAIT)
+    built_in = judge_record(judge_settings(parse("--judge_model", "gpt-x")), trait=TRAIT)
     assert built_in["columns"]["coherence"] == {"prompt_sha256": sha(coherence_prompt("0_100")),
                                                 "prompt_source": "built-in"}
-    proxy = judge_record(parse(), trait=TRAIT)  # no key: the proxy, by default
+    proxy = judge_record(judge_settings(parse()), trait=TRAIT)  # no key: the proxy, by default
     assert proxy["judge"] == "likelihood" and proxy["default_judge"] and "not an LLM judge" in proxy["method"]
     assert proxy["columns"]["evil"]["prompt_sha256"] == sha(json.dumps(TRAIT.instructions))
     assert proxy["columns"]["coherence"]["prompt_sha256"] is None

@@ -1,12 +1,12 @@
-"""One judge-selection rule for every CLI: `make_judge` and the `--judge_*` flags.
+"""One judge-selection rule for every entry point: `make_judge`, and `JudgeSettings` behind the judge flags.
 
-Spec (`--judge_model`):
+Spec (`judge_model`):
 - unset: `gpt-4.1-mini-2025-04-14` when OPENAI_API_KEY is set, else `likelihood`;
 - `likelihood`: the likelihood proxy judge on the evaluated model;
 - `likelihood:<model>`: the likelihood judge on another model (any `load_model` spec);
 - `local:<model>`: a local Hugging Face model as an exact logprob judge;
 - anything else: a model name on the OpenAI API, or on an OpenAI-compatible server when
-  `--judge_base_url` (or OPENAI_BASE_URL) is given.
+  `judge_base_url` (or OPENAI_BASE_URL) is given.
 
 The judge is never silent: when the proxy is picked because OPENAI_API_KEY is unset, that is
 said once per process on stderr, and scored files get a `.judge.json` sidecar (`sidecar`).
@@ -14,19 +14,19 @@ said once per process on stderr, and scored files get a `.judge.json` sidecar (`
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from persona import settings
 from persona.defaults import DEFAULT_OPENAI_MODEL
-from persona.judge.aggregate import EVAL_TYPES, check_eval_type
+from persona.judge.aggregate import check_eval_type
 from persona.judge.likelihood import LikelihoodJudge
 from persona.judge.local_judge import LocalLogprobJudge
-from persona.judge.openai_judge import NUMBER_TOKENS, OpenAIJudge
+from persona.judge.openai_judge import OpenAIJudge
 from persona.judge.prompts import COHERENCE, coherence_prompt, trait_prompt
 from persona.judge.runner import Judge
 from persona.models import LoadedModel, load_model
@@ -61,7 +61,7 @@ def resolve_spec(spec: str | None, base_url: str | None = None) -> str:
     if spec is not None:
         return spec
     if base_url or settings.get("OPENAI_BASE_URL"):
-        raise ValueError(f"--judge_base_url {base_url or settings.get('OPENAI_BASE_URL')} needs --judge_model: "
+        raise ValueError(f"judge_base_url {base_url or settings.get('OPENAI_BASE_URL')} needs judge_model: "
                          "the model name the server serves")
     return default_spec()
 
@@ -74,11 +74,11 @@ def load_coherence_prompt(path: str | os.PathLike) -> str:
     """A user's coherence judge template (e.g. the original study's), checked for its placeholders."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--coherence_prompt {path} does not exist")
+        raise FileNotFoundError(f"coherence_prompt {path} does not exist")
     text = path.read_text(encoding="utf-8")
     missing = [p for p in ("{question}", "{answer}") if p not in text]
     if missing:
-        raise ValueError(f"--coherence_prompt {path}: the template needs the placeholders {missing} "
+        raise ValueError(f"coherence_prompt {path}: the template needs the placeholders {missing} "
                          "(where the question and the answer go)")
     return text
 
@@ -98,7 +98,7 @@ def _template(trait: Trait | None, metric: str, coherence_template: str | None, 
         return coherence_prompt(eval_type)
     if eval_type != "0_100":
         raise ValueError(f"a custom coherence prompt is a 0_100 template; it cannot be used with eval type "
-                         f"{eval_type!r} (drop --coherence_prompt or use --judge_eval_type 0_100)")
+                         f"{eval_type!r} (drop coherence_prompt or use judge_eval_type 0_100)")
     return coherence_template
 
 
@@ -124,48 +124,38 @@ def make_judge(spec: str | None, *, trait: Trait | None, metric: str, base_url: 
         if name:
             eval_model = _judge_model(name)
         elif eval_model is None:
-            raise ValueError("--judge_model likelihood scores with the evaluated model, but none was given; "
+            raise ValueError("judge_model likelihood scores with the evaluated model, but none was given; "
                              "pass eval_model or use likelihood:<model>")
         return LikelihoodJudge(eval_model, metric=metric, trait=trait, use_cache=use_cache)
     if spec.startswith(LOCAL_PREFIX):
         name = spec[len(LOCAL_PREFIX):]
         if not name:
-            raise ValueError("--judge_model local: needs a model, e.g. local:Qwen/Qwen2.5-7B-Instruct")
+            raise ValueError("judge_model local: needs a model, e.g. local:Qwen/Qwen2.5-7B-Instruct")
         return LocalLogprobJudge(_judge_model(name), template(eval_type), eval_type=eval_type,
                                  prefill=prefill, use_cache=use_cache)
     return OpenAIJudge(spec, template, eval_type=eval_type, base_url=base_url,
                        use_cache=use_cache, number_tokens=number_tokens)
 
 
-def add_judge_args(parser: argparse.ArgumentParser) -> None:
-    """The judge flags every scoring CLI shares."""
-    group = parser.add_argument_group("judge")
-    group.add_argument("--judge_model", default=None,
-                       help=f"judge: an OpenAI model name, 'likelihood', 'likelihood:<model>' or 'local:<model>' "
-                            f"(default: {DEFAULT_OPENAI_JUDGE} when OPENAI_API_KEY is set, else likelihood)")
-    group.add_argument("--judge_base_url", default=None,
-                       help="OpenAI-compatible server for the judge, e.g. http://gpu-box:8000/v1 (vLLM)")
-    group.add_argument("--max_concurrent_judges", type=int, default=8, help="judge requests in flight at once")
-    group.add_argument("--no_judge_cache", action="store_true", help="ignore and do not fill the judge cache")
-    group.add_argument("--judge_eval_type", default="0_100", choices=EVAL_TYPES,
-                       help="judge answer format (LLM judges; the likelihood judge ignores it)")
-    group.add_argument("--judge_number_tokens", default="auto", choices=NUMBER_TOKENS,
-                       help="does the judge server's tokenizer keep numbers whole or split them into digits? "
-                            "(auto: probe the server once; split: judge on the 0_10 scale)")
-    group.add_argument("--judge_prefill", default="",
-                       help="text the local judge's answer starts with, e.g. 'Score: ' (local:<model> only)")
-    group.add_argument("--coherence_prompt", default=None, metavar="FILE",
-                       help="coherence judge template with {question} and {answer} (e.g. the original study's); "
-                            "default: the built-in one. The trait's template is its file's eval_prompt. "
-                            "The likelihood proxy uses no prompt")
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How to judge: the fields mirror the command-line judge flags one to one (`persona.cli.add_judge_args`)."""
+
+    judge_model: str | None = None  # None: the default rule (see the module docstring)
+    judge_base_url: str | None = None
+    judge_eval_type: str = "0_100"
+    judge_number_tokens: str = "auto"
+    judge_prefill: str = ""
+    coherence_prompt: str | None = None  # a template file with {question} and {answer}
+    no_judge_cache: bool = False
+    max_concurrent_judges: int = 8
 
 
-def judges_from_args(args: argparse.Namespace, *, trait: Trait, eval_model: LoadedModel | None = None
-                     ) -> dict[str, Judge]:
-    """{trait judge column: judge, "coherence": judge} from parsed `add_judge_args` flags."""
-    coherence = load_coherence_prompt(args.coherence_prompt) if args.coherence_prompt else None
-    return {metric: make_judge(args.judge_model, trait=trait, metric=metric, base_url=args.judge_base_url,
-                               eval_model=eval_model, use_cache=not args.no_judge_cache,
-                               eval_type=args.judge_eval_type, number_tokens=args.judge_number_tokens,
-                               prefill=args.judge_prefill, coherence_template=coherence)
+def make_judges(settings: JudgeSettings, *, trait: Trait, eval_model: LoadedModel | None = None) -> dict[str, Judge]:
+    """{trait judge column: judge, "coherence": judge} for `settings`."""
+    coherence = load_coherence_prompt(settings.coherence_prompt) if settings.coherence_prompt else None
+    return {metric: make_judge(settings.judge_model, trait=trait, metric=metric, base_url=settings.judge_base_url,
+                               eval_model=eval_model, use_cache=not settings.no_judge_cache,
+                               eval_type=settings.judge_eval_type, number_tokens=settings.judge_number_tokens,
+                               prefill=settings.judge_prefill, coherence_template=coherence)
             for metric in (trait.judge_column, COHERENCE)}

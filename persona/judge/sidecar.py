@@ -10,7 +10,6 @@ metadata.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
 import json
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persona.io import write_json
-from persona.judge.factory import DEFAULT_OPENAI_JUDGE, is_proxy, load_coherence_prompt, resolve_spec
+from persona.judge.factory import DEFAULT_OPENAI_JUDGE, JudgeSettings, is_proxy, load_coherence_prompt, resolve_spec
 from persona.judge.prompts import COHERENCE, coherence_prompt, trait_prompt
 
 if TYPE_CHECKING:
@@ -36,8 +35,8 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def judge_record(args: argparse.Namespace, *, trait: Trait) -> dict[str, Any]:
-    """What the `add_judge_args` flags in `args` score `trait` with: spec, eval type, prompt hashes."""
+def judge_record(args: JudgeSettings, *, trait: Trait) -> dict[str, Any]:
+    """What `args` score `trait` with: spec, eval type, prompt hashes."""
     spec = resolve_spec(args.judge_model, args.judge_base_url)
     trait_source = f"eval_prompt of trait {trait.name!r}" + (f" ({trait.source})" if trait.source else "")
     if is_proxy(spec):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
@@ -107,6 +107,7 @@ def tokenize_conversation(tokenizer: PreTrainedTokenizerBase, messages: Conversa
     """`input_ids` and `labels` for one conversation; labels are -100 outside assistant turns when `responses_only`."""
     enc = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True, return_dict=True,
                                         return_assistant_tokens_mask=responses_only)
+    assert isinstance(enc, Mapping)  # return_dict=True
     ids = list(enc["input_ids"])
     if not responses_only:
         return {"input_ids": ids, "labels": list(ids)}
