@@ -10,16 +10,16 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from persona.defaults import EMBEDDED_MODEL
-from persona.steering import Op, Positions, Steer
-from persona.vectors import PersonaVector
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the heavy modules load when used, so light CLIs (layout, traits) start fast
     from persona.judge.factory import JudgeSettings
     from persona.judge.runner import Judge
     from persona.models import LoadedModel
+    from persona.steering import Op, Positions, Steer
     from persona.traits import Trait
 
 
@@ -58,6 +58,9 @@ def broadcast(flag: str, values: Sequence[Any], n: int) -> list[Any]:
 def load_steers(vector_paths: Sequence[str], layers: Sequence[int], coefs: Sequence[float],
                 positions: Positions = "response", op: Op = "add") -> list[Steer]:
     """Steers from the --vector_path/--layer/--coef lists: they pair up; a single value broadcasts."""
+    from persona.steering import Steer
+    from persona.vectors import PersonaVector
+
     n = max(len(vector_paths), len(layers), len(coefs))
     paths = broadcast("vector_path", vector_paths, n)
     vectors = {p: PersonaVector.load(p) for p in dict.fromkeys(paths)}
@@ -187,6 +190,55 @@ def judges_from_args(args: argparse.Namespace, *, trait: Trait, eval_model: Load
     from persona.judge.factory import make_judges
 
     return make_judges(judge_settings(args), trait=trait, eval_model=eval_model)
+
+
+def traits_main(argv: Sequence[str] | None = None) -> int:
+    """`python -m persona.traits --check DATA_DIR`: validate a trait library (exit 1 on problems)."""
+    from persona.traits import check_library, format_table
+
+    parser = argparse.ArgumentParser(prog="python -m persona.traits",
+                                     description="Validate a trait library or show one artifact.")
+    parser.add_argument("--check", metavar="DATA_DIR", type=Path,
+                        help="validate every artifact and definition under DATA_DIR (e.g. data_generation)")
+    args = parser.parse_args(argv)
+    if args.check is None:
+        parser.error("nothing to do: pass --check DATA_DIR")
+    if not args.check.is_dir():
+        raise FileNotFoundError(f"{args.check} is not a directory: pass the folder holding trait_data_extract/")
+    reports, general = check_library(args.check)
+    print(format_table(reports))
+    problems = general + [p for r in reports for p in r.problems]
+    bases = sum(r.name == r.judge_column for r in reports)
+    print(f"\n{len(reports)} artifacts ({bases} base traits, {len(reports) - bases} variants) in {args.check}")
+    if problems:
+        print(f"{len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print("all artifacts valid")
+    return 0
+
+
+def layout_main(argv: Sequence[str] | None = None) -> int:
+    """`python -m persona.layout MODEL`: the output folders of a model as shell assignments, for the pipelines."""
+    from persona.layout import OUTPUT_ROOT, Layout, num_layers, shell_assignments
+
+    parser = argparse.ArgumentParser(prog="python -m persona.layout",
+                                     description="Print the output folders of a model as shell assignments "
+                                                 "(MODEL_NAME, EXTRACT_DIR, VECTOR_DIR, EVAL_DIR; PROJECTION_DIR "
+                                                 "with --trait).")
+    parser.add_argument("model", help="model spec: Hub id, local folder, checkpoint or smollm2-135m")
+    parser.add_argument("--root", default=OUTPUT_ROOT, help="output root (default: output)")
+    parser.add_argument("--trait", default=None, help="finetuned trait whose checkpoint evaluations to locate")
+    parser.add_argument("--num_layers", action="store_true",
+                        help="print the model's decoder layer count instead (read from its config)")
+    args = parser.parse_args(argv)
+    try:
+        layout = Layout(args.model, args.root)
+        print(num_layers(args.model) if args.num_layers else shell_assignments(layout, args.trait))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{args.model}: {err}") from err
+    return 0
 
 
 @contextlib.contextmanager

@@ -14,11 +14,9 @@ imports nothing heavy so that call stays cheap.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,24 +83,7 @@ def shell_assignments(layout: Layout, trait: str | None = None) -> str:
     return "\n".join(f"{key}={shlex.quote(str(value))}" for key, value in values.items())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the output folders of a model as shell assignments "
-                                                 "(MODEL_NAME, EXTRACT_DIR, VECTOR_DIR, EVAL_DIR; PROJECTION_DIR "
-                                                 "with --trait).")
-    parser.add_argument("model", help="model spec: Hub id, local folder, checkpoint or smollm2-135m")
-    parser.add_argument("--root", default=OUTPUT_ROOT, help="output root (default: output)")
-    parser.add_argument("--trait", default=None, help="finetuned trait whose checkpoint evaluations to locate")
-    parser.add_argument("--num_layers", action="store_true",
-                        help="print the model's decoder layer count instead (read from its config)")
-    args = parser.parse_args(argv)
-    try:
-        layout = Layout(args.model, args.root)
-        print(num_layers(args.model) if args.num_layers else shell_assignments(layout, args.trait))
-    except (OSError, ValueError) as err:  # not run_cli: it imports torch, and this call must stay cheap
-        print(f"error: {args.model}: {err}".splitlines()[0], file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from persona.cli import layout_main, run_cli
+
+    run_cli(layout_main)

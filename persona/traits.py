@@ -17,11 +17,9 @@ reads both our layout (`trait_data_extract/`) and the seed layout (`extract/`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import string
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,30 +323,7 @@ def format_table(reports: Sequence[TraitReport]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persona.traits",
-                                     description="Validate a trait library or show one artifact.")
-    parser.add_argument("--check", metavar="DATA_DIR", type=Path,
-                        help="validate every artifact and definition under DATA_DIR (e.g. data_generation)")
-    args = parser.parse_args(argv)
-    if args.check is None:
-        parser.error("nothing to do: pass --check DATA_DIR")
-    if not args.check.is_dir():
-        print(f"error: {args.check} is not a directory", file=sys.stderr)
-        return 2
-    reports, general = check_library(args.check)
-    print(format_table(reports))
-    problems = general + [p for r in reports for p in r.problems]
-    bases = sum(r.name == r.judge_column for r in reports)
-    print(f"\n{len(reports)} artifacts ({bases} base traits, {len(reports) - bases} variants) in {args.check}")
-    if problems:
-        print(f"{len(problems)} problem(s):", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p}", file=sys.stderr)
-        return 1
-    print("all artifacts valid")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from persona.cli import run_cli, traits_main
+
+    run_cli(traits_main)

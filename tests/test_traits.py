@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from persona import traits
+from persona.cli import run_cli, traits_main
 from persona.traits import TraitError, base_trait, check_library, load_trait
 
 EVAL_PROMPT = "Rate {question} / {answer}. Reply REFUSAL or a number 0-100."
@@ -198,7 +199,7 @@ def test_check_library_passes_valid_library(tmp_path, capsys):
         ("anxious_2", "anxious", {"extract": 20, "eval": 20}, True),
         ("evil", "evil", {"extract": 20, "eval": 20}, True),
     ]
-    assert traits.main(["--check", str(root)]) == 0
+    assert traits_main(["--check", str(root)]) == 0
     out = capsys.readouterr().out
     anxious_row = next(line for line in out.splitlines() if line.startswith("anxious "))
     assert anxious_row.split() == ["anxious", "anxious", "5", "20", "20", "yes", "anxious_2", "ok"]
@@ -231,13 +232,15 @@ def test_check_library_reports_each_problem(tmp_path, capsys):
     assert "calm: no definition in trait_definitions.json" in calm
     assert not by_name["anxious"].problems
 
-    assert traits.main(["--check", str(root)]) == 1
+    assert traits_main(["--check", str(root)]) == 1
     captured = capsys.readouterr()
     assert "FAIL" in captured.out and "problem(s)" in captured.err
 
 
 def test_check_cli_rejects_missing_dir(tmp_path, capsys):
-    assert traits.main(["--check", str(tmp_path / "absent")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: traits_main(["--check", str(tmp_path / "absent")]))
+    assert exit_info.value.code == 2
     assert "is not a directory" in capsys.readouterr().err
 
 
