@@ -19,7 +19,6 @@ Ray is imported only by `RayRunner`, so local runs do not need it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import logging
@@ -36,6 +35,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from persona.cli import judge_settings
 from persona.evaluation import (
     Job,
     Sample,
@@ -67,14 +67,13 @@ UNITS_PER_TASK = 4
 MAX_ATTEMPTS = 3
 # Settings forwarded to workers of a cluster this process starts or joins (never secrets such as API keys).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "PERSONA_CACHE", "PERSONA_DOTENV", "TOKENIZERS_PARALLELISM")
-_JUDGE_FLAGS = tuple(field.name for field in dataclasses.fields(JudgeSettings))
 
 
 @dataclass
 class EvalSpec:
     """What decides an evaluation's rows and scores, except steering: eval_persona's flags.
 
-    `judge` holds the judge flags as given, `judge_spec` the judge they resolve to on the driver
+    `judge` holds the judge settings as given, `judge_spec` the judge they resolve to on the driver
     and `judged_by` the sidecar record made there, so every worker scores (and says it scored)
     the same way whatever its own environment.
     """
@@ -94,7 +93,7 @@ class EvalSpec:
     gpu_memory_utilization: float | None = None
     device: str | None = None
     dtype: str | None = None
-    judge: dict[str, Any] = field(default_factory=dict)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
     judge_spec: str = "likelihood"
     judged_by: dict[str, Any] = field(default_factory=dict)
 
@@ -119,17 +118,16 @@ class EvalSpec:
             "dtype": args.dtype,
         }
         values.update(overrides)
-        judge = {flag: getattr(args, flag) for flag in _JUDGE_FLAGS}
-        if judge["coherence_prompt"]:  # workers may run elsewhere
-            judge["coherence_prompt"] = str(Path(judge["coherence_prompt"]).resolve())
-        spec = cls(**values, judge=judge, judge_spec=resolve_spec(args.judge_model, args.judge_base_url))
-        spec.judged_by = judge_record(JudgeSettings(**judge), trait=spec.load_trait())
+        judge = judge_settings(args)
+        if judge.coherence_prompt:  # workers may run elsewhere
+            judge = replace(judge, coherence_prompt=str(Path(judge.coherence_prompt).resolve()))
+        spec = cls(**values, judge=judge, judge_spec=resolve_spec(judge.judge_model, judge.judge_base_url))
+        spec.judged_by = judge_record(judge, trait=spec.load_trait())
         return spec
 
     def judges(self, trait: Trait, lm: LoadedModel) -> dict[str, Judge]:
         """The trait and coherence judges, with the judge the driver resolved."""
-        settings = JudgeSettings(**{**self.judge, "judge_model": self.judge_spec})
-        return make_judges(settings, trait=trait, eval_model=lm)
+        return make_judges(replace(self.judge, judge_model=self.judge_spec), trait=trait, eval_model=lm)
 
     def load_trait(self) -> Trait:
         trait = load_trait(self.trait, version=self.version)  # type: ignore[arg-type]
@@ -234,7 +232,7 @@ class EvalUnit:
         )
         judges = spec.judges(trait, lm)
         for unit, frame in zip(units, frames):
-            scored = judge_frame(frame, judges, max_concurrent=spec.judge["max_concurrent_judges"])
+            scored = judge_frame(frame, judges, max_concurrent=spec.judge.max_concurrent_judges)
             finish_job(unit.job, scored)
             write_sidecar(unit.job.output, spec.judged_by)
             write_json(record_path(unit.job.output), unit.made_with(samples))
