@@ -7,6 +7,7 @@ interrupted run never leaves a half-written CSV, JSON or tensor behind.
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
 import json
 import os
@@ -77,8 +78,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    """Write `df` atomically, every text cell quoted.
+
+    Minimal quoting leaves a bare carriage return in an answer unquoted, and readers then split
+    the row there; quoting all text keeps any answer one cell (numbers stay unquoted).
+    """
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 def save_tensor(path: str | os.PathLike, tensor: torch.Tensor) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from persona.extraction import read_pairs
-from persona.io import read_table, write_text
+from persona.io import read_table, write_csv, write_text
 from persona.projection import EvalFile
 
 WORDS = ["None", "NA", "null", "NaN", "n/a", "#N/A"]  # pandas' default reader turns each into NaN
@@ -25,6 +25,18 @@ def test_only_empty_cells_are_missing(tmp_path):
     assert df["score"].tolist()[:-1] == list(range(len(WORDS))) and math.isnan(df["score"].iloc[-1])
     text = read_table(path, text=True)
     assert text["answer"].tolist() == [*WORDS, ""] and text["score"].tolist() == [*map(str, range(len(WORDS))), ""]
+
+
+def test_any_answer_text_survives_a_write_and_read(tmp_path):
+    """Carriage returns, newlines, quotes and commas stay inside their cell; missing scores stay missing."""
+    answers = ["a\rb", "line\nbreak", 'say "hi", then', "None", ""]
+    df = pd.DataFrame({"question": ["q"] * 5, "answer": answers, "evil": [1.5, None, 3.0, 4.0, 5.0]})
+    write_csv(tmp_path / "x.csv", df)
+    back = read_table(tmp_path / "x.csv")
+    assert len(back) == 5
+    assert back["answer"].tolist()[:4] == answers[:4] and pd.isna(back["answer"][4])
+    assert back["evil"].tolist()[0] == 1.5 and pd.isna(back["evil"][1])
+    assert read_table(tmp_path / "x.csv", text=True)["answer"].tolist() == answers
 
 
 def test_extraction_and_projection_read_the_same_answers(tmp_path):
