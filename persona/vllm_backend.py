@@ -269,6 +269,7 @@ def _engine(path: str, dtype: str, memory: float, max_model_len: int | None) -> 
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         from vllm import LLM
 
+        threads = torch.get_num_threads()
         _ENGINES[key] = LLM(
             model=path,
             tokenizer=path,
@@ -279,6 +280,8 @@ def _engine(path: str, dtype: str, memory: float, max_model_len: int | None) -> 
             seed=0,
             max_model_len=max_model_len,
         )
+        # vLLM drops torch to one CPU thread "for serving"; this process also judges and captures with torch.
+        torch.set_num_threads(threads)
     return _ENGINES[key]
 
 
