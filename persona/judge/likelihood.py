@@ -55,6 +55,7 @@ WORD_NGRAM = 4  # words
 LOOP_MIN_REPEATS = 3  # a periodic tail: at least 3 copies of its unit...
 LOOP_MIN_CHARS = 16  # ... spanning at least 16 characters (not "...", "ha ha ha")
 LOOP_MAX_PERIOD = 80  # units up to a long clause
+LOOP_WINDOW = 60  # a periodic tail this long (or filling the second half) is a full loop
 REPETITION_FREE = 0.3  # repetition at or below: no penalty
 REPETITION_FULL = 0.55  # at or above: coherence 0
 
@@ -112,7 +113,8 @@ def repetition(text: str) -> float:
 
     Character 20-grams and word 4-grams, each over the whole answer and over its second half
     (a loop that starts mid-answer fills the second half), plus a periodic tail counted
-    against the second half. Case and whitespace are ignored; hyphen- or space-free loops
+    against the second half or LOOP_WINDOW characters, whichever is shorter (a short loop at
+    the end of a long answer is still a loop). Case and whitespace are ignored; hyphen- or space-free loops
     ("car-car-car", "carcarcar") are caught on characters, loops with changing punctuation
     or spacing on words.
     """
@@ -124,7 +126,7 @@ def repetition(text: str) -> float:
         repeated_share(chars, NGRAM, half_c),
         repeated_share(words, WORD_NGRAM),
         repeated_share(words, WORD_NGRAM, half_w),
-        min(1.0, periodic_tail(chars) / max(1, len(chars) - half_c)),
+        min(1.0, periodic_tail(chars) / max(1, min(len(chars) - half_c, LOOP_WINDOW))),
     ]
     return max(views)
 
