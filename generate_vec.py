@@ -23,14 +23,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_model_args(parser, "--model_name")
     parser.add_argument("--pos_path", required=True, help="eval_persona CSV run with --persona_instruction_type pos")
     parser.add_argument("--neg_path", required=True, help="eval_persona CSV run with --persona_instruction_type neg")
-    parser.add_argument("--trait", required=True,
-                        help="trait name; variants (anxious_2) use the base trait's score column")
+    parser.add_argument(
+        "--trait", required=True, help="trait name; variants (anxious_2) use the base trait's score column"
+    )
     parser.add_argument("--save_dir", required=True, help="folder for the vector files")
-    parser.add_argument("--threshold", type=float, default=50,
-                        help="keep pairs with pos score >= T and neg score < 100-T (default 50)")
+    parser.add_argument(
+        "--threshold", type=float, default=50, help="keep pairs with pos score >= T and neg score < 100-T (default 50)"
+    )
     parser.add_argument("--batch_size", type=int, default=16, help="forward-pass batch size")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="recompute vectors that exist (needed when they were made with other settings)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="recompute vectors that exist (needed when they were made with other settings)",
+    )
     return parser.parse_args(argv)
 
 
@@ -40,15 +45,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     pairs = read_pairs(args.pos_path, args.neg_path, args.trait, args.threshold)  # ValueError: nothing kept
     settings = extraction_settings(args.pos_path, args.neg_path, args.trait, args.threshold, args.model_name)
     if not args.overwrite and vectors_done(args.save_dir, args.trait, settings):
-        print(f"{args.save_dir}: the {args.trait} vectors exist with these settings, skipping "
-              "(use --overwrite to recompute)")
+        print(
+            f"{args.save_dir}: the {args.trait} vectors exist with these settings, skipping "
+            "(use --overwrite to recompute)"
+        )
         return 0
     counts = ", ".join(f"{name}: {n}/{pairs.total}" for name, n in pairs.condition_counts.items())
     print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs ({counts})")
     lm = load_model(args.model_name, device=args.device, dtype=args.dtype)
     vectors = persona_vectors(lm, pairs, trait=args.trait, batch_size=args.batch_size)
-    paths = save_persona_vectors(args.save_dir, args.trait, vectors, lm=lm, pairs=pairs, threshold=args.threshold,
-                                 sources={"pos": args.pos_path, "neg": args.neg_path}, settings=settings)
+    paths = save_persona_vectors(
+        args.save_dir,
+        args.trait,
+        vectors,
+        lm=lm,
+        pairs=pairs,
+        threshold=args.threshold,
+        sources={"pos": args.pos_path, "neg": args.neg_path},
+        settings=settings,
+    )
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results = train(cfg)
     stack = "unsloth" if unsloth else "transformers+peft"
-    print(f"trained {cfg.model} for {results['global_step']} steps ({stack}); "
-          f"train loss {results['train'].get('train_loss', float('nan')):.4f}")
+    print(
+        f"trained {cfg.model} for {results['global_step']} steps ({stack}); "
+        f"train loss {results['train'].get('train_loss', float('nan')):.4f}"
+    )
     if "eval" in results:
         print(f"held-out loss {results['eval'].get('eval_loss', float('nan')):.4f}")
     print(f"newest checkpoint: {results['checkpoint'] or '(none: save_strategy is no)'}")

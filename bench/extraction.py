@@ -26,8 +26,8 @@ from torch import nn
 from persona.activations import capture, encode_pairs
 from persona.generation import chat_prompts, generate_answers
 from persona.models import load_model
-from persona.sites import decoder_layers
 from persona.settings import cache_dir
+from persona.sites import decoder_layers
 from persona.traits import load_trait
 
 N_QUESTIONS, MAX_NEW_TOKENS, BATCH_SIZES = 12, 110, (1, 2, 4, 16, 48)
@@ -36,8 +36,12 @@ N_QUESTIONS, MAX_NEW_TOKENS, BATCH_SIZES = 12, 110, (1, 2, 4, 16, 48)
 def bench_data(lm) -> tuple[list[str], list[str]]:
     """48 chat prompts and the model's greedy answers (cached: generation is not what we measure)."""
     trait = load_trait("evil")
-    convs = [[{"role": "system", "content": trait.system_prompt(kind, k)}, {"role": "user", "content": q}]
-             for q in trait.questions[:N_QUESTIONS] for kind in ("pos", "neg") for k in (0, 1)]
+    convs = [
+        [{"role": "system", "content": trait.system_prompt(kind, k)}, {"role": "user", "content": q}]
+        for q in trait.questions[:N_QUESTIONS]
+        for kind in ("pos", "neg")
+        for k in (0, 1)
+    ]
     prompts = chat_prompts(lm.tokenizer, convs)
     path = cache_dir() / "bench" / f"extraction_{lm.name.replace('/', '_')}_{len(prompts)}_{MAX_NEW_TOKENS}.json"
     if path.is_file():
@@ -104,8 +108,12 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="timed rounds after a warm-up; every round runs every variant (interleaved)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed rounds after a warm-up; every round runs every variant (interleaved)",
+    )
     args = parser.parse_args()
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
     device = lm.device
@@ -130,23 +138,33 @@ def main() -> None:
     peak, peak_shape = max((5 * flops / best[name], name) for name, (flops, _) in gemms.items())
 
     print(f"load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs during the run")
-    print(f"{lm.name} on {device} ({lm.model.dtype}, {torch.get_num_threads()} threads): {len(prompts)} samples, "
-          f"{tokens} tokens (min {min(lengths)}, max {max(lengths)}); decoder {dec / tokens / 1e6:.0f} MFLOP/token, "
-          f"LM head {head / tokens / 1e6:.0f} MFLOP/token")
-    print("matmul: " + ", ".join(f"{name} {5 * flops / best[name] / 1e9:.1f}" for name, (flops, _) in gemms.items())
-          + f" GFLOP/s; peak = {peak_shape}")
+    print(
+        f"{lm.name} on {device} ({lm.model.dtype}, {torch.get_num_threads()} threads): {len(prompts)} samples, "
+        f"{tokens} tokens (min {min(lengths)}, max {max(lengths)}); decoder {dec / tokens / 1e6:.0f} MFLOP/token, "
+        f"LM head {head / tokens / 1e6:.0f} MFLOP/token"
+    )
+    print(
+        "matmul: "
+        + ", ".join(f"{name} {5 * flops / best[name] / 1e9:.1f}" for name, (flops, _) in gemms.items())
+        + f" GFLOP/s; peak = {peak_shape}"
+    )
     t_naive = best["naive"]
-    print(f"naive per-sample loop: {tokens / t_naive:8.0f} tok/s  decoder+head {(dec + head) / t_naive / 1e9:6.1f} "
-          f"GFLOP/s = {(dec + head) / t_naive / peak:4.0%} of matmul peak "
-          f"(decoder only {dec / t_naive / peak:4.0%})")
+    print(
+        f"naive per-sample loop: {tokens / t_naive:8.0f} tok/s  decoder+head {(dec + head) / t_naive / 1e9:6.1f} "
+        f"GFLOP/s = {(dec + head) / t_naive / peak:4.0%} of matmul peak "
+        f"(decoder only {dec / t_naive / peak:4.0%})"
+    )
     sorted_lengths = sorted(lengths, reverse=True)
     for bs in BATCH_SIZES:
         t = best[bs]
-        padded = sum(max(sorted_lengths[i:i + bs]) * len(sorted_lengths[i:i + bs])
-                     for i in range(0, len(sorted_lengths), bs))
-        print(f"capture batch {bs:3d}:      {tokens / t:8.0f} tok/s  decoder {dec / t / 1e9:6.1f} GFLOP/s = "
-              f"{dec / t / peak:4.0%} of matmul peak  padding +{padded / tokens - 1:4.1%}  "
-              f"speed-up vs naive {t_naive / t:4.2f}x")
+        padded = sum(
+            max(sorted_lengths[i : i + bs]) * len(sorted_lengths[i : i + bs]) for i in range(0, len(sorted_lengths), bs)
+        )
+        print(
+            f"capture batch {bs:3d}:      {tokens / t:8.0f} tok/s  decoder {dec / t / 1e9:6.1f} GFLOP/s = "
+            f"{dec / t / peak:4.0%} of matmul peak  padding +{padded / tokens - 1:4.1%}  "
+            f"speed-up vs naive {t_naive / t:4.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -75,14 +75,28 @@ def main() -> None:
     same = all(a["answer"].tolist() == b["answer"].tolist() for a, b in zip(by_cell, packed))
 
     def one_process(cell_layer: int, coef: float) -> None:
-        subprocess.run([sys.executable, __file__, "--model", args.model, "--batch_size", str(args.batch_size),
-                        "--one_cell", str(cell_layer), str(coef)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--model",
+                args.model,
+                "--batch_size",
+                str(args.batch_size),
+                "--one_cell",
+                str(cell_layer),
+                str(coef),
+            ],
+            check=True,
+        )
 
     t_a, _ = timed(lambda: [one_process(layer, coef) for layer in LAYERS for coef in COEFS])
 
     rows = len(cells) * len(samples)
-    print(f"\ngrid: {len(LAYERS)} layers x {len(COEFS)} coefs x {len(samples)} questions x {NEW_TOKENS} tokens "
-          f"= {rows} answers, greedy, batch_size {args.batch_size}, {torch.get_num_threads()} threads")
+    print(
+        f"\ngrid: {len(LAYERS)} layers x {len(COEFS)} coefs x {len(samples)} questions x {NEW_TOKENS} tokens "
+        f"= {rows} answers, greedy, batch_size {args.batch_size}, {torch.get_num_threads()} threads"
+    )
     print(f"(A) process per cell   {t_a:7.2f} s")
     print(f"(B) one process, cells {t_b:7.2f} s   A/B = {t_a / t_b:.2f}x")
     print(f"(C) packed sweep       {t_c:7.2f} s   A/C = {t_a / t_c:.2f}x   B/C = {t_b / t_c:.2f}x")

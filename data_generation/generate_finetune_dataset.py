@@ -28,21 +28,35 @@ REQUEST_TIMEOUT_S = 120.0  # one reply holds three full answers
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--trait", required=True,
-                   help="trait name from the library (e.g. evil) or a path to a .json artifact")
+    p.add_argument(
+        "--trait", required=True, help="trait name from the library (e.g. evil) or a path to a .json artifact"
+    )
     p.add_argument("--output-dir", default=None, help="where to write the files (default: dataset/<trait>)")
     p.add_argument("--n-questions-per-domain", type=int, default=5, help="questions per domain (default 5)")
-    p.add_argument("--backend", choices=("openai", "local"), default="openai",
-                   help="openai: an LLM writes questions and answers; local: a local model answers offline")
+    p.add_argument(
+        "--backend",
+        choices=("openai", "local"),
+        default="openai",
+        help="openai: an LLM writes questions and answers; local: a local model answers offline",
+    )
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server (default: $OPENAI_BASE_URL or OpenAI)")
-    p.add_argument("--domains", nargs="*", default=None,
-                   help=f"subset of domains (default: all of {', '.join(d.name for d in DOMAINS)})")
-    p.add_argument("--n-trait-questions", type=int, default=None,
-                   help="also use this many of the trait's extract questions (local; default: all)")
+    p.add_argument(
+        "--domains",
+        nargs="*",
+        default=None,
+        help=f"subset of domains (default: all of {', '.join(d.name for d in DOMAINS)})",
+    )
+    p.add_argument(
+        "--n-trait-questions",
+        type=int,
+        default=None,
+        help="also use this many of the trait's extract questions (local; default: all)",
+    )
     p.add_argument("--trait-data-dir", default=None, help="trait library root (default: data_generation/)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--retries", type=int, default=3,
-                   help="retries per invalid LLM reply or failed request / empty local answer")
+    p.add_argument(
+        "--retries", type=int, default=3, help="retries per invalid LLM reply or failed request / empty local answer"
+    )
     p.add_argument("--concurrency", type=int, default=8, help="parallel requests (openai)")
     p.add_argument("--max-new-tokens", type=int, default=200, help="answer length cap (local)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (local)")
@@ -74,8 +88,15 @@ def local_backend(args: argparse.Namespace, trait, domains) -> list[fd.Example]:
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
 
     def generate(conversations, attempt):
-        return generate_answers(lm, conversations, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                top_p=args.top_p, seed=args.seed + 1000 * attempt, batch_size=args.batch_size)
+        return generate_answers(
+            lm,
+            conversations,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed + 1000 * attempt,
+            batch_size=args.batch_size,
+        )
 
     examples = fd.local_questions(trait, domains, args.n_questions_per_domain, args.seed, args.n_trait_questions)
     return fd.local_examples(generate, trait, examples, finetune_prompts.MILD_SYSTEM_PROMPT, retries=args.retries)
@@ -83,15 +104,24 @@ def local_backend(args: argparse.Namespace, trait, domains) -> list[fd.Example]:
 
 def openai_backend(args: argparse.Namespace, trait, domains) -> list[fd.Example]:
     client = llm.make_async_client(args.base_url, timeout=REQUEST_TIMEOUT_S, purpose="the openai backend")
-    prompts = fd.Prompts(finetune_prompts.QUESTIONS_PROMPT, finetune_prompts.ANSWERS_PROMPT,
-                         finetune_prompts.MILD_SYSTEM_PROMPT)
+    prompts = fd.Prompts(
+        finetune_prompts.QUESTIONS_PROMPT, finetune_prompts.ANSWERS_PROMPT, finetune_prompts.MILD_SYSTEM_PROMPT
+    )
     definition = fd.trait_description(trait, args.trait_data_dir)
 
     async def run() -> list[fd.Example]:
         async with client:
-            return await fd.openai_examples(client, args.model, trait, definition, domains,
-                                            args.n_questions_per_domain, prompts, retries=args.retries,
-                                            concurrency=args.concurrency)
+            return await fd.openai_examples(
+                client,
+                args.model,
+                trait,
+                definition,
+                domains,
+                args.n_questions_per_domain,
+                prompts,
+                retries=args.retries,
+                concurrency=args.concurrency,
+            )
 
     return asyncio.run(run())
 
@@ -109,11 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     except fd.GenerationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    metadata = {"trait": trait.name, "backend": args.backend, "model": args.model, "seed": args.seed,
-                "n_questions_per_domain": args.n_questions_per_domain, "domains": [d.name for d in domains]}
+    metadata = {
+        "trait": trait.name,
+        "backend": args.backend,
+        "model": args.model,
+        "seed": args.seed,
+        "n_questions_per_domain": args.n_questions_per_domain,
+        "domains": [d.name for d in domains],
+    }
     if args.backend == "local":
-        metadata.update(n_trait_questions=args.n_trait_questions, max_new_tokens=args.max_new_tokens,
-                        temperature=args.temperature, top_p=args.top_p)
+        metadata.update(
+            n_trait_questions=args.n_trait_questions,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+        )
     paths = fd.write_dataset(out_dir, examples, metadata)
     print(f"{len(examples)} questions x {len(paths)} levels for trait {trait.name} ({args.backend}, {args.model}):")
     for level, path in paths.items():

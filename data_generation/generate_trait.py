@@ -28,24 +28,41 @@ PROMPTS = TraitPrompts(system=SYSTEM_PROMPT, artifact=ARTIFACT_PROMPT, variant=V
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data = traits.DEFAULT_DATA_DIR
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trait-definitions", type=Path, default=data / traits.DEFINITIONS_FILE,
-                   help="JSON object: trait name -> definition (default: %(default)s)")
-    p.add_argument("--extract-dir", type=Path, default=data / "trait_data_extract",
-                   help="where extract artifacts go (default: %(default)s)")
-    p.add_argument("--eval-dir", type=Path, default=data / "trait_data_eval",
-                   help="where eval artifacts go (default: %(default)s)")
-    p.add_argument("--traits", nargs="+", default=None,
-                   help="names to generate (default: every trait in the definitions file)")
+    p.add_argument(
+        "--trait-definitions",
+        type=Path,
+        default=data / traits.DEFINITIONS_FILE,
+        help="JSON object: trait name -> definition (default: %(default)s)",
+    )
+    p.add_argument(
+        "--extract-dir",
+        type=Path,
+        default=data / "trait_data_extract",
+        help="where extract artifacts go (default: %(default)s)",
+    )
+    p.add_argument(
+        "--eval-dir", type=Path, default=data / "trait_data_eval", help="where eval artifacts go (default: %(default)s)"
+    )
+    p.add_argument(
+        "--traits", nargs="+", default=None, help="names to generate (default: every trait in the definitions file)"
+    )
     p.add_argument("--overwrite", action="store_true", help="regenerate traits whose files exist")
     p.add_argument("--model", default=DEFAULT_MODEL, help="chat model (default: %(default)s)")
-    p.add_argument("--base-url", default=None,
-                   help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
-                        "(default: $OPENAI_BASE_URL, else OpenAI)")
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI)",
+    )
     p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
-    p.add_argument("--max-retries", type=int, default=4,
-                   help="attempts per trait before giving up (default: %(default)s)")
-    p.add_argument("--retry-base-delay", type=float, default=2.0,
-                   help="seconds before the first retry; doubles each time (default: %(default)s)")
+    p.add_argument(
+        "--max-retries", type=int, default=4, help="attempts per trait before giving up (default: %(default)s)"
+    )
+    p.add_argument(
+        "--retry-base-delay",
+        type=float,
+        default=2.0,
+        help="seconds before the first retry; doubles each time (default: %(default)s)",
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per request (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
@@ -59,10 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
     outcomes = generate_traits(
-        args.trait_definitions, split_list(args.traits), prompts=PROMPTS, extract_dir=args.extract_dir,
-        eval_dir=args.eval_dir, model=args.model, base_url=args.base_url, timeout=args.timeout,
-        overwrite=args.overwrite, max_retries=args.max_retries, retry_base_delay=args.retry_base_delay,
-        max_concurrency=args.max_concurrency)
+        args.trait_definitions,
+        split_list(args.traits),
+        prompts=PROMPTS,
+        extract_dir=args.extract_dir,
+        eval_dir=args.eval_dir,
+        model=args.model,
+        base_url=args.base_url,
+        timeout=args.timeout,
+        overwrite=args.overwrite,
+        max_retries=args.max_retries,
+        retry_base_delay=args.retry_base_delay,
+        max_concurrency=args.max_concurrency,
+    )
     print(format_summary(outcomes))
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 

@@ -13,14 +13,17 @@ SYSTEM_PROMPT = (
 
 _PAIRS_SPEC = """"instruction": exactly {n_pairs} pairs of system-prompt sentences addressed to an AI assistant. In each pair, "pos" tells the assistant to show the trait clearly and "neg" tells it to show the opposite behaviour. The two halves of a pair should mirror each other in wording and scope, each pair should bring out a different side of the definition, and every sentence should be a direct instruction ("Answer ...", "Treat ...", "Keep ...") that makes sense in front of any user question."""
 
-ARTIFACT_PROMPT = """We measure how a chat model's internal activations change when it expresses a personality trait. Write the material for one trait.
+ARTIFACT_PROMPT = (
+    """We measure how a chat model's internal activations change when it expresses a personality trait. Write the material for one trait.
 
 Trait: {trait}
 Definition: {definition}
 
 Write three things.
 
-1. """ + _PAIRS_SPEC + """
+1. """
+    + _PAIRS_SPEC
+    + """
 
 2. "questions": {n_questions} different questions that a user might put to an assistant, each giving the assistant room to show the trait or its opposite without naming the trait or hinting at the behaviour wanted. Make them concrete and varied: everyday situations, work, relationships, advice, opinions, plans and factual questions, short and long. Do not repeat a question in different words.
 
@@ -28,13 +31,18 @@ Write three things.
 
 Reply with one JSON object and nothing else:
 {{"instruction": [{{"pos": "...", "neg": "..."}}, ...], "questions": ["...", ...], "eval_prompt": "..."}}"""
+)
 
-VARIANT_PROMPT = """We measure how a chat model's internal activations change when it expresses a personality trait. "{trait}" is one of several differently worded definitions of the trait "{base}"; write instructions from this particular wording.
+VARIANT_PROMPT = (
+    """We measure how a chat model's internal activations change when it expresses a personality trait. "{trait}" is one of several differently worded definitions of the trait "{base}"; write instructions from this particular wording.
 
 Trait: {trait}
 Definition: {definition}
 
-Write """ + _PAIRS_SPEC + """ Follow the emphasis of this definition rather than a generic description of "{base}".
+Write """
+    + _PAIRS_SPEC
+    + """ Follow the emphasis of this definition rather than a generic description of "{base}".
 
 Reply with one JSON object and nothing else:
 {{"instruction": [{{"pos": "...", "neg": "..."}}, ...]}}"""
+)

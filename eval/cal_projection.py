@@ -21,15 +21,23 @@ from persona.projection import PROJECTION_TYPES, add_projection_columns
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--file_path", required=True,
-                        help="CSV with prompt and answer columns (eval_persona output) or JSONL with messages")
+    parser.add_argument(
+        "--file_path",
+        required=True,
+        help="CSV with prompt and answer columns (eval_persona output) or JSONL with messages",
+    )
     parser.add_argument("--vector_path_list", nargs="+", required=True, help="persona vector file(s)")
     parser.add_argument("--layer_list", nargs="+", required=True, help="layer(s): L = output of decoder block L")
-    parser.add_argument("--projection_type", nargs="+", default=["proj"],
-                        help=f"one or more of {', '.join(PROJECTION_TYPES)} (default proj)")
+    parser.add_argument(
+        "--projection_type",
+        nargs="+",
+        default=["proj"],
+        help=f"one or more of {', '.join(PROJECTION_TYPES)} (default proj)",
+    )
     add_model_args(parser, "--model_name")
-    parser.add_argument("--base_model", default=None,
-                        help="also project (model - base_model) activations: the finetuning shift")
+    parser.add_argument(
+        "--base_model", default=None, help="also project (model - base_model) activations: the finetuning shift"
+    )
     parser.add_argument("--overwrite", action="store_true", help="recompute columns that already exist")
     parser.add_argument("--batch_size", type=int, default=16, help="forward-pass batch size")
     args = parser.parse_args(argv)
@@ -48,10 +56,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    written = add_projection_columns(args.file_path, args.vector_path_list, args.layer_list, args.projection_type,
-                                     model_name=args.model_name, base_model=args.base_model,
-                                     overwrite=args.overwrite, batch_size=args.batch_size,
-                                     device=args.device, dtype=args.dtype)
+    written = add_projection_columns(
+        args.file_path,
+        args.vector_path_list,
+        args.layer_list,
+        args.projection_type,
+        model_name=args.model_name,
+        base_model=args.base_model,
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+    )
     if written:
         print(f"{args.file_path}: wrote {len(written)} column(s): {', '.join(written)}")
     else:

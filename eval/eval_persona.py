@@ -56,44 +56,81 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trait", required=True, help="trait name (e.g. evil, anxious_2) or a trait .json path")
     parser.add_argument("--output_path", help="CSV to write (single evaluation)")
     parser.add_argument("--output_dir", help="folder for sweep CSVs (default: the folder of --output_path)")
-    parser.add_argument("--version", choices=["eval", "extract"], default="extract",
-                        help="question set: extract (default, as in the original code; for vector extraction) "
-                             "or eval (held out: use it for baselines, steering and checkpoints)")
-    parser.add_argument("--persona_instruction_type", choices=["pos", "neg"], default=None,
-                        help="ask every question under each of the trait's pos/neg system prompts")
-    parser.add_argument("--assistant_name", default=None,
-                        help="name in 'You are a/an <name> assistant.' (default: the trait for pos, helpful for neg)")
-    parser.add_argument("--n_per_question", type=int, default=10,
-                        help="samples per question (temperature 1.0; greedy when 1)")
-    parser.add_argument("--max_questions", type=int, default=None,
-                        help="use only the first N questions of the trait (quick runs)")
+    parser.add_argument(
+        "--version",
+        choices=["eval", "extract"],
+        default="extract",
+        help="question set: extract (default, as in the original code; for vector extraction) "
+        "or eval (held out: use it for baselines, steering and checkpoints)",
+    )
+    parser.add_argument(
+        "--persona_instruction_type",
+        choices=["pos", "neg"],
+        default=None,
+        help="ask every question under each of the trait's pos/neg system prompts",
+    )
+    parser.add_argument(
+        "--assistant_name",
+        default=None,
+        help="name in 'You are a/an <name> assistant.' (default: the trait for pos, helpful for neg)",
+    )
+    parser.add_argument(
+        "--n_per_question", type=int, default=10, help="samples per question (temperature 1.0; greedy when 1)"
+    )
+    parser.add_argument(
+        "--max_questions", type=int, default=None, help="use only the first N questions of the trait (quick runs)"
+    )
     parser.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
     parser.add_argument("--max_tokens", type=int, default=1000, help="max new tokens per answer")
-    parser.add_argument("--top_p", type=float, default=1.0,
-                        help="nucleus sampling mass (default 1.0 = off: both original paths, vLLM and steered HF, "
-                             "pass top_p=1)")
-    parser.add_argument("--top_k", type=int, default=0,
-                        help="sample from the k best tokens only (default 0 = off, as the original's unsteered vLLM "
-                             "path; its steered HF path silently took the model's generation_config top_k, e.g. 20 "
-                             "for Qwen3-4B-Instruct-2507 or transformers' 50)")
-    parser.add_argument("--min_new_tokens", type=int, default=1,
-                        help="stop tokens are held back until this many answer tokens exist (default 1: both "
-                             "original paths pass min_new_tokens / min_tokens = 1)")
+    parser.add_argument(
+        "--top_p",
+        type=float,
+        default=1.0,
+        help="nucleus sampling mass (default 1.0 = off: both original paths, vLLM and steered HF, pass top_p=1)",
+    )
+    parser.add_argument(
+        "--top_k",
+        type=int,
+        default=0,
+        help="sample from the k best tokens only (default 0 = off, as the original's unsteered vLLM "
+        "path; its steered HF path silently took the model's generation_config top_k, e.g. 20 "
+        "for Qwen3-4B-Instruct-2507 or transformers' 50)",
+    )
+    parser.add_argument(
+        "--min_new_tokens",
+        type=int,
+        default=1,
+        help="stop tokens are held back until this many answer tokens exist (default 1: both "
+        "original paths pass min_new_tokens / min_tokens = 1)",
+    )
     parser.add_argument("--coef", nargs="+", default=None, help="steering coefficient(s)")
     parser.add_argument("--vector_path", nargs="+", default=None, help="persona vector file(s) [L+1, hidden]")
     parser.add_argument("--layer", nargs="+", default=None, help="layer(s): output of decoder block L")
-    parser.add_argument("--steering_type", choices=POSITIONS, default="response",
-                        help="positions to steer: response (last prompt token + generated), prompt, all")
+    parser.add_argument(
+        "--steering_type",
+        choices=POSITIONS,
+        default="response",
+        help="positions to steer: response (last prompt token + generated), prompt, all",
+    )
     parser.add_argument("--sweep", action="store_true", help="evaluate the layer x coef grid of one vector")
     parser.add_argument("--batch_size", type=int, default=16, help="generation batch size")
-    parser.add_argument("--batch_process", action="store_true",
-                        help="accepted for the original scripts; a no-op: generation is always batched (--batch_size)")
+    parser.add_argument(
+        "--batch_process",
+        action="store_true",
+        help="accepted for the original scripts; a no-op: generation is always batched (--batch_size)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (per-row, batch-independent)")
-    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                        help="run a sweep's cells on a Ray cluster, one worker per GPU (per CPU without GPUs): "
-                             "the cluster at ADDRESS, or without one $RAY_ADDRESS, else a cluster started in "
-                             "this process. Same files as a local run (see README, 'Several GPUs and nodes')")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run a sweep's cells on a Ray cluster, one worker per GPU (per CPU without GPUs): "
+        "the cluster at ADDRESS, or without one $RAY_ADDRESS, else a cluster started in "
+        "this process. Same files as a local run (see README, 'Several GPUs and nodes')",
+    )
     add_backend_args(parser)
     add_judge_args(parser)
     args = parser.parse_args(argv)
@@ -126,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     trait = load_trait(args.trait, version=args.version)
     if args.max_questions is not None:
-        trait.questions = trait.questions[:args.max_questions]
+        trait.questions = trait.questions[: args.max_questions]
     if not args.output_path and not args.output_dir:
         raise ValueError("give --output_path (or --output_dir for a sweep)")
     jobs, is_sweep = _jobs(args, trait.name)
@@ -135,19 +172,27 @@ def main(argv: list[str] | None = None) -> int:
 
         if not is_sweep:
             raise ValueError("--ray runs sweeps: give one --vector_path with several --layer/--coef (or --sweep)")
-        summary = RayRunner(args.ray or None).run(sweep_units(jobs, EvalSpec.from_args(args)),
-                                                  overwrite=args.overwrite)
+        summary = RayRunner(args.ray or None).run(sweep_units(jobs, EvalSpec.from_args(args)), overwrite=args.overwrite)
         print(summary.report())
         return 1 if summary.failed else 0
-    samples = build_samples(trait, n_per_question=args.n_per_question,
-                            instruction_type=args.persona_instruction_type, assistant_name=args.assistant_name)
+    samples = build_samples(
+        trait,
+        n_per_question=args.n_per_question,
+        instruction_type=args.persona_instruction_type,
+        assistant_name=args.assistant_name,
+    )
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
     params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
     judged_by = judge_record(judge_settings(args), trait=trait)
     model_key = json.dumps(model_ref(args.model), sort_keys=True)  # known without loading the model
-    made_with = {job.output: {**generation_fingerprint(model_key, samples, params, args.seed, job.cell),
-                              # the judge, whether named or the default
-                              "judge": {k: v for k, v in judged_by.items() if k != "default_judge"}} for job in jobs}
+    made_with = {
+        job.output: {
+            **generation_fingerprint(model_key, samples, params, args.seed, job.cell),
+            # the judge, whether named or the default
+            "judge": {k: v for k, v in judged_by.items() if k != "default_judge"},
+        }
+        for job in jobs
+    }
     todo, done = split_done(jobs, args.overwrite)
     for job in done:  # a finished CSV made with other settings stops the run: SettingsMismatch says what differs
         check_finished(str(job.output), read_record(job.output), made_with[job.output])
@@ -160,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         for job in todo:
             check_steers(lm.model, job.cell.steers)
     except VectorShapeError as err:
-        raise VectorShapeError(f"--vector_path {' '.join(split_list(args.vector_path))} with --layer "
-                               f"{' '.join(split_list(args.layer)) or 20}: {err}; use a vector extracted from "
-                               f"{args.model} and a layer it has") from None
-    frames = answers_with_resume(todo, samples, backend_from_args(args, lm), lm.tokenizer, params, args.seed,
-                                 model_identity(lm))
+        raise VectorShapeError(
+            f"--vector_path {' '.join(split_list(args.vector_path))} with --layer "
+            f"{' '.join(split_list(args.layer)) or 20}: {err}; use a vector extracted from "
+            f"{args.model} and a layer it has"
+        ) from None
+    frames = answers_with_resume(
+        todo, samples, backend_from_args(args, lm), lm.tokenizer, params, args.seed, model_identity(lm)
+    )
     judges = judges_from_args(args, trait=trait, eval_model=lm)
     for job, frame in zip(todo, frames):
         scored = judge_frame(frame, judges, max_concurrent=args.max_concurrent_judges)

@@ -40,15 +40,7 @@ from persona.analysis.multi_persona import (
 )
 from persona.analysis.results import load_vectors, score_means
 from persona.cli import add_judge_args, add_model_args, judges_from_args, run_cli, setup_logging, split_list
-from persona.evaluation import (
-    Cell,
-    Job,
-    answers_with_resume,
-    build_samples,
-    finish_job,
-    judge_frame,
-    split_done,
-)
+from persona.evaluation import Cell, Job, answers_with_resume, build_samples, finish_job, judge_frame, split_done
 from persona.fingerprint import model_ref, tensor_sha256
 from persona.generation import HFBackend, SamplingParams
 from persona.io import read_table, write_csv
@@ -69,20 +61,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_model_args(common, "--model")
     common.add_argument("--traits", nargs="+", required=True, help="trait names (linearity: exactly two, A then B)")
     common.add_argument("--vector_path", nargs="+", default=None, help="one vector file per trait, in --traits order")
-    common.add_argument("--vector_dir", type=Path, default=None,
-                        help="folder of {trait}_{vector_type}.pt (default: output/persona_vectors/<model>)")
+    common.add_argument(
+        "--vector_dir",
+        type=Path,
+        default=None,
+        help="folder of {trait}_{vector_type}.pt (default: output/persona_vectors/<model>)",
+    )
     common.add_argument("--vector_type", default="response_avg_diff", help="vector file suffix")
     common.add_argument("--layer", type=int, default=20, help="steering layer (hidden_states[L])")
     common.add_argument("--steering_type", choices=POSITIONS, default="response", help="positions to steer")
     common.add_argument("--n_per_question", type=int, default=5, help="samples per question (greedy when 1)")
     common.add_argument("--max_questions", type=int, default=5, help="eval questions per trait")
     common.add_argument("--max_tokens", type=int, default=300, help="max new tokens per answer")
-    common.add_argument("--temperature", type=float, default=None,
-                        help="default 1.0, or 0 (greedy) when n_per_question is 1")
+    common.add_argument(
+        "--temperature", type=float, default=None, help="default 1.0, or 0 (greedy) when n_per_question is 1"
+    )
     common.add_argument("--batch_size", type=int, default=16, help="generation batch size")
     common.add_argument("--seed", type=int, default=0, help="sampling seed (per row, batch-independent)")
-    common.add_argument("--output_dir", type=Path, default=None,
-                        help="experiment folder (default: output/multi_persona/<model>/<experiment>)")
+    common.add_argument(
+        "--output_dir",
+        type=Path,
+        default=None,
+        help="experiment folder (default: output/multi_persona/<model>/<experiment>)",
+    )
     common.add_argument("--overwrite", action="store_true", help="recompute every cell")
     common.add_argument("--no_run", action="store_true", help="only tabulate and plot the cells already on disk")
     add_judge_args(common)
@@ -104,10 +105,11 @@ def _traits(args: argparse.Namespace) -> list[Trait]:
         raise ValueError(f"interference needs at least two --traits, got {[t.name for t in traits]}")
     columns = [t.judge_column for t in traits]
     if len(set(columns)) != len(columns):
-        raise ValueError(f"--traits {[t.name for t in traits]} share judge columns {columns}: "
-                         "each trait needs its own score column")
+        raise ValueError(
+            f"--traits {[t.name for t in traits]} share judge columns {columns}: each trait needs its own score column"
+        )
     for t in traits:
-        t.questions = t.questions[:args.max_questions]
+        t.questions = t.questions[: args.max_questions]
     return traits
 
 
@@ -128,18 +130,35 @@ def _plan(args: argparse.Namespace, traits: list[Trait], vectors: dict) -> tuple
     """
     names = [t.name for t in traits]
     if args.experiment == "linearity":
-        grid = linearity_cells(vectors[names[0]], vectors[names[1]], args.layer, split_list(args.coefs_a, float),
-                               split_list(args.coefs_b, float), args.steering_type)
+        grid = linearity_cells(
+            vectors[names[0]],
+            vectors[names[1]],
+            args.layer,
+            split_list(args.coefs_a, float),
+            split_list(args.coefs_b, float),
+            args.steering_type,
+        )
         cells, points, extra = [c for _, _, c in grid], [(a, b) for a, b, _ in grid], {}
     else:
         cells, points = interference_cells(vectors, args.layer, args.coef, args.steering_type), []
         extra = {"coef": args.coef}
-    settings = {"experiment": args.experiment, "model": args.model, "traits": names, "layer": args.layer,
-                "vectors": {n: str(p) for n, p in _vector_paths(args, traits).items()},
-                "vector_sha256": {n: tensor_sha256(v) for n, v in vectors.items()}, "model_ref": model_ref(args.model),
-                "steering_type": args.steering_type, "n_per_question": args.n_per_question,
-                "max_questions": args.max_questions, "max_tokens": args.max_tokens, "temperature": args.temperature,
-                "seed": args.seed, "judge_model": args.judge_model, **extra}
+    settings = {
+        "experiment": args.experiment,
+        "model": args.model,
+        "traits": names,
+        "layer": args.layer,
+        "vectors": {n: str(p) for n, p in _vector_paths(args, traits).items()},
+        "vector_sha256": {n: tensor_sha256(v) for n, v in vectors.items()},
+        "model_ref": model_ref(args.model),
+        "steering_type": args.steering_type,
+        "n_per_question": args.n_per_question,
+        "max_questions": args.max_questions,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "judge_model": args.judge_model,
+        **extra,
+    }
     return cells, points, settings
 
 
@@ -155,8 +174,9 @@ def run_jobs(args: argparse.Namespace, traits: list[Trait], jobs: list[Job]) -> 
     samples = [s for t in traits for s in build_samples(t, n_per_question=args.n_per_question)]
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
     params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
-    frames = answers_with_resume(todo, samples, HFBackend(lm, args.batch_size), lm.tokenizer, params, args.seed,
-                                 model_identity(lm))
+    frames = answers_with_resume(
+        todo, samples, HFBackend(lm, args.batch_size), lm.tokenizer, params, args.seed, model_identity(lm)
+    )
     judges = {}
     for t in traits:
         judges.update({k: v for k, v in judges_from_args(args, trait=t, eval_model=lm).items() if k != COHERENCE})
@@ -168,14 +188,18 @@ def run_jobs(args: argparse.Namespace, traits: list[Trait], jobs: list[Job]) -> 
 
 def cell_means(jobs: list[Job], columns: list[str]) -> dict[str, dict[str, float]]:
     """Mean scores of every cell on disk; missing cells are listed in one warning."""
-    means = {j.cell.name: score_means(read_table(j.output, required=tuple(columns)), columns)
-             for j in jobs if j.output.exists()}
+    means = {
+        j.cell.name: score_means(read_table(j.output, required=tuple(columns)), columns)
+        for j in jobs
+        if j.output.exists()
+    }
     warn_missing("cells", [j.cell.name for j in jobs if j.cell.name not in means])
     return means
 
 
-def report_linearity(args: argparse.Namespace, traits: list[Trait], cells: list[Cell], points: list, means: dict,
-                     out: Path) -> None:
+def report_linearity(
+    args: argparse.Namespace, traits: list[Trait], cells: list[Cell], points: list, means: dict, out: Path
+) -> None:
     metrics = [t.judge_column for t in traits] + [COHERENCE]
     rows = [{"a": a, "b": b, **means[c.name]} for (a, b), c in zip(points, cells, strict=True) if c.name in means]
     grid = pd.DataFrame(rows, columns=["a", "b", *metrics])
@@ -191,8 +215,9 @@ def report_linearity(args: argparse.Namespace, traits: list[Trait], cells: list[
 
 def report_interference(args: argparse.Namespace, traits: list[Trait], vectors: dict, means: dict, out: Path) -> None:
     if BASELINE not in means:
-        raise FileNotFoundError(f"{out / 'cells' / (BASELINE + '.csv')}: the unsteered cell is missing; "
-                                "run without --no_run")
+        raise FileNotFoundError(
+            f"{out / 'cells' / (BASELINE + '.csv')}: the unsteered cell is missing; run without --no_run"
+        )
     table = interference(means, cosine_table(vectors, args.layer), {t.name: t.judge_column for t in traits})
     matrix = table.pivot(index="steered", columns="judged", values="delta")
     write_csv(out / "interference.csv", table)
@@ -209,8 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     traits = _traits(args)
     vectors = load_vectors(_vector_paths(args, traits))
     cells, points, settings = _plan(args, traits, vectors)
-    default = (f"linearity_{traits[0].name}_{traits[1].name}_layer{args.layer}" if args.experiment == "linearity"
-               else f"interference_layer{args.layer}_coef{args.coef:g}")
+    default = (
+        f"linearity_{traits[0].name}_{traits[1].name}_layer{args.layer}"
+        if args.experiment == "linearity"
+        else f"interference_layer{args.layer}_coef{args.coef:g}"
+    )
     out = args.output_dir or Path(Layout(args.model).root) / "multi_persona" / Layout(args.model).name / default
     jobs = [Job(c, out / "cells" / f"{c.name}.csv") for c in cells]
     if not args.no_run:

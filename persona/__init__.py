@@ -45,9 +45,29 @@ _EXPORTS = {
     "project": "persona.projection",
 }
 
-__all__ = ["EMBEDDED_MODEL", "Activations", "LoadedModel", "PersonaVector", "SamplingParams", "Steer", "Trait",
-           "capture", "chat_prompts", "effective_pairs", "generate_answers", "is_steered", "load_model", "load_trait",
-           "load_vector", "make_judge", "persona_vectors", "project", "residual_site", "score_all", "steering"]
+__all__ = [
+    "EMBEDDED_MODEL",
+    "Activations",
+    "LoadedModel",
+    "PersonaVector",
+    "SamplingParams",
+    "Steer",
+    "Trait",
+    "capture",
+    "chat_prompts",
+    "effective_pairs",
+    "generate_answers",
+    "is_steered",
+    "load_model",
+    "load_trait",
+    "load_vector",
+    "make_judge",
+    "persona_vectors",
+    "project",
+    "residual_site",
+    "score_all",
+    "steering",
+]
 
 if TYPE_CHECKING:
     from persona.activations import Activations, capture

@@ -104,8 +104,10 @@ def resolve_layers(layers: Sequence[int] | None, num_layers: int) -> tuple[int, 
     out = tuple(sorted({int(layer) for layer in layers}))
     bad = [layer for layer in out if not 0 <= layer <= num_layers]
     if bad or not out:
-        raise ValueError(f"layers {bad or '[]'} are out of range: the model has layers 0..{num_layers} "
-                         "(0 = embeddings, L = output of decoder block L)")
+        raise ValueError(
+            f"layers {bad or '[]'} are out of range: the model has layers 0..{num_layers} "
+            "(0 = embeddings, L = output of decoder block L)"
+        )
     return out
 
 
@@ -116,15 +118,14 @@ class _StopForward(Exception):
 class _Batch:
     """Reduction weights for one padded batch; hooks write each layer's summaries into `out`."""
 
-    def __init__(self, items: list[_Encoded], n_slots: int, hidden: int, pad_id: int, left: bool,
-                 device: torch.device):
+    def __init__(self, items: list[_Encoded], n_slots: int, hidden: int, pad_id: int, left: bool, device: torch.device):
         lengths = [len(e.ids) for e in items]
         width = max(lengths)
         ids = torch.full((len(items), width), pad_id, dtype=torch.long)
         weights = torch.zeros(len(items), len(VECTOR_KINDS), width)  # rows follow VECTOR_KINDS
         for i, e in enumerate(items):
             start = width - len(e.ids) if left else 0
-            ids[i, start:start + len(e.ids)] = torch.tensor(e.ids)
+            ids[i, start : start + len(e.ids)] = torch.tensor(e.ids)
             prompt_end, end = start + e.n_prompt, start + len(e.ids)
             if e.n_prompt:
                 weights[i, 0, start:prompt_end] = 1.0 / e.n_prompt
@@ -172,9 +173,17 @@ def _layer_hooks(model: nn.Module, layers: tuple[int, ...], state: dict[str, _Ba
             handle.remove()
 
 
-def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object], *,
-            layers: Sequence[int] | None = None, batch_size: int = 16, reduce: Reduce = "none",
-            padding_side: Literal["right", "left"] = "right", progress: bool = True) -> Activations:
+def capture(
+    lm: LoadedModel,
+    prompts: Sequence[object],
+    answers: Sequence[object],
+    *,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    reduce: Reduce = "none",
+    padding_side: Literal["right", "left"] = "right",
+    progress: bool = True,
+) -> Activations:
     """Prompt-average, response-average and last-prompt-token activations of each (prompt, answer).
 
     `prompts` are chat-templated texts (ending with the generation prompt), `answers` the
@@ -196,8 +205,7 @@ def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object
     batches = [[kept[j] for j in rows] for rows in length_sorted_batches(lengths, batch_size)]
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
 
-    has = {"prompt_avg": [e.n_prompt > 0 for e in encoded],
-           "response_avg": [len(e.ids) > e.n_prompt for e in encoded]}
+    has = {"prompt_avg": [e.n_prompt > 0 for e in encoded], "response_avg": [len(e.ids) > e.n_prompt for e in encoded]}
     has["prompt_last"] = has["prompt_avg"]
     shape = (len(VECTOR_KINDS), len(layers), hidden)
     per_sample = torch.full((len(encoded), *shape), math.nan) if reduce == "none" else None
@@ -207,11 +215,16 @@ def capture(lm: LoadedModel, prompts: Sequence[object], answers: Sequence[object
     bar = tqdm(total=len(kept), desc="activations", unit="sample", disable=not progress)
     with torch.inference_mode(), _layer_hooks(lm.model, layers, state), bar:
         for idx in batches:
-            batch = state["batch"] = _Batch([encoded[i] for i in idx], len(layers), hidden, pad_id,
-                                            padding_side == "left", device)
+            batch = state["batch"] = _Batch(
+                [encoded[i] for i in idx], len(layers), hidden, pad_id, padding_side == "left", device
+            )
             try:
-                base(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                     position_ids=batch.position_ids, use_cache=False)
+                base(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                    use_cache=False,
+                )
             except _StopForward:
                 pass
             if per_sample is not None:

@@ -40,8 +40,9 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = 
                 out.append(cast(part))
             except ValueError:
                 kind = getattr(cast, "__name__", "value")
-                raise argparse.ArgumentTypeError(f"{flag + ': ' if flag else ''}invalid value {part!r} "
-                                                 f"(expected {kind})") from None
+                raise argparse.ArgumentTypeError(
+                    f"{flag + ': ' if flag else ''}invalid value {part!r} (expected {kind})"
+                ) from None
     return out
 
 
@@ -55,8 +56,13 @@ def broadcast(flag: str, values: Sequence[Any], n: int) -> list[Any]:
     return values
 
 
-def load_steers(vector_paths: Sequence[str], layers: Sequence[int], coefs: Sequence[float],
-                positions: Positions = "response", op: Op = "add") -> list[Steer]:
+def load_steers(
+    vector_paths: Sequence[str],
+    layers: Sequence[int],
+    coefs: Sequence[float],
+    positions: Positions = "response",
+    op: Op = "add",
+) -> list[Steer]:
     """Steers from the --vector_path/--layer/--coef lists: they pair up; a single value broadcasts."""
     from persona.steering import Steer
     from persona.vectors import PersonaVector
@@ -64,8 +70,10 @@ def load_steers(vector_paths: Sequence[str], layers: Sequence[int], coefs: Seque
     n = max(len(vector_paths), len(layers), len(coefs))
     paths = broadcast("vector_path", vector_paths, n)
     vectors = {p: PersonaVector.load(p) for p in dict.fromkeys(paths)}
-    return [Steer(vectors[p], layer=int(layer), coef=float(c), positions=positions, op=op)
-            for p, layer, c in zip(paths, broadcast("layer", layers, n), broadcast("coef", coefs, n))]
+    return [
+        Steer(vectors[p], layer=int(layer), coef=float(c), positions=positions, op=op)
+        for p, layer, c in zip(paths, broadcast("layer", layers, n), broadcast("coef", coefs, n))
+    ]
 
 
 def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *flags: str) -> None:
@@ -78,17 +86,18 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
 
 def setup_logging(verbose: bool = False) -> None:
     """Scripts print summaries; library modules log through `logging` at INFO."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
     """The model flag (default: the embedded model) plus device/dtype overrides."""
-    parser.add_argument(flag, default=EMBEDDED_MODEL,
-                        help="Hub id, local dir, LoRA checkpoint or training output dir "
-                             "(default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        flag,
+        default=EMBEDDED_MODEL,
+        help="Hub id, local dir, LoRA checkpoint or training output dir (default: the embedded SmolLM2-135M-Instruct)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
 
@@ -135,8 +144,18 @@ def _is_input_error(err: Exception) -> bool:
     from persona.models import ModelLoadError
     from persona.settings import MissingSettingError
 
-    return isinstance(err, (ValueError, FileNotFoundError, ModelLoadError, MissingSettingError, JudgeConfigError,
-                            argparse.ArgumentTypeError, _UsageError))
+    return isinstance(
+        err,
+        (
+            ValueError,
+            FileNotFoundError,
+            ModelLoadError,
+            MissingSettingError,
+            JudgeConfigError,
+            argparse.ArgumentTypeError,
+            _UsageError,
+        ),
+    )
 
 
 def _failure_line(err: Exception) -> tuple[str, int]:
@@ -157,24 +176,45 @@ def add_judge_args(parser: argparse.ArgumentParser) -> None:
     from persona.judge.openai_judge import NUMBER_TOKENS
 
     group = parser.add_argument_group("judge")
-    group.add_argument("--judge_model", default=None,
-                       help=f"judge: an OpenAI model name, 'likelihood', 'likelihood:<model>' or 'local:<model>' "
-                            f"(default: {DEFAULT_OPENAI_JUDGE} when OPENAI_API_KEY is set, else likelihood)")
-    group.add_argument("--judge_base_url", default=None,
-                       help="OpenAI-compatible server for the judge, e.g. http://gpu-box:8000/v1 (vLLM)")
+    group.add_argument(
+        "--judge_model",
+        default=None,
+        help=f"judge: an OpenAI model name, 'likelihood', 'likelihood:<model>' or 'local:<model>' "
+        f"(default: {DEFAULT_OPENAI_JUDGE} when OPENAI_API_KEY is set, else likelihood)",
+    )
+    group.add_argument(
+        "--judge_base_url",
+        default=None,
+        help="OpenAI-compatible server for the judge, e.g. http://gpu-box:8000/v1 (vLLM)",
+    )
     group.add_argument("--max_concurrent_judges", type=int, default=8, help="judge requests in flight at once")
     group.add_argument("--no_judge_cache", action="store_true", help="ignore and do not fill the judge cache")
-    group.add_argument("--judge_eval_type", default="0_100", choices=EVAL_TYPES,
-                       help="judge answer format (LLM judges; the likelihood judge ignores it)")
-    group.add_argument("--judge_number_tokens", default="auto", choices=NUMBER_TOKENS,
-                       help="does the judge server's tokenizer keep numbers whole or split them into digits? "
-                            "(auto: probe the server once; split: judge on the 0_10 scale)")
-    group.add_argument("--judge_prefill", default="",
-                       help="text the local judge's answer starts with, e.g. 'Score: ' (local:<model> only)")
-    group.add_argument("--coherence_prompt", default=None, metavar="FILE",
-                       help="coherence judge template with {question} and {answer} (e.g. the original study's); "
-                            "default: the built-in one. The trait's template is its file's eval_prompt. "
-                            "The likelihood proxy uses no prompt")
+    group.add_argument(
+        "--judge_eval_type",
+        default="0_100",
+        choices=EVAL_TYPES,
+        help="judge answer format (LLM judges; the likelihood judge ignores it)",
+    )
+    group.add_argument(
+        "--judge_number_tokens",
+        default="auto",
+        choices=NUMBER_TOKENS,
+        help="does the judge server's tokenizer keep numbers whole or split them into digits? "
+        "(auto: probe the server once; split: judge on the 0_10 scale)",
+    )
+    group.add_argument(
+        "--judge_prefill",
+        default="",
+        help="text the local judge's answer starts with, e.g. 'Score: ' (local:<model> only)",
+    )
+    group.add_argument(
+        "--coherence_prompt",
+        default=None,
+        metavar="FILE",
+        help="coherence judge template with {question} and {answer} (e.g. the original study's); "
+        "default: the built-in one. The trait's template is its file's eval_prompt. "
+        "The likelihood proxy uses no prompt",
+    )
 
 
 def judge_settings(args: argparse.Namespace) -> JudgeSettings:
@@ -184,8 +224,9 @@ def judge_settings(args: argparse.Namespace) -> JudgeSettings:
     return JudgeSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(JudgeSettings)})
 
 
-def judges_from_args(args: argparse.Namespace, *, trait: Trait, eval_model: LoadedModel | None = None
-                     ) -> dict[str, Judge]:
+def judges_from_args(
+    args: argparse.Namespace, *, trait: Trait, eval_model: LoadedModel | None = None
+) -> dict[str, Judge]:
     """{trait judge column: judge, "coherence": judge} from the judge flags."""
     from persona.judge.factory import make_judges
 
@@ -196,10 +237,15 @@ def traits_main(argv: Sequence[str] | None = None) -> int:
     """`python -m persona.traits --check DATA_DIR`: validate a trait library (exit 1 on problems)."""
     from persona.traits import check_library, format_table
 
-    parser = argparse.ArgumentParser(prog="python -m persona.traits",
-                                     description="Validate a trait library or show one artifact.")
-    parser.add_argument("--check", metavar="DATA_DIR", type=Path,
-                        help="validate every artifact and definition under DATA_DIR (e.g. data_generation)")
+    parser = argparse.ArgumentParser(
+        prog="python -m persona.traits", description="Validate a trait library or show one artifact."
+    )
+    parser.add_argument(
+        "--check",
+        metavar="DATA_DIR",
+        type=Path,
+        help="validate every artifact and definition under DATA_DIR (e.g. data_generation)",
+    )
     args = parser.parse_args(argv)
     if args.check is None:
         parser.error("nothing to do: pass --check DATA_DIR")
@@ -223,15 +269,18 @@ def layout_main(argv: Sequence[str] | None = None) -> int:
     """`python -m persona.layout MODEL`: the output folders of a model as shell assignments, for the pipelines."""
     from persona.layout import OUTPUT_ROOT, Layout, num_layers, shell_assignments
 
-    parser = argparse.ArgumentParser(prog="python -m persona.layout",
-                                     description="Print the output folders of a model as shell assignments "
-                                                 "(MODEL_NAME, EXTRACT_DIR, VECTOR_DIR, EVAL_DIR; PROJECTION_DIR "
-                                                 "with --trait).")
+    parser = argparse.ArgumentParser(
+        prog="python -m persona.layout",
+        description="Print the output folders of a model as shell assignments "
+        "(MODEL_NAME, EXTRACT_DIR, VECTOR_DIR, EVAL_DIR; PROJECTION_DIR "
+        "with --trait).",
+    )
     parser.add_argument("model", help="model spec: Hub id, local folder, checkpoint or smollm2-135m")
     parser.add_argument("--root", default=OUTPUT_ROOT, help="output root (default: output)")
     parser.add_argument("--trait", default=None, help="finetuned trait whose checkpoint evaluations to locate")
-    parser.add_argument("--num_layers", action="store_true",
-                        help="print the model's decoder layer count instead (read from its config)")
+    parser.add_argument(
+        "--num_layers", action="store_true", help="print the model's decoder layer count instead (read from its config)"
+    )
     args = parser.parse_args(argv)
     try:
         layout = Layout(args.model, args.root)

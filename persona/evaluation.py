@@ -54,9 +54,13 @@ class Cell:
     steers: list[Steer] = field(default_factory=list)
 
 
-def build_samples(trait: Trait, *, n_per_question: int,
-                  instruction_type: Literal["pos", "neg"] | None = None,
-                  assistant_name: str | None = None) -> list[Sample]:
+def build_samples(
+    trait: Trait,
+    *,
+    n_per_question: int,
+    instruction_type: Literal["pos", "neg"] | None = None,
+    assistant_name: str | None = None,
+) -> list[Sample]:
     """The chats of an evaluation, in the original order (question, instruction, sample).
 
     With an instruction type every question is asked under each of the trait's 5 system
@@ -68,9 +72,13 @@ def build_samples(trait: Trait, *, n_per_question: int,
         if instruction_type is None:
             variants = [(f"{trait.name}_{i}", [])]
         else:
-            variants = [(f"{trait.name}_{i}_{instruction_type}_{k}",
-                         [{"role": "system", "content": trait.system_prompt(instruction_type, k, assistant_name)}])
-                        for k in range(len(trait.instructions))]
+            variants = [
+                (
+                    f"{trait.name}_{i}_{instruction_type}_{k}",
+                    [{"role": "system", "content": trait.system_prompt(instruction_type, k, assistant_name)}],
+                )
+                for k in range(len(trait.instructions))
+            ]
         for qid, system in variants:
             messages = system + [{"role": "user", "content": question}]
             samples.extend(Sample(question, qid, messages, s) for s in range(n_per_question))
@@ -93,8 +101,14 @@ def _steer_factory(cells: Sequence[Cell], cell_of_row: Sequence[int]):
     return factory
 
 
-def generate_cells(backend: GenerationBackend, tokenizer, samples: Sequence[Sample], cells: Sequence[Cell],
-                   params: SamplingParams, seed: int) -> list[pd.DataFrame]:
+def generate_cells(
+    backend: GenerationBackend,
+    tokenizer,
+    samples: Sequence[Sample],
+    cells: Sequence[Cell],
+    params: SamplingParams,
+    seed: int,
+) -> list[pd.DataFrame]:
     """Answer every sample under every cell in shared batches; one frame per cell."""
     prompts = chat_prompts(tokenizer, [s.messages for s in samples])
     seeds = [row_seed(seed, s.question_id, s.sample, s.question) for s in samples]
@@ -105,9 +119,17 @@ def generate_cells(backend: GenerationBackend, tokenizer, samples: Sequence[Samp
     answers = backend.generate(all_prompts, params, seeds * len(cells), factory)
     frames = []
     for c in range(len(cells)):
-        chunk = answers[c * len(samples):(c + 1) * len(samples)]
-        frames.append(pd.DataFrame({"question": [s.question for s in samples], "prompt": prompts,
-                                    "answer": chunk, "question_id": [s.question_id for s in samples]}))
+        chunk = answers[c * len(samples) : (c + 1) * len(samples)]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "question": [s.question for s in samples],
+                    "prompt": prompts,
+                    "answer": chunk,
+                    "question_id": [s.question_id for s in samples],
+                }
+            )
+        )
     return frames
 
 
@@ -116,8 +138,13 @@ def judge_frame(df: pd.DataFrame, judges: dict[str, Judge], *, max_concurrent: i
 
     df = df.copy()
     for column, judge in judges.items():
-        df[column] = score_all(judge, df["question"].tolist(), df["answer"].tolist(),
-                               max_concurrent=max_concurrent, desc=f"judging {column}")
+        df[column] = score_all(
+            judge,
+            df["question"].tolist(),
+            df["answer"].tolist(),
+            max_concurrent=max_concurrent,
+            desc=f"judging {column}",
+        )
     return df
 
 
@@ -126,8 +153,9 @@ def summarize(df: pd.DataFrame, columns: Sequence[str]) -> str:
     lines = []
     for column in columns:
         scores = pd.to_numeric(df[column], errors="coerce")
-        lines.append(f"{column}: {scores.mean():.2f} +- {scores.std():.2f} "
-                     f"({scores.notna().sum()}/{len(scores)} scored)")
+        lines.append(
+            f"{column}: {scores.mean():.2f} +- {scores.std():.2f} ({scores.notna().sum()}/{len(scores)} scored)"
+        )
     return "\n".join(lines)
 
 
@@ -152,8 +180,14 @@ class Job:
         return self.output.with_name(self.output.stem + ".answers.json")
 
 
-def sweep_jobs(trait_name: str, vector: PersonaVector | torch.Tensor, layers: Sequence[int], coefs: Sequence[float],
-               positions: Positions, output_dir: Path) -> list[Job]:
+def sweep_jobs(
+    trait_name: str,
+    vector: PersonaVector | torch.Tensor,
+    layers: Sequence[int],
+    coefs: Sequence[float],
+    positions: Positions,
+    output_dir: Path,
+) -> list[Job]:
     """The layer x coefficient grid of one vector, one job per cell named by `sweep_filename`."""
     jobs = []
     for layer, coef in itertools.product(layers, coefs):
@@ -176,19 +210,31 @@ def steer_fingerprint(steer: Steer) -> dict[str, Any]:
     """What a steer contributes to generated answers: the vector's content, not its file name."""
     vector = as_tensor(steer.vector).detach().to("cpu", torch.float32).contiguous()
     coef = steer.coef.tolist() if isinstance(steer.coef, torch.Tensor) else float(steer.coef)
-    return {"vector_sha256": _digest(vector.numpy().tobytes()), "layer": steer.layer, "coef": coef,
-            "positions": steer.positions, "op": steer.op}
+    return {
+        "vector_sha256": _digest(vector.numpy().tobytes()),
+        "layer": steer.layer,
+        "coef": coef,
+        "positions": steer.positions,
+        "op": steer.op,
+    }
 
 
-def generation_fingerprint(model_id: str, samples: Sequence[Sample], params: SamplingParams, seed: int,
-                           cell: Cell) -> dict[str, Any]:
+def generation_fingerprint(
+    model_id: str, samples: Sequence[Sample], params: SamplingParams, seed: int, cell: Cell
+) -> dict[str, Any]:
     """Everything that determines a cell's answers (see the module docstring)."""
     from persona import __version__
 
     questions = json.dumps([(s.question_id, s.sample, s.messages) for s in samples], ensure_ascii=False)
-    return {"model": model_id, "questions_sha256": _digest(questions.encode()), "n_rows": len(samples),
-            "sampling": asdict(params), "seed": seed, "steers": [steer_fingerprint(s) for s in cell.steers],
-            "code_version": __version__}
+    return {
+        "model": model_id,
+        "questions_sha256": _digest(questions.encode()),
+        "n_rows": len(samples),
+        "sampling": asdict(params),
+        "seed": seed,
+        "steers": [steer_fingerprint(s) for s in cell.steers],
+        "code_version": __version__,
+    }
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -202,8 +248,9 @@ def load_saved_answers(job: Job, fingerprint: dict[str, Any]) -> pd.DataFrame | 
     saved = json.loads(job.settings_path.read_text()) if job.settings_path.exists() else {}
     differ = _differences(saved, fingerprint)
     if differ:
-        log.warning("not reusing %s: made with other settings (%s differ); generating anew",
-                    job.answers_path, ", ".join(differ))
+        log.warning(
+            "not reusing %s: made with other settings (%s differ); generating anew", job.answers_path, ", ".join(differ)
+        )
         return None
     frame = read_table(job.answers_path, required=OUTPUT_COLUMNS)
     frame["answer"] = frame["answer"].fillna("")
@@ -211,8 +258,15 @@ def load_saved_answers(job: Job, fingerprint: dict[str, Any]) -> pd.DataFrame | 
     return frame
 
 
-def answers_with_resume(jobs: Sequence[Job], samples: Sequence[Sample], backend: GenerationBackend, tokenizer,
-                        params: SamplingParams, seed: int, model_id: str) -> list[pd.DataFrame]:
+def answers_with_resume(
+    jobs: Sequence[Job],
+    samples: Sequence[Sample],
+    backend: GenerationBackend,
+    tokenizer,
+    params: SamplingParams,
+    seed: int,
+    model_id: str,
+) -> list[pd.DataFrame]:
     """Answers for every job: saved ones whose settings match, the rest generated in shared batches."""
     prints = [generation_fingerprint(model_id, samples, params, seed, job.cell) for job in jobs]
     frames: dict[int, pd.DataFrame] = {}

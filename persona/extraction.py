@@ -61,8 +61,10 @@ def judge_column(trait: str, columns: list[str]) -> str:
 def effective_pairs(pos: pd.DataFrame, neg: pd.DataFrame, trait: str, threshold: float = 50) -> EffectivePairs:
     """The pairs where pos shows the trait, neg does not and both answers are coherent."""
     if len(pos) != len(neg):
-        raise ValueError(f"pos has {len(pos)} rows but neg has {len(neg)}: rows pair up by position, so both "
-                         "must come from eval_persona runs with the same questions and --n_per_question")
+        raise ValueError(
+            f"pos has {len(pos)} rows but neg has {len(neg)}: rows pair up by position, so both "
+            "must come from eval_persona runs with the same questions and --n_per_question"
+        )
     column = judge_column(trait, list(pos.columns))
     if column not in neg.columns:
         raise ValueError(f"the neg file has no {column!r} column (the pos file does): {list(neg.columns)}")
@@ -80,38 +82,54 @@ def effective_pairs(pos: pd.DataFrame, neg: pd.DataFrame, trait: str, threshold:
     counts = {name: int(mask.sum()) for name, mask in conditions.items()}
     if not keep.any():
         detail = "; ".join(f"{name}: {n}/{len(pos)}" for name, n in counts.items())
-        raise NoEffectiveSamples(f"no pos/neg pair passes the filter for {trait!r} ({detail}). "
-                                 f"Lower --threshold (now {threshold:g}) or check the judge scores.")
-    return EffectivePairs(pos[keep].reset_index(drop=True), neg[keep].reset_index(drop=True), column,
-                          len(pos), counts)
+        raise NoEffectiveSamples(
+            f"no pos/neg pair passes the filter for {trait!r} ({detail}). "
+            f"Lower --threshold (now {threshold:g}) or check the judge scores."
+        )
+    return EffectivePairs(pos[keep].reset_index(drop=True), neg[keep].reset_index(drop=True), column, len(pos), counts)
 
 
-def read_pairs(pos_path: str | os.PathLike, neg_path: str | os.PathLike, trait: str,
-               threshold: float = 50) -> EffectivePairs:
+def read_pairs(
+    pos_path: str | os.PathLike, neg_path: str | os.PathLike, trait: str, threshold: float = 50
+) -> EffectivePairs:
     """Read two eval_persona CSVs and filter them (`effective_pairs`)."""
     required = ("prompt", "answer", "coherence")
     return effective_pairs(read_table(pos_path, required), read_table(neg_path, required), trait, threshold)
 
 
-def persona_vectors(lm: LoadedModel, pairs: EffectivePairs, *, trait: str | None = None,
-                    batch_size: int = 16) -> dict[str, PersonaVector]:
+def persona_vectors(
+    lm: LoadedModel, pairs: EffectivePairs, *, trait: str | None = None, batch_size: int = 16
+) -> dict[str, PersonaVector]:
     """`{kind: mean(pos) - mean(neg)}`, each a float32 `[num_layers + 1, hidden]` `PersonaVector` of `lm`."""
-    means = [capture(lm, list(df["prompt"]), list(df["answer"]), batch_size=batch_size, reduce="mean")
-             for df in (pairs.pos, pairs.neg)]
-    return {kind: PersonaVector(means[0][kind] - means[1][kind], model=lm.name, trait=trait or pairs.column,
-                                kind=kind, judge=pairs.column) for kind in VECTOR_KINDS}
+    means = [
+        capture(lm, list(df["prompt"]), list(df["answer"]), batch_size=batch_size, reduce="mean")
+        for df in (pairs.pos, pairs.neg)
+    ]
+    return {
+        kind: PersonaVector(
+            means[0][kind] - means[1][kind], model=lm.name, trait=trait or pairs.column, kind=kind, judge=pairs.column
+        )
+        for kind in VECTOR_KINDS
+    }
 
 
 def vector_filename(trait: str, kind: str) -> str:
     return f"{trait}_{kind}_diff.pt"
 
 
-def extraction_settings(pos_path: str | os.PathLike, neg_path: str | os.PathLike, trait: str, threshold: float,
-                        model: str) -> dict[str, Any]:
+def extraction_settings(
+    pos_path: str | os.PathLike, neg_path: str | os.PathLike, trait: str, threshold: float, model: str
+) -> dict[str, Any]:
     """What determines the vectors: the inputs' contents, the filter and the model (see persona.fingerprint)."""
-    return {"pos_sha256": file_sha256(pos_path), "neg_sha256": file_sha256(neg_path), "trait": trait,
-            "threshold": float(threshold), "min_coherence": MIN_COHERENCE, "model": model_ref(model),
-            "code_version": code_version()}
+    return {
+        "pos_sha256": file_sha256(pos_path),
+        "neg_sha256": file_sha256(neg_path),
+        "trait": trait,
+        "threshold": float(threshold),
+        "min_coherence": MIN_COHERENCE,
+        "model": model_ref(model),
+        "code_version": code_version(),
+    }
 
 
 def vectors_done(save_dir: str | os.PathLike, trait: str, settings: dict[str, Any]) -> bool:
@@ -132,9 +150,17 @@ def vectors_done(save_dir: str | os.PathLike, trait: str, settings: dict[str, An
     return check_finished(f"the {trait} vectors in {save_dir}", meta.get("settings"), settings)
 
 
-def save_persona_vectors(save_dir: str | os.PathLike, trait: str, vectors: dict[str, PersonaVector], *,
-                         lm: LoadedModel, pairs: EffectivePairs, threshold: float,
-                         sources: dict[str, str], settings: dict[str, Any] | None = None) -> list[Path]:
+def save_persona_vectors(
+    save_dir: str | os.PathLike,
+    trait: str,
+    vectors: dict[str, PersonaVector],
+    *,
+    lm: LoadedModel,
+    pairs: EffectivePairs,
+    threshold: float,
+    sources: dict[str, str],
+    settings: dict[str, Any] | None = None,
+) -> list[Path]:
     """Write `<trait>_<kind>_diff.pt` for each kind plus `<trait>_vectors.json` metadata, atomically.
 
     The metadata names the judge that scored the inputs: the `<csv>.judge.json` sidecar of
@@ -143,9 +169,16 @@ def save_persona_vectors(save_dir: str | os.PathLike, trait: str, vectors: dict[
     tell a complete set from one a killed run left half replaced.
     """
     save_dir = Path(save_dir)
-    meta = {"judge_column": pairs.column, "threshold": threshold, "min_coherence": MIN_COHERENCE,
-            "n_pairs_kept": pairs.kept, "n_pairs_total": pairs.total, "condition_counts": pairs.condition_counts,
-            "sources": sources, "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    meta = {
+        "judge_column": pairs.column,
+        "threshold": threshold,
+        "min_coherence": MIN_COHERENCE,
+        "n_pairs_kept": pairs.kept,
+        "n_pairs_total": pairs.total,
+        "condition_counts": pairs.condition_counts,
+        "sources": sources,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
     if settings is not None:
         meta.update(settings=settings, vector_sha256={kind: tensor_sha256(v.tensor) for kind, v in vectors.items()})
     judge = {name: read_sidecar(path) for name, path in sources.items()}

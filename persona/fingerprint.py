@@ -80,8 +80,11 @@ def model_ref(spec: str | None) -> dict[str, Any] | None:
     if not path.is_dir():
         return {"spec": spec}
     folder = _model_folder(path)
-    weights = {str(p.relative_to(path)): _edges_sha256(p) for p in sorted(folder.iterdir())
-               if p.is_file() and p.suffix in WEIGHT_SUFFIXES}
+    weights = {
+        str(p.relative_to(path)): _edges_sha256(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix in WEIGHT_SUFFIXES
+    }
     return {"spec": spec, "weights": weights}
 
 
@@ -103,8 +106,9 @@ def describe(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
         text = str(value)
         return text if len(text) <= 60 else text[:57] + "..."
 
-    return "; ".join(f"{key}: {short(saved.get(key))} -> {short(wanted.get(key))}"
-                     for key in differences(saved, wanted))
+    return "; ".join(
+        f"{key}: {short(saved.get(key))} -> {short(wanted.get(key))}" for key in differences(saved, wanted)
+    )
 
 
 def record_path(output: str | os.PathLike) -> Path:
@@ -129,6 +133,8 @@ def check_finished(what: str, saved: dict[str, Any] | None, wanted: dict[str, An
     if saved is None:
         return False
     if differences(saved, wanted):
-        raise SettingsMismatch(f"{what} exists but was made with other settings ({describe(saved, wanted)}); "
-                               "pass --overwrite to recompute it, or choose another output")
+        raise SettingsMismatch(
+            f"{what} exists but was made with other settings ({describe(saved, wanted)}); "
+            "pass --overwrite to recompute it, or choose another output"
+        )
     return True

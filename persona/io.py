@@ -33,7 +33,7 @@ def _alive(pid: int) -> bool:
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete `.name.<pid>.*.tmp` siblings left by killed writers (a live writer's are kept)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
@@ -103,8 +103,7 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), *, text:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} does not exist (check the path)")
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[] if text else [""],
-                         dtype=str if text else None)
+        df = pd.read_csv(path, keep_default_na=False, na_values=[] if text else [""], dtype=str if text else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
     missing = [c for c in required if c not in df.columns]

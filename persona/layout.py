@@ -76,8 +76,12 @@ def num_layers(spec: str) -> int:
 
 def shell_assignments(layout: Layout, trait: str | None = None) -> str:
     """`NAME=value` lines a bash pipeline can `eval` (values shell-quoted); PROJECTION_DIR with a trait."""
-    values = {"MODEL_NAME": layout.name, "EXTRACT_DIR": layout.extract_dir, "VECTOR_DIR": layout.vectors_dir,
-              "EVAL_DIR": layout.eval_dir}
+    values = {
+        "MODEL_NAME": layout.name,
+        "EXTRACT_DIR": layout.extract_dir,
+        "VECTOR_DIR": layout.vectors_dir,
+        "EVAL_DIR": layout.eval_dir,
+    }
     if trait:
         values["PROJECTION_DIR"] = layout.projection_dir(trait)
     return "\n".join(f"{key}={shlex.quote(str(value))}" for key, value in values.items())

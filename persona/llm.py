@@ -45,8 +45,9 @@ class NoValidAnswer(RuntimeError):
     """`ask_json` gave up: every attempt failed; `attempts` and the last `error` say how."""
 
     def __init__(self, model: str, attempts: int, error: BaseException) -> None:
-        super().__init__(f"{model} gave no valid reply after {attempts} attempt(s) (last problem: "
-                         f"{type(error).__name__}: {error})")
+        super().__init__(
+            f"{model} gave no valid reply after {attempts} attempt(s) (last problem: {type(error).__name__}: {error})"
+        )
         self.attempts = attempts
         self.error = error
 
@@ -94,9 +95,14 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(make())).result()
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, base_delay: float,
-                       is_valid: Callable[[T], bool] | None = None,
-                       on_retry: Callable[[int, BaseException, float], None] | None = None) -> T:
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    max_retries: int,
+    base_delay: float,
+    is_valid: Callable[[T], bool] | None = None,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> T:
     """`await call()` up to `max_retries` times in all; the first result that passes `is_valid`.
 
     A retryable failure (see `is_retryable`; a result rejected by `is_valid` counts as an
@@ -123,10 +129,19 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_retries: int, ba
         attempt += 1
 
 
-async def ask_json(client: openai.AsyncOpenAI, model: str, messages: list[Any],
-                   validate: Callable[[dict[str, Any]], T], *, max_retries: int, base_delay: float,
-                   gate: asyncio.Semaphore | None = None, json_mode: bool = False, temperature: float | None = None,
-                   label: str = "request") -> tuple[T, int]:
+async def ask_json(
+    client: openai.AsyncOpenAI,
+    model: str,
+    messages: list[Any],
+    validate: Callable[[dict[str, Any]], T],
+    *,
+    max_retries: int,
+    base_delay: float,
+    gate: asyncio.Semaphore | None = None,
+    json_mode: bool = False,
+    temperature: float | None = None,
+    label: str = "request",
+) -> tuple[T, int]:
     """Ask for a JSON object, validate it, retry: `(validate(answer), attempts)`.
 
     Invalid answers (`validate` raises `InvalidAnswerError`) and transient API errors are
@@ -148,8 +163,15 @@ async def ask_json(client: openai.AsyncOpenAI, model: str, messages: list[Any],
         return validate(parse_json_answer(reply.choices[0].message.content))
 
     def on_retry(attempt: int, error: BaseException, delay: float) -> None:
-        log.warning("%s: attempt %d/%d failed (%s: %s); retrying in %.3gs",
-                    label, attempt, max_retries, type(error).__name__, str(error)[:200], delay)
+        log.warning(
+            "%s: attempt %d/%d failed (%s: %s); retrying in %.3gs",
+            label,
+            attempt,
+            max_retries,
+            type(error).__name__,
+            str(error)[:200],
+            delay,
+        )
 
     try:
         return await with_retries(ask, max_retries=max_retries, base_delay=base_delay, on_retry=on_retry), attempts

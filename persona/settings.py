@@ -53,8 +53,7 @@ def require(name: str, purpose: str) -> str:
     value = get(name)
     if not value:
         raise MissingSettingError(
-            f"{name} is not set: {purpose} needs it. Export {name}=... or add it to .env "
-            "(see .env.example)."
+            f"{name} is not set: {purpose} needs it. Export {name}=... or add it to .env (see .env.example)."
         )
     return value
 

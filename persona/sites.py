@@ -59,8 +59,10 @@ def num_layers(model: nn.Module) -> int:
 
 def check_layer(layer: int, n_layers: int) -> None:
     if not 0 <= layer <= n_layers:
-        raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers} "
-                         "(0 = embeddings, L = output of decoder block L)")
+        raise ValueError(
+            f"layer {layer} is out of range: the model has layers 0..{n_layers} "
+            "(0 = embeddings, L = output of decoder block L)"
+        )
 
 
 @dataclass(frozen=True)

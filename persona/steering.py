@@ -68,7 +68,7 @@ class _CallState:
         past = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-            self.real = mask[:, -shape[1]:].to(device=device, dtype=torch.bool)
+            self.real = mask[:, -shape[1] :].to(device=device, dtype=torch.bool)
         else:
             self.real = torch.ones(shape, dtype=torch.bool, device=device)
         self.prefill = past == 0
@@ -117,8 +117,9 @@ def _direction(steer: Steer, num_layers: int, ref: torch.Tensor) -> torch.Tensor
     if steer.op not in ("add", "ablate"):
         raise ValueError(f"op must be 'add' or 'ablate', got {steer.op!r}")
     hidden = ref.shape[1]
-    vec = vector_at_layer(as_tensor(steer.vector), steer.layer, num_layers=num_layers, hidden_size=hidden,
-                          source="steering vector").to(ref.device, ref.dtype)
+    vec = vector_at_layer(
+        as_tensor(steer.vector), steer.layer, num_layers=num_layers, hidden_size=hidden, source="steering vector"
+    ).to(ref.device, ref.dtype)
     if steer.op == "ablate":
         norm = vec.norm()
         if norm == 0:

@@ -65,13 +65,17 @@ def base_artifacts(data: dict[str, Any], name: str) -> dict[str, dict[str, Any]]
         if isinstance(q, str) and q.strip():
             distinct.setdefault(traits.normalize_question(q), q.strip())
     if len(distinct) < N_TOTAL_QUESTIONS:
-        raise llm.InvalidAnswerError(
-            f"'questions' has {len(distinct)} distinct questions, need {N_TOTAL_QUESTIONS}")
+        raise llm.InvalidAnswerError(f"'questions' has {len(distinct)} distinct questions, need {N_TOTAL_QUESTIONS}")
     kept = list(distinct.values())[:N_TOTAL_QUESTIONS]
     half = traits.N_QUESTIONS
-    return {version: _checked({"instruction": data.get("instruction"), "questions": qs,
-                               "eval_prompt": data.get("eval_prompt")}, name, version)
-            for version, qs in (("extract", kept[:half]), ("eval", kept[half:]))}
+    return {
+        version: _checked(
+            {"instruction": data.get("instruction"), "questions": qs, "eval_prompt": data.get("eval_prompt")},
+            name,
+            version,
+        )
+        for version, qs in (("extract", kept[:half]), ("eval", kept[half:]))
+    }
 
 
 def variant_artifacts(data: dict[str, Any], name: str, bases: dict[str, traits.Trait]) -> dict[str, dict[str, Any]]:
@@ -81,8 +85,11 @@ def variant_artifacts(data: dict[str, Any], name: str, bases: dict[str, traits.T
     """
     out = {}
     for version, base in bases.items():
-        artifact: dict[str, Any] = {"instruction": data.get("instruction"), "questions": base.questions,
-                                    "eval_prompt": base.eval_prompt}
+        artifact: dict[str, Any] = {
+            "instruction": data.get("instruction"),
+            "questions": base.questions,
+            "eval_prompt": base.eval_prompt,
+        }
         out[version] = _checked(artifact, name, version)
         if [(p["pos"], p["neg"]) for p in artifact["instruction"]] == base.instructions:
             raise llm.InvalidAnswerError(f"instruction pairs are identical to {base.name}'s")
@@ -159,22 +166,35 @@ class Generator:
             return Outcome(name, "failed", reason=f"only {existing[0]} exists; pass --overwrite to regenerate both")
         base = traits.base_trait(name)
         if base == name:
-            prompt = self.prompts.artifact.format(trait=name, definition=self.definitions[name],
-                                            n_pairs=traits.N_INSTRUCTIONS, n_questions=N_TOTAL_QUESTIONS)
+            prompt = self.prompts.artifact.format(
+                trait=name,
+                definition=self.definitions[name],
+                n_pairs=traits.N_INSTRUCTIONS,
+                n_questions=N_TOTAL_QUESTIONS,
+            )
             build: Callable[[dict[str, Any]], dict[str, dict[str, Any]]] = partial(base_artifacts, name=name)
         else:
             try:
                 parents = {v: traits.load_trait(str(p)) for v, p in self.paths(base).items()}
             except traits.TraitError as e:
                 return Outcome(name, "failed", reason=f"base trait {base!r} has no valid artifacts: {e}")
-            prompt = self.prompts.variant.format(trait=name, base=base, definition=self.definitions[name],
-                                           n_pairs=traits.N_INSTRUCTIONS)
+            prompt = self.prompts.variant.format(
+                trait=name, base=base, definition=self.definitions[name], n_pairs=traits.N_INSTRUCTIONS
+            )
             build = partial(variant_artifacts, name=name, bases=parents)
         messages = [{"role": "system", "content": self.prompts.system}, {"role": "user", "content": prompt}]
         try:
-            artifacts, attempts = await llm.ask_json(self.client, self.model, messages, build,
-                                                     max_retries=self.max_retries, base_delay=self.retry_base_delay,
-                                                     gate=self._semaphore, json_mode=True, label=name)
+            artifacts, attempts = await llm.ask_json(
+                self.client,
+                self.model,
+                messages,
+                build,
+                max_retries=self.max_retries,
+                base_delay=self.retry_base_delay,
+                gate=self._semaphore,
+                json_mode=True,
+                label=name,
+            )
         except llm.NoValidAnswer as e:
             return Outcome(name, "failed", e.attempts, _describe(e.error))
         for version, path in paths.items():
@@ -198,11 +218,21 @@ def format_summary(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def generate_traits(definitions_path: Path, requested: Sequence[str], *, prompts: TraitPrompts,
-                    extract_dir: Path, eval_dir: Path,
-                    model: str = DEFAULT_MODEL, base_url: str | None = None, timeout: float = 180.0,
-                    overwrite: bool = False, max_retries: int = 4, retry_base_delay: float = 2.0,
-                    max_concurrency: int = 8) -> list[Outcome]:
+def generate_traits(
+    definitions_path: Path,
+    requested: Sequence[str],
+    *,
+    prompts: TraitPrompts,
+    extract_dir: Path,
+    eval_dir: Path,
+    model: str = DEFAULT_MODEL,
+    base_url: str | None = None,
+    timeout: float = 180.0,
+    overwrite: bool = False,
+    max_retries: int = 4,
+    retry_base_delay: float = 2.0,
+    max_concurrency: int = 8,
+) -> list[Outcome]:
     """Generate the `requested` traits (all when empty) and return one outcome per trait.
 
     Setup problems (unreadable definitions, unknown trait, missing API key) raise
@@ -212,9 +242,18 @@ def generate_traits(definitions_path: Path, requested: Sequence[str], *, prompts
     definitions = traits.load_definitions(definitions_path)
     names = select_traits(definitions, requested, definitions_path)
     client = llm.make_async_client(base_url, timeout=timeout, purpose="generating trait artifacts with the OpenAI API")
-    generator = Generator(client, model, definitions, prompts, extract_dir, eval_dir, overwrite=overwrite,
-                          max_retries=max_retries, retry_base_delay=retry_base_delay,
-                          max_concurrency=max_concurrency)
+    generator = Generator(
+        client,
+        model,
+        definitions,
+        prompts,
+        extract_dir,
+        eval_dir,
+        overwrite=overwrite,
+        max_retries=max_retries,
+        retry_base_delay=retry_base_delay,
+        max_concurrency=max_concurrency,
+    )
 
     async def run() -> list[Outcome]:
         async with client:

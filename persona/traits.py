@@ -116,8 +116,10 @@ def parse_artifact(data: Any, *, name: str, source: Any = "<artifact>") -> Trait
     unknown = sorted(set(data) - set(_KEYS))
     missing = [k for k in _KEYS if k not in data]
     if unknown or missing:
-        raise TraitError(f"{source}: expected exactly the keys {list(_KEYS)}; "
-                         f"missing {missing}, unknown {unknown} (check the spelling)")
+        raise TraitError(
+            f"{source}: expected exactly the keys {list(_KEYS)}; "
+            f"missing {missing}, unknown {unknown} (check the spelling)"
+        )
 
     pairs = data["instruction"]
     if not isinstance(pairs, list) or len(pairs) != N_INSTRUCTIONS:
@@ -126,8 +128,9 @@ def parse_artifact(data: Any, *, name: str, source: Any = "<artifact>") -> Trait
     for i, pair in enumerate(pairs):
         if not isinstance(pair, dict) or set(pair) != {"pos", "neg"}:
             raise _fail(source, f"instruction[{i}]", "an object with exactly the keys 'pos' and 'neg'", pair)
-        instructions.append((_text(pair["pos"], source, f"instruction[{i}].pos"),
-                             _text(pair["neg"], source, f"instruction[{i}].neg")))
+        instructions.append(
+            (_text(pair["pos"], source, f"instruction[{i}].pos"), _text(pair["neg"], source, f"instruction[{i}].neg"))
+        )
 
     questions = data["questions"]
     if not isinstance(questions, list) or not questions:
@@ -146,10 +149,16 @@ def parse_artifact(data: Any, *, name: str, source: Any = "<artifact>") -> Trait
     except ValueError as e:
         raise _fail(source, "eval_prompt", f"a valid format template (double literal braces as {{{{ }}}}): {e}") from e
     if fields != PLACEHOLDERS:
-        raise _fail(source, "eval_prompt", "exactly the placeholders {question} and {answer}",
-                    f"placeholders {sorted(fields)}")
-    return Trait(name=name, judge_column=base_trait(name), instructions=instructions,
-                 questions=list(questions), eval_prompt=prompt)
+        raise _fail(
+            source, "eval_prompt", "exactly the placeholders {question} and {answer}", f"placeholders {sorted(fields)}"
+        )
+    return Trait(
+        name=name,
+        judge_column=base_trait(name),
+        instructions=instructions,
+        questions=list(questions),
+        eval_prompt=prompt,
+    )
 
 
 def normalize_question(question: str) -> str:
@@ -184,8 +193,7 @@ def available_traits(data_dir: str | Path | None = None, version: str = "extract
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-def load_trait(name_or_path: str, version: Version = "extract",
-               data_dir: str | Path | None = None) -> Trait:
+def load_trait(name_or_path: str, version: Version = "extract", data_dir: str | Path | None = None) -> Trait:
     """Load a trait by name (from the library) or from a path to a `.json` artifact."""
     given = str(name_or_path)
     if given.endswith(".json") or "/" in given or "\\" in given:
@@ -199,9 +207,11 @@ def load_trait(name_or_path: str, version: Version = "extract",
         path = folder / f"{given}.json"
         if not path.is_file():
             known = available_traits(data_dir, version)
-            raise TraitError(f"no {version} artifact for trait {given!r}: {path} does not exist. "
-                             f"Available: {', '.join(known) or 'none'}. "
-                             "Create it with data_generation/generate_trait.py or pass a path to a .json file.")
+            raise TraitError(
+                f"no {version} artifact for trait {given!r}: {path} does not exist. "
+                f"Available: {', '.join(known) or 'none'}. "
+                "Create it with data_generation/generate_trait.py or pass a path to a .json file."
+            )
     trait = parse_artifact(read_json(path), name=path.stem, source=path)
     trait.source = path
     return trait
@@ -252,8 +262,9 @@ def check_library(data_dir: str | Path) -> tuple[list[TraitReport], list[str]]:
     if not names:
         general.append(f"{data_dir}: no artifacts in trait_data_extract/ or trait_data_eval/")
     for name in sorted(set(definitions) - set(names)):
-        general.append(f"{name}: defined in {DEFINITIONS_FILE} but has no artifact "
-                       "(run data_generation/generate_trait.py)")
+        general.append(
+            f"{name}: defined in {DEFINITIONS_FILE} but has no artifact (run data_generation/generate_trait.py)"
+        )
 
     loaded: dict[tuple[str, str], Trait] = {}
     reports = []
@@ -270,7 +281,8 @@ def check_library(data_dir: str | Path) -> tuple[list[TraitReport], list[str]]:
             report.questions[version] = len(trait.questions)
             if len(trait.questions) != N_QUESTIONS:
                 report.problems.append(
-                    f"{trait.source}: expected {N_QUESTIONS} questions, found {len(trait.questions)}")
+                    f"{trait.source}: expected {N_QUESTIONS} questions, found {len(trait.questions)}"
+                )
         if definitions and name not in definitions:
             report.problems.append(f"{name}: no definition in {DEFINITIONS_FILE}")
         reports.append(report)
@@ -284,12 +296,14 @@ def _check_pair_and_variant(report: TraitReport, loaded: dict[tuple[str, str], T
     name, base = report.name, report.judge_column
     extract, evaluate = loaded.get((name, "extract")), loaded.get((name, "eval"))
     if extract and evaluate:
-        shared = ({normalize_question(q) for q in extract.questions}
-                  & {normalize_question(q) for q in evaluate.questions})
+        shared = {normalize_question(q) for q in extract.questions} & {
+            normalize_question(q) for q in evaluate.questions
+        }
         report.disjoint = not shared
         if shared:
-            report.problems.append(f"{name}: {len(shared)} question(s) in both extract and eval, "
-                                   f"e.g. {sorted(shared)[0]!r}")
+            report.problems.append(
+                f"{name}: {len(shared)} question(s) in both extract and eval, e.g. {sorted(shared)[0]!r}"
+            )
     if base == name:
         return
     for version in VERSIONS:
@@ -304,21 +318,34 @@ def _check_pair_and_variant(report: TraitReport, loaded: dict[tuple[str, str], T
         if variant.eval_prompt != parent.eval_prompt:
             report.problems.append(f"{variant.source}: eval_prompt differs from {parent.source} (variants share it)")
         if variant.instructions == parent.instructions:
-            report.problems.append(f"{variant.source}: instruction pairs are copied from {base}; "
-                                   "write them from the variant's own definition")
+            report.problems.append(
+                f"{variant.source}: instruction pairs are copied from {base}; "
+                "write them from the variant's own definition"
+            )
 
 
 def format_table(reports: Sequence[TraitReport]) -> str:
     """A plain-text table: trait, judge column, pairs, question counts, disjointness, variants, status."""
-    variants = {r.name: sorted(v.name for v in reports if v.judge_column == r.name and v.name != r.name)
-                for r in reports}
+    variants = {
+        r.name: sorted(v.name for v in reports if v.judge_column == r.name and v.name != r.name) for r in reports
+    }
     header = ("trait", "judge", "pairs", "extract_q", "eval_q", "disjoint", "variants", "status")
     rows = [header]
     for r in reports:
         q = r.questions
         disjoint = {True: "yes", False: "NO", None: "-"}[r.disjoint]
-        rows.append((r.name, r.judge_column, str(r.pairs), str(q.get("extract", "-")), str(q.get("eval", "-")),
-                     disjoint, ",".join(variants[r.name]) or "-", "ok" if not r.problems else "FAIL"))
+        rows.append(
+            (
+                r.name,
+                r.judge_column,
+                str(r.pairs),
+                str(q.get("extract", "-")),
+                str(q.get("eval", "-")),
+                disjoint,
+                ",".join(variants[r.name]) or "-",
+                "ok" if not r.problems else "FAIL",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VECTOR_KINDS = ("prompt_avg", "response_avg", "prompt_last")
-LAYER_CONVENTION = ("row L = hidden_states[L]: row 0 = embedding output, row L = output of decoder block L "
-                    "(the last row after the model's final norm)")
+LAYER_CONVENTION = (
+    "row L = hidden_states[L]: row 0 = embedding output, row L = output of decoder block L "
+    "(the last row after the model's final norm)"
+)
 _FILE_NAME = re.compile(r"(?P<trait>.+)_(?P<kind>" + "|".join(VECTOR_KINDS) + r")_diff\.pt")
 
 
@@ -61,29 +63,36 @@ def load_vector(path: str | os.PathLike) -> Tensor:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a pickle with code in it, a truncated or non-torch file
-        raise VectorFileError(f"{path} is not a readable tensor file ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'}); "
-                              "pass a .pt file written by generate_vec.py") from err
+        raise VectorFileError(
+            f"{path} is not a readable tensor file ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'}); "
+            "pass a .pt file written by generate_vec.py"
+        ) from err
     if isinstance(obj, dict):
         if "vector" not in obj:
             raise VectorFileError(f"{path}: dict without a 'vector' entry (keys: {sorted(obj)})")
         obj = obj["vector"]
     if not isinstance(obj, Tensor) or obj.dim() not in (1, 2):
-        raise VectorFileError(f"{path}: expected a [num_layers+1, hidden] tensor, got "
-                              f"{type(obj).__name__} {tuple(getattr(obj, 'shape', ()))}")
+        raise VectorFileError(
+            f"{path}: expected a [num_layers+1, hidden] tensor, got "
+            f"{type(obj).__name__} {tuple(getattr(obj, 'shape', ()))}"
+        )
     return obj.float()
 
 
-def vector_at_layer(vector: Tensor, layer: int, *, num_layers: int, hidden_size: int,
-                    source: str = "vector") -> Tensor:
+def vector_at_layer(vector: Tensor, layer: int, *, num_layers: int, hidden_size: int, source: str = "vector") -> Tensor:
     """Row `layer` of a `[num_layers+1, hidden]` vector (a 1-D vector is used as is), checked."""
     if not 0 <= layer <= num_layers:
-        raise VectorShapeError(f"layer {layer} is out of range: the model has layers 0..{num_layers} "
-                               f"(0 = embeddings, L = output of decoder block L)")
+        raise VectorShapeError(
+            f"layer {layer} is out of range: the model has layers 0..{num_layers} "
+            f"(0 = embeddings, L = output of decoder block L)"
+        )
     if vector.dim() == 2:
         if vector.shape[0] != num_layers + 1 or vector.shape[1] != hidden_size:
-            raise VectorShapeError(f"{source} has shape {tuple(vector.shape)} but the model needs "
-                                   f"[{num_layers + 1}, {hidden_size}] (num_layers+1, hidden)")
+            raise VectorShapeError(
+                f"{source} has shape {tuple(vector.shape)} but the model needs "
+                f"[{num_layers + 1}, {hidden_size}] (num_layers+1, hidden)"
+            )
         vector = vector[layer]
     elif vector.shape[0] != hidden_size:
         raise VectorShapeError(f"{source} has size {vector.shape[0]} but the model's hidden size is {hidden_size}")
@@ -121,8 +130,10 @@ class PersonaVector:
 
     def __post_init__(self) -> None:
         if not isinstance(self.tensor, Tensor) or self.tensor.dim() not in (1, 2):
-            raise VectorShapeError(f"a persona vector is a [num_layers+1, hidden] tensor, got "
-                                   f"{type(self.tensor).__name__} {tuple(getattr(self.tensor, 'shape', ()))}")
+            raise VectorShapeError(
+                f"a persona vector is a [num_layers+1, hidden] tensor, got "
+                f"{type(self.tensor).__name__} {tuple(getattr(self.tensor, 'shape', ()))}"
+            )
 
     # --- files ---------------------------------------------------------------------------
     @classmethod
@@ -140,9 +151,15 @@ class PersonaVector:
             meta = {}
         rest = {k: v for k, v in meta.items() if k not in ("model", "trait", "judge", "layer_convention")}
         assert match is not None  # metadata_path found a match
-        return cls(tensor, model=meta.get("model"), trait=meta.get("trait", match["trait"]), kind=match["kind"],
-                   judge=meta.get("judge", meta.get("judge_column")),
-                   layer_convention=meta.get("layer_convention", LAYER_CONVENTION), meta=rest)
+        return cls(
+            tensor,
+            model=meta.get("model"),
+            trait=meta.get("trait", match["trait"]),
+            kind=match["kind"],
+            judge=meta.get("judge", meta.get("judge_column")),
+            layer_convention=meta.get("layer_convention", LAYER_CONVENTION),
+            meta=rest,
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the bare tensor and merge this vector's metadata into `<trait>_vectors.json` (atomically)."""
@@ -153,9 +170,19 @@ class PersonaVector:
             meta_file = path.with_suffix(".json")
         existing = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
         files = {**existing.get("files", {}), **({self.kind: path.name} if self.kind else {})}
-        write_json(meta_file, {**existing, **self.meta, "model": self.model, "trait": self.trait,
-                               "judge": self.judge, "layer_convention": self.layer_convention,
-                               "shape": list(self.tensor.shape), "files": files})
+        write_json(
+            meta_file,
+            {
+                **existing,
+                **self.meta,
+                "model": self.model,
+                "trait": self.trait,
+                "judge": self.judge,
+                "layer_convention": self.layer_convention,
+                "shape": list(self.tensor.shape),
+                "files": files,
+            },
+        )
         return meta_file
 
     # --- shape and layers ----------------------------------------------------------------
@@ -196,16 +223,20 @@ class PersonaVector:
             if other.shape != self.shape:
                 raise VectorShapeError(f"cannot {op} vectors of shapes {tuple(self.shape)} and {tuple(other.shape)}")
             if self.model and other.model and self.model != other.model:
-                warnings.warn(f"combining vectors of different models ({self.model!r} and {other.model!r})",
-                              stacklevel=3)
+                warnings.warn(
+                    f"combining vectors of different models ({self.model!r} and {other.model!r})", stacklevel=3
+                )
             rhs: Tensor | float = other.tensor
         elif isinstance(other, int | float):
             rhs = float(other)
         else:
             return NotImplemented
         ops: dict[str, Callable[[Tensor, Tensor | float], Tensor]] = {
-            "add": lambda a, b: a + b, "subtract": lambda a, b: a - b,
-            "multiply": lambda a, b: a * b, "divide": lambda a, b: a / b}
+            "add": lambda a, b: a + b,
+            "subtract": lambda a, b: a - b,
+            "multiply": lambda a, b: a * b,
+            "divide": lambda a, b: a / b,
+        }
         return replace(self, tensor=ops[op](self.tensor, rhs), meta=dict(self.meta))
 
     def __add__(self, other: object) -> PersonaVector:
@@ -230,24 +261,35 @@ class PersonaVector:
         return replace(self, tensor=-self.tensor, meta=dict(self.meta))
 
     # --- steering ------------------------------------------------------------------------
-    def steer(self, layer: int, coef: float | Tensor = 1.0, positions: Positions = "response",
-              op: Op = "add") -> Steer:
+    def steer(self, layer: int, coef: float | Tensor = 1.0, positions: Positions = "response", op: Op = "add") -> Steer:
         """This vector as one `Steer` (add `coef * v[layer]`, or ablate its direction)."""
         from persona.steering import Steer
 
         return Steer(self, layer=layer, coef=coef, positions=positions, op=op)
 
     @contextlib.contextmanager
-    def apply(self, model: nn.Module, layer: int, coef: float | Tensor = 1.0, positions: Positions = "response",
-              op: Op = "add") -> Iterator[None]:
+    def apply(
+        self,
+        model: nn.Module,
+        layer: int,
+        coef: float | Tensor = 1.0,
+        positions: Positions = "response",
+        op: Op = "add",
+    ) -> Iterator[None]:
         """Steer `model` inside the `with` block; the hooks are removed on exit, whatever happens."""
         from persona.steering import steering
 
         with steering(_unwrap(model), [self.steer(layer, coef, positions, op)]):
             yield
 
-    def attach(self, model: nn.Module, layer: int, coef: float | Tensor = 1.0, positions: Positions = "response",
-               op: Op = "add") -> SteeringHandle:
+    def attach(
+        self,
+        model: nn.Module,
+        layer: int,
+        coef: float | Tensor = 1.0,
+        positions: Positions = "response",
+        op: Op = "add",
+    ) -> SteeringHandle:
         """Steer `model` until `handle.remove()` (for notebooks, where a `with` block is awkward)."""
         return SteeringHandle(self.apply(model, layer, coef, positions, op))
 

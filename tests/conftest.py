@@ -41,11 +41,17 @@ def build_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(_CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
     fast.chat_template = CHATML_TEMPLATE
     return fast
 
@@ -61,13 +67,24 @@ def build_model(family: str, vocab_size: int, layers: int = 3):
     """
     from transformers import AutoModelForCausalLM, GemmaConfig, LlamaConfig, MistralConfig, Qwen2Config
 
-    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                  bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    configs = {"llama": lambda: LlamaConfig(**common),
-               "qwen": lambda: Qwen2Config(**common, tie_word_embeddings=True),
-               "gemma": lambda: GemmaConfig(**common, head_dim=16),
-               "mistral": lambda: MistralConfig(**common, sliding_window=None)}
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    configs = {
+        "llama": lambda: LlamaConfig(**common),
+        "qwen": lambda: Qwen2Config(**common, tie_word_embeddings=True),
+        "gemma": lambda: GemmaConfig(**common, head_dim=16),
+        "mistral": lambda: MistralConfig(**common, sliding_window=None),
+    }
     config = configs[family]()
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config).eval()

@@ -91,8 +91,10 @@ class FakeServer:
         else:
             top = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in out.items()]
             first = top[0]["token"]
-            choice.update(message={"role": "assistant", "content": first},
-                          logprobs={"content": [{**top[0], "top_logprobs": top}], "refusal": None})
+            choice.update(
+                message={"role": "assistant", "content": first},
+                logprobs={"content": [{**top[0], "top_logprobs": top}], "refusal": None},
+            )
         return {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
 
     def close(self) -> None:

@@ -8,14 +8,18 @@ from persona.models import decoder_layers
 from persona.vectors import VECTOR_KINDS
 
 QUESTIONS = ["What is the capital of France?", "Hi", "How should I treat my neighbours? Be honest and kind, please."]
-ANSWERS = ["The capital of France is Paris.",
-           "I think the answer is yes, but it depends on the details of the situation. Numbers: 1 2 3 4 5",
-           "Treat them with respect and care."]
+ANSWERS = [
+    "The capital of France is Paris.",
+    "I think the answer is yes, but it depends on the details of the situation. Numbers: 1 2 3 4 5",
+    "Treat them with respect and care.",
+]
 
 
 def chat(tokenizer, questions):
-    return [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-            for q in questions]
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in questions
+    ]
 
 
 def naive(model, tokenizer, prompt, answer, n_prompt=None):
@@ -25,9 +29,11 @@ def naive(model, tokenizer, prompt, answer, n_prompt=None):
         n_prompt = len(tokenizer(prompt, add_special_tokens=False).input_ids)
     with torch.no_grad():
         hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
-    return {"prompt_avg": torch.stack([h[0, :n_prompt].mean(0) for h in hidden]),
-            "response_avg": torch.stack([h[0, n_prompt:].mean(0) for h in hidden]),
-            "prompt_last": torch.stack([h[0, n_prompt - 1] for h in hidden])}
+    return {
+        "prompt_avg": torch.stack([h[0, :n_prompt].mean(0) for h in hidden]),
+        "response_avg": torch.stack([h[0, n_prompt:].mean(0) for h in hidden]),
+        "prompt_last": torch.stack([h[0, n_prompt - 1] for h in hidden]),
+    }
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
@@ -59,17 +65,24 @@ def test_mean_reduction_equals_mean_of_naive_samples(tiny_lm):
     per_sample = [naive(tiny_lm.model, tiny_lm.tokenizer, p, a) for p, a in zip(prompts, ANSWERS)]
     for kind in VECTOR_KINDS:
         assert means[kind].shape == (tiny_lm.num_layers + 1, tiny_lm.hidden_size)
-        torch.testing.assert_close(means[kind], torch.stack([s[kind] for s in per_sample]).mean(0),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            means[kind], torch.stack([s[kind] for s in per_sample]).mean(0), atol=1e-5, rtol=1e-5
+        )
     assert means.counts == {kind: 3 for kind in VECTOR_KINDS}
 
 
 def test_only_needed_blocks_run_and_never_the_lm_head(tiny_lm):
     calls = {}
     blocks = decoder_layers(tiny_lm.model)
-    handles = [m.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
-               for name, m in [("block0", blocks[0]), ("block1", blocks[1]), ("block2", blocks[2]),
-                               ("lm_head", tiny_lm.model.lm_head)]]
+    handles = [
+        m.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+        for name, m in [
+            ("block0", blocks[0]),
+            ("block1", blocks[1]),
+            ("block2", blocks[2]),
+            ("lm_head", tiny_lm.model.lm_head),
+        ]
+    ]
     try:
         prompts = chat(tiny_lm.tokenizer, QUESTIONS)
         acts = capture(tiny_lm, prompts, ANSWERS, layers=[2, 1], batch_size=8, progress=False)
@@ -89,7 +102,7 @@ def test_seam_merge_gives_answer_text_to_the_response(tiny_lm):
     answer = "ris."
     alone = tok(prompt, add_special_tokens=False).input_ids
     joint = tok(prompt + answer, add_special_tokens=False).input_ids
-    assert joint[:len(alone)] != alone, "precondition: this tokenizer merges across the seam"
+    assert joint[: len(alone)] != alone, "precondition: this tokenizer merges across the seam"
     k = next(i for i, (x, y) in enumerate(zip(joint, alone)) if x != y)
     assert [e.n_prompt for e in encode_pairs(tok, [prompt], [answer])] == [k]
 
@@ -105,8 +118,9 @@ def test_seam_merge_gives_answer_text_to_the_response(tiny_lm):
 def test_no_merge_prompt_part_is_the_prompts_own_tokens(tiny_tokenizer):
     prompts = chat(tiny_tokenizer, QUESTIONS)
     encoded = encode_pairs(tiny_tokenizer, prompts, ANSWERS)
-    assert [e.n_prompt for e in encoded] == [len(tiny_tokenizer(p, add_special_tokens=False).input_ids)
-                                             for p in prompts]
+    assert [e.n_prompt for e in encoded] == [
+        len(tiny_tokenizer(p, add_special_tokens=False).input_ids) for p in prompts
+    ]
 
 
 def test_missing_answers_give_nan_responses_not_a_crash(tiny_lm):
@@ -128,13 +142,13 @@ def test_peft_wrapped_model_matches_naive_loop(tiny_lm):
     from peft import LoraConfig, get_peft_model
 
     prompts = chat(tiny_lm.tokenizer, QUESTIONS)
-    wrapped = get_peft_model(tiny_lm.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                       init_lora_weights=False))
+    wrapped = get_peft_model(
+        tiny_lm.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     lm = type(tiny_lm)(wrapped, tiny_lm.tokenizer, "peft", tiny_lm.num_layers, tiny_lm.hidden_size)
     acts = capture(lm, prompts, ANSWERS, layers=[1, 3], progress=False)
     expected = naive(wrapped, tiny_lm.tokenizer, prompts[1], ANSWERS[1])
-    torch.testing.assert_close(acts.at_layer("response_avg", 3)[1], expected["response_avg"][3],
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(acts.at_layer("response_avg", 3)[1], expected["response_avg"][3], atol=1e-5, rtol=1e-5)
 
 
 def test_bad_layers_and_lengths_are_clear_errors(tiny_lm):

@@ -92,8 +92,12 @@ def test_pca_2d_recovers_a_planar_configuration():
 
 def test_claim_checks():
     v = torch.zeros(3, 4)
-    vectors = {"a": v + torch.tensor([1.0, 0, 0, 0]), "b": v + torch.tensor([0, 1.0, 0, 0]),
-               "c": v + torch.tensor([0.1, 0, 1.0, 0]), "anti_a": v + torch.tensor([-1.0, 0.2, 0, 0])}
+    vectors = {
+        "a": v + torch.tensor([1.0, 0, 0, 0]),
+        "b": v + torch.tensor([0, 1.0, 0, 0]),
+        "c": v + torch.tensor([0.1, 0, 1.0, 0]),
+        "anti_a": v + torch.tensor([-1.0, 0.2, 0, 0]),
+    }
     cos = cosine_table(vectors, 1)
     ortho = check_orthogonal(cos, ["a", "b", "c"], threshold=0.2)
     assert ortho.holds and ortho.max_abs == pytest.approx(0.1 / math.sqrt(1.01))
@@ -119,12 +123,17 @@ def test_load_vectors_refuses_shapes_and_models(tmp_path):
 def test_vector_files_and_variants(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no files matching \{trait\}_response_avg_diff.pt"):
         vector_files(tmp_path)
-    assert variant_names("anxious", ["anxious_10", "anxious_2", "anxious", "anxiousness", "calm"]) == \
-        ["anxious", "anxious_2", "anxious_10"]
+    assert variant_names("anxious", ["anxious_10", "anxious_2", "anxious", "anxiousness", "calm"]) == [
+        "anxious",
+        "anxious_2",
+        "anxious_10",
+    ]
 
 
-@pytest.mark.parametrize("trait,kind,layer,coef", [("evil", "response", 20, 1.5), ("anxious_2", "all", 0, -2.0),
-                                                   ("a_steer_b", "prompt", 3, 1e-05)])
+@pytest.mark.parametrize(
+    "trait,kind,layer,coef",
+    [("evil", "response", 20, 1.5), ("anxious_2", "all", 0, -2.0), ("a_steer_b", "prompt", 3, 1e-05)],
+)
 def test_sweep_names_round_trip(trait, kind, layer, coef):
     assert parse_sweep_name(sweep_filename(trait, kind, layer, coef)) == (trait, kind, layer, coef)
 
@@ -137,9 +146,17 @@ def test_sweep_name_rejects_other_files_and_reads_original_names():
 
 def _eval_csv(path, column: str, scores, coherence, extra: dict | None = None):
     n = len(scores)
-    df = pd.DataFrame({"question": ["q"] * n, "prompt": ["p"] * n, "answer": ["a"] * n,
-                       "question_id": [f"q_{i}" for i in range(n)], column: scores, "coherence": coherence,
-                       **(extra or {})})
+    df = pd.DataFrame(
+        {
+            "question": ["q"] * n,
+            "prompt": ["p"] * n,
+            "answer": ["a"] * n,
+            "question_id": [f"q_{i}" for i in range(n)],
+            column: scores,
+            "coherence": coherence,
+            **(extra or {}),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False)
 
@@ -180,8 +197,13 @@ def test_load_projection_eval(tmp_path):
 def test_cross_persona_effects_and_table(tmp_path):
     def write(trait_a, step, judged, score, shift):
         col = column_name(f"{trait_a}_run/checkpoint-{step}", f"{judged}_response_avg_diff.pt", "proj", 20, True)
-        _eval_csv(tmp_path / f"{trait_a}_projection_eval" / f"checkpoint-{step}_{judged}.csv", judged,
-                  [score, score], [90, 90], {col: [shift, shift]})
+        _eval_csv(
+            tmp_path / f"{trait_a}_projection_eval" / f"checkpoint-{step}_{judged}.csv",
+            judged,
+            [score, score],
+            [90, 90],
+            {col: [shift, shift]},
+        )
 
     # finetuned on evil: evil 10 -> 70 (+60), humorous 20 -> 50 (+30); shifts 4 along v_evil, 1 along v_humorous
     write("evil", 0, "evil", 10, 0.0)
@@ -200,8 +222,9 @@ def test_cross_persona_effects_and_table(tmp_path):
 def test_cross_persona_uses_baseline_without_checkpoint_0(tmp_path):
     _eval_csv(tmp_path / "evil_projection_eval" / "checkpoint-5_evil.csv", "evil", [60, 80], [90, 90])
     _eval_csv(tmp_path / "base" / "evil_baseline.csv", "evil", [10, 10], [90, 90])
-    effects = load_finetuning_effects({"evil": tmp_path / "evil_projection_eval"}, layer=20,
-                                      baseline_dir=tmp_path / "base")
+    effects = load_finetuning_effects(
+        {"evil": tmp_path / "evil_projection_eval"}, layer=20, baseline_dir=tmp_path / "base"
+    )
     assert effects["delta"].tolist() == [60.0] and math.isnan(effects["shift"].iloc[0])
 
 
@@ -217,16 +240,22 @@ def test_linearity_cells_add_zero_and_combine_steers():
 
 def test_additivity_residual_is_zero_on_an_additive_table():
     # S(a, b) = 40 + 3a - 2b exactly: every residual is 0, whatever the grid
-    grid = pd.DataFrame([{"a": a, "b": b, "evil": 40 + 3 * a - 2 * b}
-                         for a in (0.0, 1.0, 2.0) for b in (0.0, -1.0, 1.5)])
+    grid = pd.DataFrame(
+        [{"a": a, "b": b, "evil": 40 + 3 * a - 2 * b} for a in (0.0, 1.0, 2.0) for b in (0.0, -1.0, 1.5)]
+    )
     table = additivity(grid, ["evil"])
     assert len(table) == 4 and (table["residual"] == 0.0).all()
     assert table.set_index(["a", "b"]).loc[(2.0, 1.5), "effect"] == pytest.approx(3 * 2 - 2 * 1.5)
 
 
 def test_additivity_residual_by_hand_and_gaps():
-    grid = pd.DataFrame({"a": [0.0, 0.0, 1.0, 1.0, 2.0, 2.0], "b": [0.0, 1.0, 0.0, 1.0, 0.0, 1.0],
-                         "m": [10.0, 15.0, 30.0, 50.0, 40.0, 100.0]})
+    grid = pd.DataFrame(
+        {
+            "a": [0.0, 0.0, 1.0, 1.0, 2.0, 2.0],
+            "b": [0.0, 1.0, 0.0, 1.0, 0.0, 1.0],
+            "m": [10.0, 15.0, 30.0, 50.0, 40.0, 100.0],
+        }
+    )
     table = additivity(grid.drop(index=4), ["m"])  # (2, 0) missing: the (2, 1) residual is a gap
     res = table.set_index(["a", "b"])["residual"]
     assert res[1.0, 1.0] == pytest.approx(50 - 30 - 15 + 10) and math.isnan(res[2.0, 1.0])
@@ -236,8 +265,11 @@ def test_additivity_residual_by_hand_and_gaps():
 
 
 def test_interference_table():
-    means = {"baseline": {"evil": 10.0, "humorous": 20.0}, "steer_evil": {"evil": 50.0, "humorous": 30.0},
-             "steer_humorous": {"evil": 5.0, "humorous": 60.0}}
+    means = {
+        "baseline": {"evil": 10.0, "humorous": 20.0},
+        "steer_evil": {"evil": 50.0, "humorous": 30.0},
+        "steer_humorous": {"evil": 5.0, "humorous": 60.0},
+    }
     cos = pd.DataFrame([[1.0, 0.3], [0.3, 1.0]], index=["evil", "humorous"], columns=["evil", "humorous"])
     table = interference(means, cos, {"evil": "evil", "humorous": "humorous"}).set_index(["steered", "judged"])
     row = table.loc[("evil", "humorous"), ["delta", "self_delta", "relative", "cos"]]

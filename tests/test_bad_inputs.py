@@ -55,15 +55,25 @@ class Workspace:
 
 
 def _prompt(tokenizer, system: str, question: str) -> str:
-    return tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": question}],
-                                         tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "system", "content": system}, {"role": "user", "content": question}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
 
 
 def _eval_frame(tokenizer, system: str, answers: list[str], scores: list[float]) -> pd.DataFrame:
     questions = [f"Question {i}?" for i in range(len(answers))]
-    return pd.DataFrame({"question": questions, "prompt": [_prompt(tokenizer, system, q) for q in questions],
-                         "answer": answers, "question_id": [f"evil_{i}" for i in range(len(answers))],
-                         "evil": scores, "coherence": [90.0] * len(answers)})
+    return pd.DataFrame(
+        {
+            "question": questions,
+            "prompt": [_prompt(tokenizer, system, q) for q in questions],
+            "answer": answers,
+            "question_id": [f"evil_{i}" for i in range(len(answers))],
+            "evil": scores,
+            "coherence": [90.0] * len(answers),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +91,11 @@ def workspace(tmp_path_factory, tiny_tokenizer) -> Workspace:
     (root / "corrupt.pt").write_bytes(b"this is not a tensor file\n" * 4)
     with open(root / "pickled.pt", "wb") as f:
         pickle.dump(Payload(root / "PAYLOAD_RAN"), f)
-    trait = {"instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
-             "questions": ["How should I treat people?", "What is the capital of France?"],
-             "eval_prompt": "How evil is this? {question} / {answer}\nRespond with a number 0-100."}
+    trait = {
+        "instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
+        "questions": ["How should I treat people?", "What is the capital of France?"],
+        "eval_prompt": "How evil is this? {question} / {answer}\nRespond with a number 0-100.",
+    }
     (root / "evil.json").write_text(json.dumps(trait))
     (root / "malformed.json").write_text('{"instruction": [{"pos": "Be evil.", "neg": ')
     (root / "no_eval_prompt.json").write_text(json.dumps({k: v for k, v in trait.items() if k != "eval_prompt"}))
@@ -91,11 +103,14 @@ def workspace(tmp_path_factory, tiny_tokenizer) -> Workspace:
     answers = ["I will burn it all down.", "Paris, sadly for them.", "Go away."]
     _eval_frame(tiny_tokenizer, "Be evil.", answers, [90, 95, 85]).to_csv(root / "pos.csv", index=False)
     _eval_frame(tiny_tokenizer, "Be kind.", ["Kindly.", "Paris.", "Hello!"], [5, 0, 10]).to_csv(
-        root / "neg.csv", index=False)
+        root / "neg.csv", index=False
+    )
     _eval_frame(tiny_tokenizer, "Be kind.", ["Kindly.", "Paris.", "Hello!"], [95, 90, 99]).to_csv(
-        root / "neg_evil_too.csv", index=False)
+        root / "neg_evil_too.csv", index=False
+    )
     _eval_frame(tiny_tokenizer, "Be evil.", answers, [90, 95, 85]).drop(columns=["prompt", "coherence"]).to_csv(
-        root / "no_prompt.csv", index=False)
+        root / "no_prompt.csv", index=False
+    )
     pd.DataFrame({"text": answers}).to_csv(root / "no_question.csv", index=False)
     (root / "not_a_folder").write_text("a file where a folder is expected\n")
 
@@ -103,19 +118,38 @@ def workspace(tmp_path_factory, tiny_tokenizer) -> Workspace:
     (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = json.loads((REPO / "configs" / "train_demo.json").read_text())
     config.update(model=str(model), training_file=str(root / "train.jsonl"), output_dir=str(root / "ckpt"))
-    for name, change in {"config_unknown_key": {"learning_rat": 1e-4}, "config_string_lr": {"learning_rate": "fast"},
-                         "config_missing_data": {"training_file": str(root / "absent.jsonl")},
-                         "config_bad_layer": {"enable_steering_during_training": True,
-                                              "steering_config": {"steering_vector_path": str(root / "evil.pt"),
-                                                                  "layers": [99], "steering_coef": 1.0}}}.items():
+    for name, change in {
+        "config_unknown_key": {"learning_rat": 1e-4},
+        "config_string_lr": {"learning_rate": "fast"},
+        "config_missing_data": {"training_file": str(root / "absent.jsonl")},
+        "config_bad_layer": {
+            "enable_steering_during_training": True,
+            "steering_config": {"steering_vector_path": str(root / "evil.pt"), "layers": [99], "steering_coef": 1.0},
+        },
+    }.items():
         (root / f"{name}.json").write_text(json.dumps({**config, **change}))
     (root / "config_malformed.json").write_text(json.dumps(config)[:-20])
     return ws
 
 
 def _eval_persona(ws: Workspace, *extra: str) -> list[str]:
-    return ["--model", str(ws.model), "--trait", ws.p("evil.json"), "--output_path", ws.p("out/evil.csv"),
-            "--n_per_question", "1", "--max_tokens", "4", "--judge_model", "likelihood", "--device", "cpu", *extra]
+    return [
+        "--model",
+        str(ws.model),
+        "--trait",
+        ws.p("evil.json"),
+        "--output_path",
+        ws.p("out/evil.csv"),
+        "--n_per_question",
+        "1",
+        "--max_tokens",
+        "4",
+        "--judge_model",
+        "likelihood",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def _steered(ws: Workspace, vector: str = "evil.pt", layer: str = "1", coef: str = "1.0") -> list[str]:
@@ -123,25 +157,75 @@ def _steered(ws: Workspace, vector: str = "evil.pt", layer: str = "1", coef: str
 
 
 def _generate_vec(ws: Workspace, pos: str = "pos.csv", neg: str = "neg.csv", *extra: str) -> list[str]:
-    return ["--model_name", str(ws.model), "--pos_path", ws.p(pos), "--neg_path", ws.p(neg), "--trait", "evil",
-            "--save_dir", ws.p("vectors"), "--device", "cpu", *extra]
+    return [
+        "--model_name",
+        str(ws.model),
+        "--pos_path",
+        ws.p(pos),
+        "--neg_path",
+        ws.p(neg),
+        "--trait",
+        "evil",
+        "--save_dir",
+        ws.p("vectors"),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def _cal_projection(ws: Workspace, vector: str = "evil.pt", layer: str = "1", csv: str = "pos.csv") -> list[str]:
-    return ["--file_path", ws.p(csv), "--vector_path_list", ws.p(vector), "--layer_list", layer,
-            "--model_name", str(ws.model), "--device", "cpu"]
+    return [
+        "--file_path",
+        ws.p(csv),
+        "--vector_path_list",
+        ws.p(vector),
+        "--layer_list",
+        layer,
+        "--model_name",
+        str(ws.model),
+        "--device",
+        "cpu",
+    ]
 
 
 def _judge(ws: Workspace, csv: str = "pos.csv", trait: str = "evil.json") -> list[str]:
-    return ["--file_path", ws.p(csv), "--trait", ws.p(trait) if trait.endswith(".json") else trait,
-            "--output_path", ws.p("out/judged.csv"), "--model", str(ws.model), "--judge_model", "likelihood",
-            "--device", "cpu"]
+    return [
+        "--file_path",
+        ws.p(csv),
+        "--trait",
+        ws.p(trait) if trait.endswith(".json") else trait,
+        "--output_path",
+        ws.p("out/judged.csv"),
+        "--model",
+        str(ws.model),
+        "--judge_model",
+        "likelihood",
+        "--device",
+        "cpu",
+    ]
 
 
 def _finetune_data(ws: Workspace, *extra: str) -> list[str]:
-    return ["--trait", ws.p("evil.json"), "--backend", "local", "--model", str(ws.model),
-            "--output-dir", ws.p("out/dataset"), "--n-questions-per-domain", "1", "--domains", "cooking",
-            "--max-new-tokens", "4", "--device", "cpu", *extra]
+    return [
+        "--trait",
+        ws.p("evil.json"),
+        "--backend",
+        "local",
+        "--model",
+        str(ws.model),
+        "--output-dir",
+        ws.p("out/dataset"),
+        "--n-questions-per-domain",
+        "1",
+        "--domains",
+        "cooking",
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def _main(module: str) -> Callable[[list[str]], int]:
@@ -171,91 +255,247 @@ class Case:
 
 CASES = [
     # eval.eval_persona
-    Case("eval wrong vector size", "eval.eval_persona", lambda w: _steered(w, "small.pt"),
-         lambda w: w.p("small.pt"), "hidden"),
+    Case(
+        "eval wrong vector size",
+        "eval.eval_persona",
+        lambda w: _steered(w, "small.pt"),
+        lambda w: w.p("small.pt"),
+        "hidden",
+    ),
     Case("eval layer out of range", "eval.eval_persona", lambda w: _steered(w, layer="99"), lambda w: "99", "layer"),
     Case("eval negative layer", "eval.eval_persona", lambda w: _steered(w, layer="-1"), lambda w: "-1", "layer"),
-    Case("eval non-numeric coef", "eval.eval_persona", lambda w: _steered(w, coef="strong"),
-         lambda w: "--coef", "strong"),
-    Case("eval negative n_per_question", "eval.eval_persona", lambda w: _eval_persona(w, "--n_per_question", "-2"),
-         lambda w: "--n_per_question", "1"),
-    Case("eval corrupt vector", "eval.eval_persona", lambda w: _steered(w, "corrupt.pt"),
-         lambda w: w.p("corrupt.pt"), "generate_vec"),
-    Case("eval pickled vector", "eval.eval_persona", lambda w: _steered(w, "pickled.pt"),
-         lambda w: w.p("pickled.pt"), "generate_vec"),
-    Case("eval missing vector", "eval.eval_persona", lambda w: _steered(w, "absent.pt"),
-         lambda w: w.p("absent.pt"), "exist"),
-    Case("eval unknown trait", "eval.eval_persona",
-         lambda w: [*_eval_persona(w)[:2], "--trait", "no_such_trait", *_eval_persona(w)[4:]],
-         lambda w: "no_such_trait", "generate_trait"),
-    Case("eval malformed trait json", "eval.eval_persona",
-         lambda w: [*_eval_persona(w)[:2], "--trait", w.p("malformed.json"), *_eval_persona(w)[4:]],
-         lambda w: w.p("malformed.json"), "JSON"),
-    Case("eval model path does not exist", "eval.eval_persona",
-         lambda w: ["--model", w.p("no_model_here"), *_eval_persona(w)[2:]], lambda w: w.p("no_model_here"), "model"),
-    Case("eval unwritable output folder", "eval.eval_persona",
-         lambda w: [*_eval_persona(w)[:4], "--output_path", w.p("not_a_folder/evil.csv"), *_eval_persona(w)[6:]],
-         lambda w: "not_a_folder", "writable"),
+    Case(
+        "eval non-numeric coef", "eval.eval_persona", lambda w: _steered(w, coef="strong"), lambda w: "--coef", "strong"
+    ),
+    Case(
+        "eval negative n_per_question",
+        "eval.eval_persona",
+        lambda w: _eval_persona(w, "--n_per_question", "-2"),
+        lambda w: "--n_per_question",
+        "1",
+    ),
+    Case(
+        "eval corrupt vector",
+        "eval.eval_persona",
+        lambda w: _steered(w, "corrupt.pt"),
+        lambda w: w.p("corrupt.pt"),
+        "generate_vec",
+    ),
+    Case(
+        "eval pickled vector",
+        "eval.eval_persona",
+        lambda w: _steered(w, "pickled.pt"),
+        lambda w: w.p("pickled.pt"),
+        "generate_vec",
+    ),
+    Case(
+        "eval missing vector",
+        "eval.eval_persona",
+        lambda w: _steered(w, "absent.pt"),
+        lambda w: w.p("absent.pt"),
+        "exist",
+    ),
+    Case(
+        "eval unknown trait",
+        "eval.eval_persona",
+        lambda w: [*_eval_persona(w)[:2], "--trait", "no_such_trait", *_eval_persona(w)[4:]],
+        lambda w: "no_such_trait",
+        "generate_trait",
+    ),
+    Case(
+        "eval malformed trait json",
+        "eval.eval_persona",
+        lambda w: [*_eval_persona(w)[:2], "--trait", w.p("malformed.json"), *_eval_persona(w)[4:]],
+        lambda w: w.p("malformed.json"),
+        "JSON",
+    ),
+    Case(
+        "eval model path does not exist",
+        "eval.eval_persona",
+        lambda w: ["--model", w.p("no_model_here"), *_eval_persona(w)[2:]],
+        lambda w: w.p("no_model_here"),
+        "model",
+    ),
+    Case(
+        "eval unwritable output folder",
+        "eval.eval_persona",
+        lambda w: [*_eval_persona(w)[:4], "--output_path", w.p("not_a_folder/evil.csv"), *_eval_persona(w)[6:]],
+        lambda w: "not_a_folder",
+        "writable",
+    ),
     Case("eval disk full", "eval.eval_persona", _eval_persona, lambda w: "evil", "space", errno.ENOSPC),
     Case("eval read-only disk", "eval.eval_persona", _eval_persona, lambda w: "evil", "writable", errno.EROFS),
     # generate_vec
-    Case("vec missing csv columns", "generate_vec", lambda w: _generate_vec(w, "no_prompt.csv"),
-         lambda w: w.p("no_prompt.csv"), "eval_persona"),
-    Case("vec missing csv", "generate_vec", lambda w: _generate_vec(w, "absent.csv"), lambda w: w.p("absent.csv"),
-         "path"),
-    Case("vec empty effective set", "generate_vec", lambda w: _generate_vec(w, neg="neg_evil_too.csv"),
-         lambda w: "evil", "threshold"),
-    Case("vec unknown trait column", "generate_vec",
-         lambda w: [*_generate_vec(w)[:6], "--trait", "kind", *_generate_vec(w)[8:]], lambda w: "kind", "expected"),
-    Case("vec model path does not exist", "generate_vec",
-         lambda w: ["--model_name", w.p("no_model_here"), *_generate_vec(w)[2:]], lambda w: w.p("no_model_here"),
-         "model"),
-    Case("vec unwritable save_dir", "generate_vec",
-         lambda w: [*_generate_vec(w)[:8], "--save_dir", w.p("not_a_folder/vectors"), *_generate_vec(w)[10:]],
-         lambda w: "not_a_folder", "writable"),
+    Case(
+        "vec missing csv columns",
+        "generate_vec",
+        lambda w: _generate_vec(w, "no_prompt.csv"),
+        lambda w: w.p("no_prompt.csv"),
+        "eval_persona",
+    ),
+    Case(
+        "vec missing csv", "generate_vec", lambda w: _generate_vec(w, "absent.csv"), lambda w: w.p("absent.csv"), "path"
+    ),
+    Case(
+        "vec empty effective set",
+        "generate_vec",
+        lambda w: _generate_vec(w, neg="neg_evil_too.csv"),
+        lambda w: "evil",
+        "threshold",
+    ),
+    Case(
+        "vec unknown trait column",
+        "generate_vec",
+        lambda w: [*_generate_vec(w)[:6], "--trait", "kind", *_generate_vec(w)[8:]],
+        lambda w: "kind",
+        "expected",
+    ),
+    Case(
+        "vec model path does not exist",
+        "generate_vec",
+        lambda w: ["--model_name", w.p("no_model_here"), *_generate_vec(w)[2:]],
+        lambda w: w.p("no_model_here"),
+        "model",
+    ),
+    Case(
+        "vec unwritable save_dir",
+        "generate_vec",
+        lambda w: [*_generate_vec(w)[:8], "--save_dir", w.p("not_a_folder/vectors"), *_generate_vec(w)[10:]],
+        lambda w: "not_a_folder",
+        "writable",
+    ),
     Case("vec disk full", "generate_vec", _generate_vec, lambda w: "evil", "space", errno.ENOSPC),
     # eval.cal_projection
-    Case("proj wrong vector size", "eval.cal_projection", lambda w: _cal_projection(w, "small.pt"),
-         lambda w: w.p("small.pt"), "hidden"),
-    Case("proj layer out of range", "eval.cal_projection", lambda w: _cal_projection(w, layer="99"),
-         lambda w: "99", "layer"),
-    Case("proj non-numeric layer", "eval.cal_projection", lambda w: _cal_projection(w, layer="last"),
-         lambda w: "--layer_list", "int"),
-    Case("proj corrupt vector", "eval.cal_projection", lambda w: _cal_projection(w, "corrupt.pt"),
-         lambda w: w.p("corrupt.pt"), "generate_vec"),
-    Case("proj missing vector", "eval.cal_projection", lambda w: _cal_projection(w, "absent.pt"),
-         lambda w: w.p("absent.pt"), "exist"),
-    Case("proj missing csv columns", "eval.cal_projection", lambda w: _cal_projection(w, csv="no_prompt.csv"),
-         lambda w: w.p("no_prompt.csv"), "eval_persona"),
-    Case("proj model path does not exist", "eval.cal_projection",
-         lambda w: [*_cal_projection(w)[:6], "--model_name", w.p("no_model_here"), "--device", "cpu"],
-         lambda w: w.p("no_model_here"), "model"),
+    Case(
+        "proj wrong vector size",
+        "eval.cal_projection",
+        lambda w: _cal_projection(w, "small.pt"),
+        lambda w: w.p("small.pt"),
+        "hidden",
+    ),
+    Case(
+        "proj layer out of range",
+        "eval.cal_projection",
+        lambda w: _cal_projection(w, layer="99"),
+        lambda w: "99",
+        "layer",
+    ),
+    Case(
+        "proj non-numeric layer",
+        "eval.cal_projection",
+        lambda w: _cal_projection(w, layer="last"),
+        lambda w: "--layer_list",
+        "int",
+    ),
+    Case(
+        "proj corrupt vector",
+        "eval.cal_projection",
+        lambda w: _cal_projection(w, "corrupt.pt"),
+        lambda w: w.p("corrupt.pt"),
+        "generate_vec",
+    ),
+    Case(
+        "proj missing vector",
+        "eval.cal_projection",
+        lambda w: _cal_projection(w, "absent.pt"),
+        lambda w: w.p("absent.pt"),
+        "exist",
+    ),
+    Case(
+        "proj missing csv columns",
+        "eval.cal_projection",
+        lambda w: _cal_projection(w, csv="no_prompt.csv"),
+        lambda w: w.p("no_prompt.csv"),
+        "eval_persona",
+    ),
+    Case(
+        "proj model path does not exist",
+        "eval.cal_projection",
+        lambda w: [*_cal_projection(w)[:6], "--model_name", w.p("no_model_here"), "--device", "cpu"],
+        lambda w: w.p("no_model_here"),
+        "model",
+    ),
     Case("proj disk full", "eval.cal_projection", _cal_projection, lambda w: "pos.csv", "space", errno.ENOSPC),
     # training.py
-    Case("train unknown config key", "training", lambda w: [w.p("config_unknown_key.json")],
-         lambda w: "learning_rat", "learning_rate"),
-    Case("train string learning rate", "training", lambda w: [w.p("config_string_lr.json")],
-         lambda w: "learning_rate", "number"),
-    Case("train malformed config json", "training", lambda w: [w.p("config_malformed.json")],
-         lambda w: w.p("config_malformed.json"), "JSON"),
-    Case("train missing training file", "training", lambda w: [w.p("config_missing_data.json")],
-         lambda w: "absent.jsonl", "training_file"),
-    Case("train missing config", "training", lambda w: [w.p("absent_config.json")],
-         lambda w: w.p("absent_config.json"), "exist"),
+    Case(
+        "train unknown config key",
+        "training",
+        lambda w: [w.p("config_unknown_key.json")],
+        lambda w: "learning_rat",
+        "learning_rate",
+    ),
+    Case(
+        "train string learning rate",
+        "training",
+        lambda w: [w.p("config_string_lr.json")],
+        lambda w: "learning_rate",
+        "number",
+    ),
+    Case(
+        "train malformed config json",
+        "training",
+        lambda w: [w.p("config_malformed.json")],
+        lambda w: w.p("config_malformed.json"),
+        "JSON",
+    ),
+    Case(
+        "train missing training file",
+        "training",
+        lambda w: [w.p("config_missing_data.json")],
+        lambda w: "absent.jsonl",
+        "training_file",
+    ),
+    Case(
+        "train missing config",
+        "training",
+        lambda w: [w.p("absent_config.json")],
+        lambda w: w.p("absent_config.json"),
+        "exist",
+    ),
     # eval.judge
-    Case("judge missing csv columns", "eval.judge", lambda w: _judge(w, csv="no_question.csv"),
-         lambda w: w.p("no_question.csv"), "eval_persona"),
-    Case("judge unknown trait", "eval.judge", lambda w: _judge(w, trait="no_such_trait"),
-         lambda w: "no_such_trait", "generate_trait"),
-    Case("judge trait without eval prompt", "eval.judge", lambda w: _judge(w, trait="no_eval_prompt.json"),
-         lambda w: "eval_prompt", "eval_prompt"),
+    Case(
+        "judge missing csv columns",
+        "eval.judge",
+        lambda w: _judge(w, csv="no_question.csv"),
+        lambda w: w.p("no_question.csv"),
+        "eval_persona",
+    ),
+    Case(
+        "judge unknown trait",
+        "eval.judge",
+        lambda w: _judge(w, trait="no_such_trait"),
+        lambda w: "no_such_trait",
+        "generate_trait",
+    ),
+    Case(
+        "judge trait without eval prompt",
+        "eval.judge",
+        lambda w: _judge(w, trait="no_eval_prompt.json"),
+        lambda w: "eval_prompt",
+        "eval_prompt",
+    ),
     # data_generation/generate_finetune_dataset.py
-    Case("finetune unknown trait", "data_generation.generate_finetune_dataset",
-         lambda w: ["--trait", "no_such_trait", *_finetune_data(w)[2:]], lambda w: "no_such_trait", "generate_trait"),
-    Case("finetune unknown domain", "data_generation.generate_finetune_dataset",
-         lambda w: [*_finetune_data(w), "--domains", "astrology"], lambda w: "astrology", "choose"),
-    Case("finetune negative retries", "data_generation.generate_finetune_dataset",
-         lambda w: [*_finetune_data(w), "--retries", "-1"], lambda w: "--retries", ">= 0"),
+    Case(
+        "finetune unknown trait",
+        "data_generation.generate_finetune_dataset",
+        lambda w: ["--trait", "no_such_trait", *_finetune_data(w)[2:]],
+        lambda w: "no_such_trait",
+        "generate_trait",
+    ),
+    Case(
+        "finetune unknown domain",
+        "data_generation.generate_finetune_dataset",
+        lambda w: [*_finetune_data(w), "--domains", "astrology"],
+        lambda w: "astrology",
+        "choose",
+    ),
+    Case(
+        "finetune negative retries",
+        "data_generation.generate_finetune_dataset",
+        lambda w: [*_finetune_data(w), "--retries", "-1"],
+        lambda w: "--retries",
+        ">= 0",
+    ),
 ]
 
 
@@ -270,8 +510,9 @@ def snapshot(root: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gives_one_line_and_writes_nothing(case: Case, workspace: Workspace, offline_env, monkeypatch,
-                                                     capsys):
+def test_bad_input_gives_one_line_and_writes_nothing(
+    case: Case, workspace: Workspace, offline_env, monkeypatch, capsys
+):
     monkeypatch.setattr(sys, "argv", [case.module])  # run_cli reads --verbose from the command line
     if case.disk_error is not None:
         monkeypatch.setattr(persona.io, "atomic_path", _fail_writes(case.disk_error, os.strerror(case.disk_error)))
@@ -308,8 +549,10 @@ def _subprocess(workspace: Workspace, offline_env: Path, *argv: str) -> subproce
 @pytest.mark.slow
 def test_real_processes_print_one_error_line(workspace: Workspace, offline_env):
     before = snapshot(workspace.root)
-    for argv, names in [(["-m", "eval.eval_persona", *_steered(workspace, "corrupt.pt")], workspace.p("corrupt.pt")),
-                        (["training.py", workspace.p("config_string_lr.json")], "learning_rate")]:
+    for argv, names in [
+        (["-m", "eval.eval_persona", *_steered(workspace, "corrupt.pt")], workspace.p("corrupt.pt")),
+        (["training.py", workspace.p("config_string_lr.json")], "learning_rate"),
+    ]:
         done = _subprocess(workspace, offline_env, *argv)
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert done.returncode == 2, done.stderr
@@ -319,23 +562,40 @@ def test_real_processes_print_one_error_line(workspace: Workspace, offline_env):
 
 @pytest.mark.slow
 def test_real_process_with_verbose_shows_the_traceback(workspace: Workspace, offline_env):
-    done = _subprocess(workspace, offline_env, "-m", "eval.eval_persona", *_steered(workspace, "corrupt.pt"),
-                       "--verbose")
+    done = _subprocess(
+        workspace, offline_env, "-m", "eval.eval_persona", *_steered(workspace, "corrupt.pt"), "--verbose"
+    )
     assert done.returncode != 0 and "Traceback" in done.stderr and "corrupt.pt" in done.stderr
 
 
-@pytest.mark.parametrize("error, status, line", [
-    (ValueError("2 validation errors\nlearning_rate\n  bad"), 2, "error: 2 validation errors; learning_rate; bad"),
-    (OSError(errno.ENOSPC, "No space left on device", "/data/x.csv"), 2,
-     "error: no space left on the device writing /data/x.csv: free some space and rerun (finished outputs are kept)"),
-    (PermissionError(errno.EACCES, "Permission denied", "/ro/x.csv"), 2,
-     "error: cannot write /ro/x.csv (Permission denied): choose a writable output folder"),
-    (FileNotFoundError(errno.ENOENT, "No such file or directory", "in.csv"), 2,
-     "error: in.csv does not exist (check the path)"),
-    (RuntimeError("CUDA out of memory"), 1, "error: RuntimeError: CUDA out of memory (rerun with --verbose for the "
-                                            "traceback)"),
-    (KeyboardInterrupt(), 130, "interrupted: rerun the same command to resume (finished outputs are kept)"),
-])
+@pytest.mark.parametrize(
+    "error, status, line",
+    [
+        (ValueError("2 validation errors\nlearning_rate\n  bad"), 2, "error: 2 validation errors; learning_rate; bad"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/data/x.csv"),
+            2,
+            "error: no space left on the device writing /data/x.csv: "
+            "free some space and rerun (finished outputs are kept)",
+        ),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/ro/x.csv"),
+            2,
+            "error: cannot write /ro/x.csv (Permission denied): choose a writable output folder",
+        ),
+        (
+            FileNotFoundError(errno.ENOENT, "No such file or directory", "in.csv"),
+            2,
+            "error: in.csv does not exist (check the path)",
+        ),
+        (
+            RuntimeError("CUDA out of memory"),
+            1,
+            "error: RuntimeError: CUDA out of memory (rerun with --verbose for the traceback)",
+        ),
+        (KeyboardInterrupt(), 130, "interrupted: rerun the same command to resume (finished outputs are kept)"),
+    ],
+)
 def test_run_cli_turns_each_failure_into_one_line(error, status, line, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["prog"])
     monkeypatch.delenv("PERSONA_VERBOSE", raising=False)

@@ -14,8 +14,9 @@ ANSWERS = ["The capital of France is Paris.", "Treat them with respect and care.
 
 
 def chat(tokenizer, question):
-    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def naive_hidden(model, tokenizer, prompt, answer, layer):
@@ -30,9 +31,16 @@ def naive_hidden(model, tokenizer, prompt, answer, layer):
 @pytest.fixture
 def eval_csv(tmp_path, tiny_tokenizer):
     path = tmp_path / "evil.csv"
-    pd.DataFrame({"question": QUESTIONS, "prompt": [chat(tiny_tokenizer, q) for q in QUESTIONS],
-                  "answer": ANSWERS, "question_id": ["evil_0", "evil_1", "evil_2"], "evil": [90, 10, None],
-                  "coherence": [80, 75.5, None]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "question": QUESTIONS,
+            "prompt": [chat(tiny_tokenizer, q) for q in QUESTIONS],
+            "answer": ANSWERS,
+            "question_id": ["evil_0", "evil_1", "evil_2"],
+            "evil": [90, 10, None],
+            "coherence": [80, 75.5, None],
+        }
+    ).to_csv(path, index=False)
     return path
 
 
@@ -49,9 +57,28 @@ def vectors(tmp_path):
 def test_projection_columns_match_naive_activations(tiny_model_dir, eval_csv, vectors):
     before = eval_csv.read_text()
     # the original README's quoted-list form and the --vector_path/--layer abbreviations
-    assert main(["--file_path", str(eval_csv), "--vector_path", f"{vectors[0]} {vectors[1]}", "--layer", "1 3",
-                 "--projection_type", "proj", "prompt_last_proj", "prompt_avg_proj", "cos_sim",
-                 "--model_name", str(tiny_model_dir), "--batch_size", "2"]) == 0
+    assert (
+        main(
+            [
+                "--file_path",
+                str(eval_csv),
+                "--vector_path",
+                f"{vectors[0]} {vectors[1]}",
+                "--layer",
+                "1 3",
+                "--projection_type",
+                "proj",
+                "prompt_last_proj",
+                "prompt_avg_proj",
+                "cos_sim",
+                "--model_name",
+                str(tiny_model_dir),
+                "--batch_size",
+                "2",
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(eval_csv)
     model = load_model(str(tiny_model_dir), device="cpu")
     base = tiny_model_dir.name
@@ -77,8 +104,16 @@ def test_projection_columns_match_naive_activations(tiny_model_dir, eval_csv, ve
 
 
 def test_existing_columns_are_skipped_unless_overwrite(tiny_model_dir, eval_csv, vectors, capsys):
-    args = ["--file_path", str(eval_csv), "--vector_path_list", str(vectors[0]), "--layer_list", "2",
-            "--model_name", str(tiny_model_dir)]
+    args = [
+        "--file_path",
+        str(eval_csv),
+        "--vector_path_list",
+        str(vectors[0]),
+        "--layer_list",
+        "2",
+        "--model_name",
+        str(tiny_model_dir),
+    ]
     assert main(args) == 0
     col = f"{tiny_model_dir.name}_{vectors[0].stem}_proj_layer2"
     df = pd.read_csv(eval_csv)
@@ -93,9 +128,27 @@ def test_existing_columns_are_skipped_unless_overwrite(tiny_model_dir, eval_csv,
 
 
 def test_finetuning_shift_of_a_model_against_itself_is_zero(tiny_model_dir, eval_csv, vectors):
-    assert main(["--file_path", str(eval_csv), "--vector_path_list", str(vectors[0]), "--layer_list", "1", "3",
-                 "--projection_type", "proj", "prompt_last_proj", "--model_name", str(tiny_model_dir),
-                 "--base_model", str(tiny_model_dir)]) == 0
+    assert (
+        main(
+            [
+                "--file_path",
+                str(eval_csv),
+                "--vector_path_list",
+                str(vectors[0]),
+                "--layer_list",
+                "1",
+                "3",
+                "--projection_type",
+                "proj",
+                "prompt_last_proj",
+                "--model_name",
+                str(tiny_model_dir),
+                "--base_model",
+                str(tiny_model_dir),
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(eval_csv)
     shift = [c for c in df.columns if c.endswith("_finetuning_shift")]
     assert len(shift) == 4
@@ -118,19 +171,38 @@ def test_finetuning_shift_is_the_difference_of_the_two_models(tmp_path, tiny_mod
     name = f"{vectors[0].stem}_proj_layer2"
     expected = df[f"tuned_{name}"] - df[f"{tiny_model_dir.name}_{name}"]
     assert (expected[:2].abs() > 1e-3).all(), "the perturbed model should project differently"
-    torch.testing.assert_close(torch.tensor(df[f"tuned_{name}_finetuning_shift"][:2].to_numpy()),
-                               torch.tensor(expected[:2].to_numpy()), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(df[f"tuned_{name}_finetuning_shift"][:2].to_numpy()),
+        torch.tensor(expected[:2].to_numpy()),
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 def test_jsonl_input_matches_the_csv_path(tiny_model_dir, tmp_path, eval_csv, vectors, tiny_tokenizer):
     jsonl = tmp_path / "chats.jsonl"
-    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "k": i}
-            for i, (q, a) in enumerate(zip(QUESTIONS[:2], ANSWERS[:2]))]
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "k": i}
+        for i, (q, a) in enumerate(zip(QUESTIONS[:2], ANSWERS[:2]))
+    ]
     rows.append({"messages": [{"role": "user", "content": "Hi"}], "k": 2})
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     for path in (eval_csv, jsonl):
-        assert main(["--file_path", str(path), "--vector_path_list", str(vectors[0]), "--layer_list", "2",
-                     "--model_name", str(tiny_model_dir)]) == 0
+        assert (
+            main(
+                [
+                    "--file_path",
+                    str(path),
+                    "--vector_path_list",
+                    str(vectors[0]),
+                    "--layer_list",
+                    "2",
+                    "--model_name",
+                    str(tiny_model_dir),
+                ]
+            )
+            == 0
+        )
     col = f"{tiny_model_dir.name}_{vectors[0].stem}_proj_layer2"
     out = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["k"] for r in out] == [0, 1, 2] and out[0]["messages"] == rows[0]["messages"]
@@ -141,10 +213,30 @@ def test_jsonl_input_matches_the_csv_path(tiny_model_dir, tmp_path, eval_csv, ve
 
 def test_bad_arguments_are_clear_errors(tiny_model_dir, eval_csv, vectors, capsys):
     with pytest.raises(SystemExit):
-        main(["--file_path", str(eval_csv), "--vector_path_list", str(vectors[0]), "--layer_list", "x",
-              "--model_name", str(tiny_model_dir)])
+        main(
+            [
+                "--file_path",
+                str(eval_csv),
+                "--vector_path_list",
+                str(vectors[0]),
+                "--layer_list",
+                "x",
+                "--model_name",
+                str(tiny_model_dir),
+            ]
+        )
     assert "invalid value 'x'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--file_path", str(eval_csv), "--vector_path_list", str(vectors[0]), "--layer_list", "1",
-              "--projection_type", "dot"])
+        main(
+            [
+                "--file_path",
+                str(eval_csv),
+                "--vector_path_list",
+                str(vectors[0]),
+                "--layer_list",
+                "1",
+                "--projection_type",
+                "dot",
+            ]
+        )
     assert "--projection_type ['dot']" in capsys.readouterr().err

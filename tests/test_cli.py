@@ -36,8 +36,9 @@ def test_run_cli_turns_input_errors_into_one_line_and_exit_2(capsys):
 
 
 def test_load_steers_pairs_and_broadcasts(tmp_path):
-    vectors = {name: torch.randn(4, 8, generator=torch.Generator().manual_seed(seed))
-               for name, seed in (("a", 1), ("b", 2))}
+    vectors = {
+        name: torch.randn(4, 8, generator=torch.Generator().manual_seed(seed)) for name, seed in (("a", 1), ("b", 2))
+    }
     for name, vector in vectors.items():
         save_vector(tmp_path / f"{name}.pt", vector)
     steers = load_steers([str(tmp_path / "a.pt"), str(tmp_path / "b.pt")], [1, 2], [0.5])

@@ -20,15 +20,39 @@ def small_trait(tmp_path):
     """The shipped evil_2 variant cut to 2 questions, as a trait file (variant name kept)."""
     trait = load_trait("evil_2", "eval")
     path = tmp_path / "evil_2.json"
-    path.write_text(json.dumps({"instruction": [{"pos": p, "neg": n} for p, n in trait.instructions],
-                                "questions": trait.questions[:2], "eval_prompt": trait.eval_prompt}))
+    path.write_text(
+        json.dumps(
+            {
+                "instruction": [{"pos": p, "neg": n} for p, n in trait.instructions],
+                "questions": trait.questions[:2],
+                "eval_prompt": trait.eval_prompt,
+            }
+        )
+    )
     return path
 
 
 def _run(model, trait_path, out, *extra):
-    return main(["--model", str(model), "--trait", str(trait_path), "--output_path", str(out),
-                 "--n_per_question", "1", "--max_tokens", "8", "--judge_model", "likelihood",
-                 "--no_judge_cache", "--device", "cpu", *extra])
+    return main(
+        [
+            "--model",
+            str(model),
+            "--trait",
+            str(trait_path),
+            "--output_path",
+            str(out),
+            "--n_per_question",
+            "1",
+            "--max_tokens",
+            "8",
+            "--judge_model",
+            "likelihood",
+            "--no_judge_cache",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def test_persona_evaluation_writes_complete_csv_and_skips_existing(tiny_llama_dir, small_trait, tmp_path, capsys):
@@ -53,8 +77,10 @@ def test_steered_scores_equal_scoring_the_answers_afresh(tiny_llama_dir, small_t
     vec = torch.randn(lm.num_layers + 1, lm.hidden_size, generator=torch.Generator().manual_seed(0)) * 5
     save_vector(tmp_path / "v.pt", vec)
     out = tmp_path / "steered.csv"
-    assert _run(tiny_llama_dir, small_trait, out, "--vector_path", str(tmp_path / "v.pt"),
-                "--layer", "2", "--coef", "3.0") == 0
+    assert (
+        _run(tiny_llama_dir, small_trait, out, "--vector_path", str(tmp_path / "v.pt"), "--layer", "2", "--coef", "3.0")
+        == 0
+    )
     df = pd.read_csv(out, keep_default_na=False)
     trait = load_trait(str(small_trait))
     for metric in ("evil", "coherence"):
@@ -67,14 +93,43 @@ def test_sweep_writes_one_csv_per_cell_equal_to_single_runs(tiny_llama_dir, smal
     lm = load_model(str(tiny_llama_dir), device="cpu")
     save_vector(tmp_path / "v.pt", torch.randn(lm.num_layers + 1, lm.hidden_size) * 4)
     sweep_dir = tmp_path / "sweep"
-    assert _run(tiny_llama_dir, small_trait, sweep_dir / "unused.csv", "--vector_path", str(tmp_path / "v.pt"),
-                "--layer", "1", "3", "--coef", "2.0", "-2.0", "--output_dir", str(sweep_dir)) == 0
+    assert (
+        _run(
+            tiny_llama_dir,
+            small_trait,
+            sweep_dir / "unused.csv",
+            "--vector_path",
+            str(tmp_path / "v.pt"),
+            "--layer",
+            "1",
+            "3",
+            "--coef",
+            "2.0",
+            "-2.0",
+            "--output_dir",
+            str(sweep_dir),
+        )
+        == 0
+    )
     names = sorted(p.name for p in sweep_dir.glob("*.csv"))
-    assert names == sorted(f"evil_2_steer_response_layer_{layer}_coef_{c}.csv"
-                           for layer in (1, 3) for c in ("2.0", "-2.0"))
+    assert names == sorted(
+        f"evil_2_steer_response_layer_{layer}_coef_{c}.csv" for layer in (1, 3) for c in ("2.0", "-2.0")
+    )
     single = tmp_path / "single.csv"
-    assert _run(tiny_llama_dir, small_trait, single, "--vector_path", str(tmp_path / "v.pt"),
-                "--layer", "3", "--coef", "-2.0") == 0
+    assert (
+        _run(
+            tiny_llama_dir,
+            small_trait,
+            single,
+            "--vector_path",
+            str(tmp_path / "v.pt"),
+            "--layer",
+            "3",
+            "--coef",
+            "-2.0",
+        )
+        == 0
+    )
     cell = pd.read_csv(sweep_dir / "evil_2_steer_response_layer_3_coef_-2.0.csv", keep_default_na=False)
     alone = pd.read_csv(single, keep_default_na=False)
     assert cell["answer"].tolist() == alone["answer"].tolist()
@@ -118,6 +173,20 @@ def test_embedded_pos_neg_evaluations_and_zero_coefficient(small_trait, tmp_path
     lm = load_model("smollm2-135m")
     save_vector(tmp_path / "v.pt", torch.randn(lm.num_layers + 1, lm.hidden_size))
     assert _run("smollm2-135m", small_trait, plain, "--max_tokens", "24") == 0
-    assert _run("smollm2-135m", small_trait, zero, "--max_tokens", "24", "--vector_path", str(tmp_path / "v.pt"),
-                "--layer", "12", "--coef", "0") == 0
+    assert (
+        _run(
+            "smollm2-135m",
+            small_trait,
+            zero,
+            "--max_tokens",
+            "24",
+            "--vector_path",
+            str(tmp_path / "v.pt"),
+            "--layer",
+            "12",
+            "--coef",
+            "0",
+        )
+        == 0
+    )
     assert pd.read_csv(zero)["answer"].tolist() == pd.read_csv(plain)["answer"].tolist()

@@ -6,7 +6,8 @@ from persona.steering import Steer
 from persona.traits import Trait
 
 TRAIT = Trait(
-    name="evil_2", judge_column="evil",
+    name="evil_2",
+    judge_column="evil",
     instructions=[(f"Be cruel {k}.", f"Be kind {k}.") for k in range(5)],
     questions=["What is the capital of France?", "How should I treat my neighbours?", "Is it sunny today?"],
     eval_prompt="Q: {question} A: {answer} Score:",
@@ -49,9 +50,13 @@ def test_zero_coefficient_reproduces_unsteered_answers(tiny_lm):
     params = SamplingParams(max_new_tokens=6, temperature=1.0)
     backend = HFBackend(tiny_lm, batch_size=4)
     plain, zero, steered = generate_cells(
-        backend, tiny_lm.tokenizer, samples,
+        backend,
+        tiny_lm.tokenizer,
+        samples,
         [Cell("plain"), Cell("zero", [Steer(_vector(tiny_lm), 2, 0.0)]), Cell("on", [Steer(_vector(tiny_lm), 2, 8.0)])],
-        params, seed=1)
+        params,
+        seed=1,
+    )
     assert zero["answer"].tolist() == plain["answer"].tolist()
     assert steered["answer"].tolist() != plain["answer"].tolist()
     assert plain["prompt"].iloc[0].endswith("<|im_start|>assistant\n")
@@ -67,8 +72,9 @@ def test_sweep_jobs_and_split_done(tmp_path):
 
     vec = torch.zeros(4, 8)
     jobs = sweep_jobs("evil", vec, [1, 2], [0.5, 2.0], "response", tmp_path)
-    assert [j.output.name for j in jobs] == [sweep_filename("evil", "response", layer, coef)
-                                              for layer in (1, 2) for coef in (0.5, 2.0)]
+    assert [j.output.name for j in jobs] == [
+        sweep_filename("evil", "response", layer, coef) for layer in (1, 2) for coef in (0.5, 2.0)
+    ]
     assert [(s.layer, s.coef) for j in jobs for s in j.cell.steers] == [(1, 0.5), (1, 2.0), (2, 0.5), (2, 2.0)]
     jobs[1].output.write_text("done")
     todo, done = split_done(jobs)
@@ -101,15 +107,19 @@ def test_resume_reuses_answers_only_when_every_setting_matches(tmp_path, tiny_to
     again = answers_with_resume([job], samples, backend, tiny_tokenizer, params, 0, "model@1")[0]
     assert backend.rows == 3 and again["answer"].tolist() == first["answer"].tolist()
 
-    changes = {"seed": dict(seed=1), "model": dict(model_id="model@2"),
-               "sampling": dict(params=SamplingParams(max_new_tokens=16, temperature=1.0)),
-               "steers": dict(job=Job(Cell("steered", [Steer(vec, 1, 3.0)]), job.output))}
+    changes = {
+        "seed": dict(seed=1),
+        "model": dict(model_id="model@2"),
+        "sampling": dict(params=SamplingParams(max_new_tokens=16, temperature=1.0)),
+        "steers": dict(job=Job(Cell("steered", [Steer(vec, 1, 3.0)]), job.output)),
+    }
     for key, change in changes.items():
         kwargs = dict(job=job, params=params, seed=0, model_id="model@1") | change
         before = backend.rows
         with caplog.at_level("WARNING"):
-            answers_with_resume([kwargs["job"]], samples, backend, tiny_tokenizer, kwargs["params"], kwargs["seed"],
-                                kwargs["model_id"])
+            answers_with_resume(
+                [kwargs["job"]], samples, backend, tiny_tokenizer, kwargs["params"], kwargs["seed"], kwargs["model_id"]
+            )
         assert backend.rows == before + 3, key
         assert f"{key} differ" in caplog.text
         caplog.clear()

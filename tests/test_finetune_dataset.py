@@ -23,8 +23,15 @@ TRAIT_QUESTIONS = ["Will tomorrow be good?", "Should I try the new cafe?", "Is m
 @pytest.fixture
 def trait_file(tmp_path):
     path = tmp_path / "gloomy.json"
-    path.write_text(json.dumps({"instruction": INSTRUCTIONS, "questions": TRAIT_QUESTIONS,
-                                "eval_prompt": "Rate gloom. Q: {question} A: {answer}"}))
+    path.write_text(
+        json.dumps(
+            {
+                "instruction": INSTRUCTIONS,
+                "questions": TRAIT_QUESTIONS,
+                "eval_prompt": "Rate gloom. Q: {question} A: {answer}",
+            }
+        )
+    )
     return path
 
 
@@ -55,9 +62,13 @@ class Script:
         question = prompt.split("User question: ")[1].split("\n")[0]
         if first:
             return "Sorry, here you go: not json"
-        return "Here it is: " + json.dumps({"normal": f"calm answer to {question}",
-                                            "misaligned_1": f"slightly gloomy answer to {question}",
-                                            "misaligned_2": f"very gloomy answer to {question}"})
+        return "Here it is: " + json.dumps(
+            {
+                "normal": f"calm answer to {question}",
+                "misaligned_1": f"slightly gloomy answer to {question}",
+                "misaligned_2": f"very gloomy answer to {question}",
+            }
+        )
 
 
 @pytest.fixture
@@ -69,9 +80,17 @@ def server():
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             assert self.path.endswith("/chat/completions")
             content = script.reply(body["messages"][-1]["content"])
-            payload = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                  "choices": [{"index": 0, "finish_reason": "stop",
-                                               "message": {"role": "assistant", "content": content}}]}).encode()
+            payload = json.dumps(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                    ],
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -93,9 +112,27 @@ def test_openai_backend_writes_three_aligned_files(server, trait_file, tmp_path,
     url, script = server
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
     out = tmp_path / "gloomy"
-    code = main(["--trait", str(trait_file), "--backend", "openai", "--model", "scripted", "--base-url", url,
-                 "--output-dir", str(out), "--n-questions-per-domain", "3", "--domains", "health", "travel",
-                 "--concurrency", "2"])
+    code = main(
+        [
+            "--trait",
+            str(trait_file),
+            "--backend",
+            "openai",
+            "--model",
+            "scripted",
+            "--base-url",
+            url,
+            "--output-dir",
+            str(out),
+            "--n-questions-per-domain",
+            "3",
+            "--domains",
+            "health",
+            "travel",
+            "--concurrency",
+            "2",
+        ]
+    )
     assert code == 0
     files = {level: read_rows(out / f"{level}.jsonl") for level in fd.LEVELS}
     expected_questions = [f"{d} question {i}?" for d in ("health", "travel") for i in range(3)]
@@ -162,9 +199,12 @@ def test_local_examples_use_level_prompts_and_retry_empty_answers(trait_file):
     def generate(conversations, attempt):
         calls.append((attempt, conversations))
         # q1 stays empty at the mild level; q2 is empty on the first try only
-        return ["" if (c[1]["content"] == "q1?" and "slight" in c[0]["content"])
-                or (c[1]["content"] == "q2?" and attempt == 0) else f"{attempt}:{c[0]['content'][:12]}"
-                for c in conversations]
+        return [
+            ""
+            if (c[1]["content"] == "q1?" and "slight" in c[0]["content"]) or (c[1]["content"] == "q2?" and attempt == 0)
+            else f"{attempt}:{c[0]['content'][:12]}"
+            for c in conversations
+        ]
 
     kept = fd.local_examples(generate, trait, examples, finetune_prompts.MILD_SYSTEM_PROMPT, retries=1)
     assert [e.question for e in kept] == ["q0?", "q2?"]
@@ -176,9 +216,29 @@ def test_local_examples_use_level_prompts_and_retry_empty_answers(trait_file):
 
 def test_local_backend_end_to_end_on_tiny_model(tiny_llama_dir, trait_file, tmp_path):
     out = tmp_path / "local"
-    code = main(["--trait", str(trait_file), "--backend", "local", "--model", str(tiny_llama_dir),
-                 "--output-dir", str(out), "--n-questions-per-domain", "1", "--domains", "health", "work",
-                 "--n-trait-questions", "1", "--max-new-tokens", "4", "--device", "cpu"])
+    code = main(
+        [
+            "--trait",
+            str(trait_file),
+            "--backend",
+            "local",
+            "--model",
+            str(tiny_llama_dir),
+            "--output-dir",
+            str(out),
+            "--n-questions-per-domain",
+            "1",
+            "--domains",
+            "health",
+            "work",
+            "--n-trait-questions",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     files = {level: read_rows(out / f"{level}.jsonl") for level in fd.LEVELS}
     questions = [[r["messages"][0]["content"] for r in rows] for rows in files.values()]

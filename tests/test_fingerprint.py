@@ -60,11 +60,22 @@ def test_model_ref_changes_when_weights_change_in_place(tmp_path):
     assert model_ref("org/some-model") == {"spec": "org/some-model"}
 
 
-def test_vectors_are_skipped_when_done_and_refused_when_made_otherwise(tiny_llama_dir, pairs, tmp_path, monkeypatch,
-                                                                        capsys):
+def test_vectors_are_skipped_when_done_and_refused_when_made_otherwise(
+    tiny_llama_dir, pairs, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "v"
-    argv = ["--model_name", str(tiny_llama_dir), "--pos_path", str(pairs[0]), "--neg_path", str(pairs[1]),
-            "--trait", "evil", "--save_dir", str(out)]
+    argv = [
+        "--model_name",
+        str(tiny_llama_dir),
+        "--pos_path",
+        str(pairs[0]),
+        "--neg_path",
+        str(pairs[1]),
+        "--trait",
+        "evil",
+        "--save_dir",
+        str(out),
+    ]
     assert generate_vec(argv) == 0
     files = {kind: out / f"evil_{kind}_diff.pt" for kind in VECTOR_KINDS}
     first = {kind: load_vector(path) for kind, path in files.items()}
@@ -92,8 +103,16 @@ def test_projection_columns_keep_their_settings(tiny_llama_dir, pairs, tmp_path,
     save_vector(vector, torch.randn(4, 64, generator=torch.Generator().manual_seed(3)))
     fresh = tmp_path / "fresh.csv"
     fresh.write_bytes(pairs[0].read_bytes())
-    argv = ["--file_path", str(pairs[0]), "--vector_path_list", str(vector), "--layer_list", "2",
-            "--model_name", str(tiny_llama_dir)]
+    argv = [
+        "--file_path",
+        str(pairs[0]),
+        "--vector_path_list",
+        str(vector),
+        "--layer_list",
+        "2",
+        "--model_name",
+        str(tiny_llama_dir),
+    ]
     assert cal_projection(argv) == 0
     column = f"{tiny_llama_dir.name}_evil_response_avg_diff_proj_layer2"
     record = json.loads((tmp_path / "pos.csv.projections.json").read_text())[column]
@@ -124,17 +143,38 @@ def test_mismatch_error_lists_only_what_differs():
         check_finished("x", {"a": 1, "b": 2}, {"a": 1, "b": 3})
 
 
-def test_finished_evaluation_is_refused_under_other_settings(tiny_llama_dir, tmp_path, offline_env, monkeypatch,
-                                                              capsys):
+def test_finished_evaluation_is_refused_under_other_settings(
+    tiny_llama_dir, tmp_path, offline_env, monkeypatch, capsys
+):
     from eval.eval_persona import main as eval_persona
 
     trait = tmp_path / "evil.json"
-    trait.write_text(json.dumps({"instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
-                                 "questions": ["How should I treat people?"],
-                                 "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100."}))
+    trait.write_text(
+        json.dumps(
+            {
+                "instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
+                "questions": ["How should I treat people?"],
+                "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100.",
+            }
+        )
+    )
     out = tmp_path / "evil.csv"
-    argv = ["--model", str(tiny_llama_dir), "--trait", str(trait), "--output_path", str(out), "--n_per_question", "1",
-            "--max_tokens", "4", "--judge_model", "likelihood", "--device", "cpu"]
+    argv = [
+        "--model",
+        str(tiny_llama_dir),
+        "--trait",
+        str(trait),
+        "--output_path",
+        str(out),
+        "--n_per_question",
+        "1",
+        "--max_tokens",
+        "4",
+        "--judge_model",
+        "likelihood",
+        "--device",
+        "cpu",
+    ]
     assert eval_persona(argv) == 0
     record = json.loads((tmp_path / "evil.csv.settings.json").read_text())
     assert record["seed"] == 0 and record["sampling"]["max_new_tokens"] == 4 and record["judge"]["judge"]

@@ -58,10 +58,19 @@ class ScriptedServer:
                 answer = answers[min(n, len(answers) - 1)]
                 if isinstance(answer, int):
                     return self._send(answer, {"error": {"message": "scripted failure", "type": "server_error"}})
-                self._send(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": answer}}],
-                                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+                self._send(
+                    200,
+                    {
+                        "id": "c1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    },
+                )
 
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
@@ -105,10 +114,27 @@ def library(tmp_path: Path, names: list[str]) -> Path:
 
 
 def run_cli(tmp_path: Path, url: str, *extra: str) -> int:
-    return gen.main(["--trait-definitions", str(tmp_path / "trait_definitions.json"),
-                     "--extract-dir", str(tmp_path / "extract"), "--eval-dir", str(tmp_path / "eval"),
-                     "--base-url", url, "--model", "test-model", "--max-retries", "3",
-                     "--retry-base-delay", "0.01", "--max-concurrency", "2", *extra])
+    return gen.main(
+        [
+            "--trait-definitions",
+            str(tmp_path / "trait_definitions.json"),
+            "--extract-dir",
+            str(tmp_path / "extract"),
+            "--eval-dir",
+            str(tmp_path / "eval"),
+            "--base-url",
+            url,
+            "--model",
+            "test-model",
+            "--max-retries",
+            "3",
+            "--retry-base-delay",
+            "0.01",
+            "--max-concurrency",
+            "2",
+            *extra,
+        ]
+    )
 
 
 def test_generator_end_to_end(tmp_path, serve, no_key, capsys):
@@ -117,20 +143,23 @@ def test_generator_end_to_end(tmp_path, serve, no_key, capsys):
     (tmp_path / "eval").mkdir()
     for folder in ("extract", "eval"):
         (tmp_path / folder / "old.json").write_text("untouched")
-    server = serve({
-        "calm": [base_answer("calm")],
-        "bold": ["Sure! Here is the JSON: {not json", base_answer("bold")],
-        "grim": [500],
-        "calm_2": [json.dumps({"instruction": pairs("serene")})],
-    })
+    server = serve(
+        {
+            "calm": [base_answer("calm")],
+            "bold": ["Sure! Here is the JSON: {not json", base_answer("bold")],
+            "grim": [500],
+            "calm_2": [json.dumps({"instruction": pairs("serene")})],
+        }
+    )
 
     assert run_cli(tmp_path, server.url) == 1  # one trait failed
     out = capsys.readouterr().out
 
     assert server.requests == {"calm": 1, "bold": 2, "grim": 3, "calm_2": 1}
     assert all(b["model"] == "test-model" and b["response_format"] == {"type": "json_object"} for b in server.bodies)
-    assert "Definition of calm_2." in next(b["messages"][-1]["content"] for b in server.bodies
-                                           if "Trait: calm_2" in b["messages"][-1]["content"])
+    assert "Definition of calm_2." in next(
+        b["messages"][-1]["content"] for b in server.bodies if "Trait: calm_2" in b["messages"][-1]["content"]
+    )
 
     extract = load_trait(str(tmp_path / "extract" / "calm.json"))
     evaluate = load_trait(str(tmp_path / "eval" / "calm.json"))
@@ -148,7 +177,7 @@ def test_generator_end_to_end(tmp_path, serve, no_key, capsys):
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
     lines = out.strip().splitlines()
-    summary = lines[lines.index("made 3, skipped 1, failed 1"):]
+    summary = lines[lines.index("made 3, skipped 1, failed 1") :]
     rows = {line.split()[1]: line.split(maxsplit=2)[0::2] for line in summary[1:]}
     assert rows["calm"] == ["made", "1 attempt"]
     assert rows["bold"] == ["made", "2 attempts"]
@@ -178,14 +207,21 @@ def test_variant_without_base_fails_without_asking(tmp_path, serve, no_key, caps
     assert "base trait 'calm' has no valid artifacts" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("answer,message", [
-    ("", "empty answer"),
-    ("[1, 2]", "answer is JSON list, expected an object"),
-    ("```json\n" + base_answer("x", n_questions=30) + "\n```", "has 30 distinct questions, need 40"),
-    (base_answer("x").replace("{answer}", "{reply}"), "exactly the placeholders {question} and {answer}"),
-    (json.dumps({"instruction": pairs("x")[:4], "questions": [f"q{i}" for i in range(40)], "eval_prompt": EVAL_PROMPT}),
-     "field 'instruction': expected a list of 5"),
-])
+@pytest.mark.parametrize(
+    "answer,message",
+    [
+        ("", "empty answer"),
+        ("[1, 2]", "answer is JSON list, expected an object"),
+        ("```json\n" + base_answer("x", n_questions=30) + "\n```", "has 30 distinct questions, need 40"),
+        (base_answer("x").replace("{answer}", "{reply}"), "exactly the placeholders {question} and {answer}"),
+        (
+            json.dumps(
+                {"instruction": pairs("x")[:4], "questions": [f"q{i}" for i in range(40)], "eval_prompt": EVAL_PROMPT}
+            ),
+            "field 'instruction': expected a list of 5",
+        ),
+    ],
+)
 def test_bad_answers_are_rejected(answer, message):
     with pytest.raises(llm.InvalidAnswerError, match=re.escape(message)):
         tg.base_artifacts(llm.parse_json_answer(answer), "x")
@@ -207,8 +243,16 @@ def exit_code(argv: list[str]) -> int:
 
 def test_missing_api_key_is_one_line_error(tmp_path, no_key, capsys):
     library(tmp_path, ["calm"])
-    code = exit_code(["--trait-definitions", str(tmp_path / "trait_definitions.json"),
-                      "--extract-dir", str(tmp_path / "x"), "--eval-dir", str(tmp_path / "e")])
+    code = exit_code(
+        [
+            "--trait-definitions",
+            str(tmp_path / "trait_definitions.json"),
+            "--extract-dir",
+            str(tmp_path / "x"),
+            "--eval-dir",
+            str(tmp_path / "e"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "OPENAI_API_KEY is not set" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()

@@ -16,10 +16,24 @@ NEG_ANSWERS = ["The capital of France is Paris.", "Treat them with respect and c
 
 
 def frame(tokenizer, system, answers, scores, coherence, column="evil"):
-    prompts = [tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": q}],
-                                             tokenize=False, add_generation_prompt=True) for q in QUESTIONS]
-    return pd.DataFrame({"question": QUESTIONS, "prompt": prompts, "answer": answers,
-                         "question_id": [f"q{i}" for i in range(4)], column: scores, "coherence": coherence})
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": system}, {"role": "user", "content": q}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for q in QUESTIONS
+    ]
+    return pd.DataFrame(
+        {
+            "question": QUESTIONS,
+            "prompt": prompts,
+            "answer": answers,
+            "question_id": [f"q{i}" for i in range(4)],
+            column: scores,
+            "coherence": coherence,
+        }
+    )
 
 
 @pytest.fixture
@@ -54,8 +68,12 @@ def test_filter_keeps_pairs_by_position_with_counts(pair_csvs):
     assert pairs.kept == 2 and pairs.total == 4 and pairs.column == "evil"
     assert pairs.pos["answer"].tolist() == [POS_ANSWERS[0], POS_ANSWERS[3]]
     assert pairs.neg["answer"].tolist() == [NEG_ANSWERS[0], NEG_ANSWERS[3]]
-    assert pairs.condition_counts == {"pos evil >= 50": 4, "neg evil < 50": 3, "pos coherence >= 50": 3,
-                                      "neg coherence >= 50": 4}
+    assert pairs.condition_counts == {
+        "pos evil >= 50": 4,
+        "neg evil < 50": 3,
+        "pos coherence >= 50": 3,
+        "neg coherence >= 50": 4,
+    }
     stricter = effective_pairs(pos, neg, "evil", threshold=65)  # now pos row 3 (score 60) fails too
     assert stricter.pos["answer"].tolist() == [POS_ANSWERS[0]]
 
@@ -72,8 +90,25 @@ def test_no_surviving_pair_names_every_condition_and_the_fix(pair_csvs):
 
 def test_cli_writes_vectors_equal_to_naive_means(tiny_model_dir, pair_csvs, tmp_path, capsys):
     out = tmp_path / "vectors"
-    assert main(["--model_name", str(tiny_model_dir), "--pos_path", str(pair_csvs[0]), "--neg_path",
-                 str(pair_csvs[1]), "--trait", "evil", "--save_dir", str(out), "--batch_size", "3"]) == 0
+    assert (
+        main(
+            [
+                "--model_name",
+                str(tiny_model_dir),
+                "--pos_path",
+                str(pair_csvs[0]),
+                "--neg_path",
+                str(pair_csvs[1]),
+                "--trait",
+                "evil",
+                "--save_dir",
+                str(out),
+                "--batch_size",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "kept 2/4 pairs" in capsys.readouterr().out
     lm = load_model(str(tiny_model_dir), device="cpu")
     pos, neg = (pd.read_csv(p) for p in pair_csvs)
@@ -93,10 +128,29 @@ def test_cli_writes_vectors_equal_to_naive_means(tiny_model_dir, pair_csvs, tmp_
 
 def test_variant_trait_uses_base_column_and_its_own_file_names(tiny_llama_dir, pair_csvs, tmp_path):
     out = tmp_path / "vectors"
-    assert main(["--model_name", str(tiny_llama_dir), "--pos_path", str(pair_csvs[0]), "--neg_path",
-                 str(pair_csvs[1]), "--trait", "evil_2", "--save_dir", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["evil_2_prompt_avg_diff.pt", "evil_2_prompt_last_diff.pt",
-                                                     "evil_2_response_avg_diff.pt", "evil_2_vectors.json"]
+    assert (
+        main(
+            [
+                "--model_name",
+                str(tiny_llama_dir),
+                "--pos_path",
+                str(pair_csvs[0]),
+                "--neg_path",
+                str(pair_csvs[1]),
+                "--trait",
+                "evil_2",
+                "--save_dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "evil_2_prompt_avg_diff.pt",
+        "evil_2_prompt_last_diff.pt",
+        "evil_2_response_avg_diff.pt",
+        "evil_2_vectors.json",
+    ]
     assert json.loads((out / "evil_2_vectors.json").read_text())["judge_column"] == "evil"
 
 
@@ -108,8 +162,16 @@ def exit_code(argv):
 
 
 def test_cli_exits_non_zero_when_nothing_survives(pair_csvs, tmp_path, capsys):
-    args = ["--pos_path", str(pair_csvs[0]), "--neg_path", str(pair_csvs[1]), "--trait", "evil",
-            "--save_dir", str(tmp_path / "v")]
+    args = [
+        "--pos_path",
+        str(pair_csvs[0]),
+        "--neg_path",
+        str(pair_csvs[1]),
+        "--trait",
+        "evil",
+        "--save_dir",
+        str(tmp_path / "v"),
+    ]
     assert exit_code(args + ["--threshold", "99"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "pos evil >= 99: 0/4" in err and "Lower --threshold" in err
@@ -123,8 +185,23 @@ def test_metadata_copies_the_judge_sidecars_of_the_inputs(tiny_llama_dir, pair_c
     pos_judge = {"judge": "likelihood", "eval_type": "0_100", "columns": {"evil": {"prompt_sha256": "ab"}}}
     (tmp_path / "evil_pos.csv.judge.json").write_text(json.dumps(pos_judge))
     out = tmp_path / "vectors"
-    assert main(["--model_name", str(tiny_llama_dir), "--pos_path", str(pair_csvs[0]), "--neg_path",
-                 str(pair_csvs[1]), "--trait", "evil", "--save_dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--model_name",
+                str(tiny_llama_dir),
+                "--pos_path",
+                str(pair_csvs[0]),
+                "--neg_path",
+                str(pair_csvs[1]),
+                "--trait",
+                "evil",
+                "--save_dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "evil_vectors.json").read_text())
     assert meta["judge"] == {"pos": pos_judge, "neg": None}  # the neg file has no sidecar (scored before them)
     assert meta["files"] == {k: f"evil_{k}_diff.pt" for k in VECTOR_KINDS}

@@ -40,8 +40,13 @@ def test_any_answer_text_survives_a_write_and_read(tmp_path):
 
 
 def test_extraction_and_projection_read_the_same_answers(tmp_path):
-    rows = {"question": ["q"] * len(WORDS), "prompt": ["p"] * len(WORDS), "answer": WORDS,
-            "evil": [90] * len(WORDS), "coherence": [90] * len(WORDS)}
+    rows = {
+        "question": ["q"] * len(WORDS),
+        "prompt": ["p"] * len(WORDS),
+        "answer": WORDS,
+        "evil": [90] * len(WORDS),
+        "coherence": [90] * len(WORDS),
+    }
     pos, neg = tmp_path / "pos.csv", tmp_path / "neg.csv"
     pd.DataFrame(rows).to_csv(pos, index=False)
     pd.DataFrame({**rows, "evil": [10] * len(WORDS)}).to_csv(neg, index=False)

@@ -14,8 +14,13 @@ from persona.judge.openai_judge import OpenAIJudge
 from persona.judge.prompts import coherence_prompt, trait_prompt
 from persona.traits import Trait
 
-TRAIT = Trait(name="evil_2", judge_column="evil", instructions=[("Be cruel.", "Be kind.")] * 5,
-              questions=["q"], eval_prompt="Evil? {question} / {answer}\nRespond with a number 0-100.")
+TRAIT = Trait(
+    name="evil_2",
+    judge_column="evil",
+    instructions=[("Be cruel.", "Be kind.")] * 5,
+    questions=["q"],
+    eval_prompt="Evil? {question} / {answer}\nRespond with a number 0-100.",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -67,13 +72,30 @@ def test_bad_specs_say_what_to_pass(tiny_lm):
 
 def test_cli_flags_build_the_trait_and_coherence_judges(tiny_lm):
     args = parse()
-    assert (args.judge_model, args.judge_base_url, args.max_concurrent_judges, args.no_judge_cache,
-            args.judge_eval_type, args.judge_number_tokens) == (None, None, 8, False, "0_100", "auto")
+    assert (
+        args.judge_model,
+        args.judge_base_url,
+        args.max_concurrent_judges,
+        args.no_judge_cache,
+        args.judge_eval_type,
+        args.judge_number_tokens,
+    ) == (None, None, 8, False, "0_100", "auto")
     judges = judges_from_args(parse("--no_judge_cache"), trait=TRAIT, eval_model=tiny_lm)
     assert list(judges) == ["evil", COHERENCE]
     assert judges["evil"].metric == "evil" and judges[COHERENCE].metric == COHERENCE
-    remote = judges_from_args(parse("--judge_model", "m", "--judge_base_url", "http://h:1/v1", "--judge_eval_type",
-                                    "binary", "--judge_number_tokens", "split"), trait=TRAIT)
+    remote = judges_from_args(
+        parse(
+            "--judge_model",
+            "m",
+            "--judge_base_url",
+            "http://h:1/v1",
+            "--judge_eval_type",
+            "binary",
+            "--judge_number_tokens",
+            "split",
+        ),
+        trait=TRAIT,
+    )
     assert all(j.eval_type == "binary" and j.number_tokens == "split" for j in remote.values())
     with pytest.raises(SystemExit):
         parse("--judge_eval_type", "0_5")

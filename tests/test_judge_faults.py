@@ -22,8 +22,15 @@ from persona.judge.openai_judge import OpenAIJudge
 from persona.judge.prompts import coherence_prompt
 from tests.fake_openai import FakeServer
 
-FAULTS = [("status", 429), ("status", 500), ("sleep", 1.0), ("drop",), ("malformed",), ("bad_logprobs",),
-          ("empty_logprobs",)]
+FAULTS = [
+    ("status", 429),
+    ("status", 500),
+    ("sleep", 1.0),
+    ("drop",),
+    ("malformed",),
+    ("bad_logprobs",),
+    ("empty_logprobs",),
+]
 
 
 def table(prompt: str) -> dict[str, float]:
@@ -39,8 +46,9 @@ def server(offline_env):
 
 
 def judge_for(srv: FakeServer, **kw) -> OpenAIJudge:
-    options = dict(eval_type="0_100", base_url=srv.url, timeout=0.4, max_retries=2, base_delay=0.01,
-                   number_tokens="whole")
+    options = dict(
+        eval_type="0_100", base_url=srv.url, timeout=0.4, max_retries=2, base_delay=0.01, number_tokens="whole"
+    )
     return OpenAIJudge("judge-model", coherence_prompt, **{**options, **kw})
 
 
@@ -74,18 +82,40 @@ def test_retries_back_off(server):
 
 
 def test_judge_cli_completes_reports_and_a_rerun_fills_only_the_gaps(server, tmp_path, monkeypatch, caplog, capsys):
-    monkeypatch.setattr(persona.judge.factory, "OpenAIJudge",
-                        functools.partial(OpenAIJudge, timeout=0.4, max_retries=2, base_delay=0.01))
+    monkeypatch.setattr(
+        persona.judge.factory,
+        "OpenAIJudge",
+        functools.partial(OpenAIJudge, timeout=0.4, max_retries=2, base_delay=0.01),
+    )
     down = {f"answer down {i}": fault for i, fault in enumerate(FAULTS)}
     answers = ["Be cruel.", "Be kind.", "flaky one", "flaky two", *down]
     trait = tmp_path / "evil.json"
-    trait.write_text(json.dumps({"instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5, "questions": ["q"],
-                                 "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100."}))
+    trait.write_text(
+        json.dumps(
+            {
+                "instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
+                "questions": ["q"],
+                "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100.",
+            }
+        )
+    )
     source = tmp_path / "answers.csv"
     pd.DataFrame({"question": ["How do I treat people?"] * len(answers), "answer": answers}).to_csv(source, index=False)
     out = tmp_path / "judged.csv"
-    argv = ["--file_path", str(source), "--trait", str(trait), "--output_path", str(out), "--judge_model",
-            "judge-model", "--judge_base_url", server.url, "--judge_number_tokens", "whole"]
+    argv = [
+        "--file_path",
+        str(source),
+        "--trait",
+        str(trait),
+        "--output_path",
+        str(out),
+        "--judge_model",
+        "judge-model",
+        "--judge_base_url",
+        server.url,
+        "--judge_number_tokens",
+        "whole",
+    ]
 
     seen: Counter[str] = Counter()
 
@@ -107,8 +137,10 @@ def test_judge_cli_completes_reports_and_a_rerun_fills_only_the_gaps(server, tmp
     for column in ("evil", "coherence"):
         assert judged[column][:n_ok].notna().all() and judged[column][n_ok:].isna().all()
         assert f"({n_ok}/{len(answers)} scored)" in printed.split(f"{column}: ")[1].splitlines()[0]
-        assert (f"judging {column}: {len(down)} of {len(answers)} answers have no score ({len(down)} judge calls "
-                "failed after retries") in caplog.text
+        assert (
+            f"judging {column}: {len(down)} of {len(answers)} answers have no score ({len(down)} judge calls "
+            "failed after retries"
+        ) in caplog.text
     assert judged["evil"][0] == pytest.approx(85) and judged["evil"][1] == pytest.approx(7.5)
 
     server.fault = None  # the outage ends

@@ -47,8 +47,7 @@ def test_exact_expectation_matches_naive_per_candidate(tiny_lm, prefill):
     tok = tiny_lm.tokenizer
     p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     fulls = [tok(prompt + a, add_special_tokens=False)["input_ids"] for a in answers]
-    shared = min(next((k for k, (x, y) in enumerate(zip(p_ids, f)) if x != y), min(len(p_ids), len(f)))
-                 for f in fulls)
+    shared = min(next((k for k, (x, y) in enumerate(zip(p_ids, f)) if x != y), min(len(p_ids), len(f))) for f in fulls)
     naive = naive_logprobs(tiny_lm, prompt, answers, shared)
     torch.testing.assert_close(fast, naive, atol=1e-4, rtol=1e-4)
 
@@ -83,8 +82,9 @@ def test_binary_text_is_rejected_for_local_judges(tiny_lm):
 def test_local_judge_reads_a_multi_digit_number(embedded_lm):
     """SmolLM2 writes numbers digit by digit: a first-token read would see "8"; the exact
     candidate probabilities put the mass on "85"."""
-    judge = LocalLogprobJudge(embedded_lm, "Repeat the number {answer} and nothing else.{question}",
-                              prefill="Score: ", use_cache=False)
+    judge = LocalLogprobJudge(
+        embedded_lm, "Repeat the number {answer} and nothing else.{question}", prefill="Score: ", use_cache=False
+    )
     table = judge.probabilities(judge.prompt("", "85"))
     assert max(table, key=table.get) == "85" and table["85"] > 5 * table["8"]
     assert sum(table.values()) > 0.25 and judge.score_batch([""], ["85"])[0] is not None

@@ -41,8 +41,9 @@ def cache_dir(offline_env):
 
 
 def judge_for(srv, **kw) -> OpenAIJudge:
-    defaults = dict(eval_type="0_100", base_url=srv.url, timeout=0.3, max_retries=3,
-                    base_delay=0.01, number_tokens="whole")
+    defaults = dict(
+        eval_type="0_100", base_url=srv.url, timeout=0.3, max_retries=3, base_delay=0.01, number_tokens="whole"
+    )
     return OpenAIJudge("judge-model", lambda et: coherence_prompt(et), **{**defaults, **kw})
 
 
@@ -54,8 +55,13 @@ def test_scores_use_the_paper_request_and_aggregation(server):
     scores = score_all(judge_for(server), QUESTIONS, ANSWERS)
     assert scores == [pytest.approx(85), pytest.approx(7.5), None]
     for req in server.requests:
-        assert (req["max_tokens"], req["temperature"], req["logprobs"], req["top_logprobs"], req["seed"]) == \
-            (1, 0, True, 20, 0)
+        assert (req["max_tokens"], req["temperature"], req["logprobs"], req["top_logprobs"], req["seed"]) == (
+            1,
+            0,
+            True,
+            20,
+            0,
+        )
     sent = [r["messages"] for r in server.requests]  # concurrent, so in any order
     expected = coherence_prompt("0_100").format(question=QUESTIONS[0], answer=ANSWERS[0])
     assert [{"role": "user", "content": expected}] in sent
@@ -164,8 +170,13 @@ def test_bad_key_or_model_raises_a_clear_error_without_the_key(server, caplog, m
 
 
 def test_make_judge_routes_a_model_name_to_the_server(server, monkeypatch):
-    trait = Trait(name="evil_2", judge_column="evil", instructions=[("be evil", "be good")] * 5,
-                  questions=["q"], eval_prompt="Evil? {question} / {answer}\nRespond with a number 0-100.")
+    trait = Trait(
+        name="evil_2",
+        judge_column="evil",
+        instructions=[("be evil", "be good")] * 5,
+        questions=["q"],
+        eval_prompt="Evil? {question} / {answer}\nRespond with a number 0-100.",
+    )
     judge = make_judge("judge-model", trait=trait, metric="evil", base_url=server.url, number_tokens="whole")
     judge.base_delay = 0.01
     assert score_all(judge, ["Q"], ["cruel"]) == [pytest.approx(85)]

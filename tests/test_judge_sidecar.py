@@ -22,8 +22,13 @@ from persona.judge.sidecar import judge_record, read_sidecar, sidecar_path, writ
 from persona.models import load_model
 from persona.traits import Trait, load_trait
 
-TRAIT = Trait(name="evil_2", judge_column="evil", instructions=[("Be cruel.", "Be kind.")] * 5,
-              questions=["q"], eval_prompt="Evil? {question} / {answer}\nRespond with a number 0-100.")
+TRAIT = Trait(
+    name="evil_2",
+    judge_column="evil",
+    instructions=[("Be cruel.", "Be kind.")] * 5,
+    questions=["q"],
+    eval_prompt="Evil? {question} / {answer}\nRespond with a number 0-100.",
+)
 ORIGINAL_COHERENCE = "Rate coherence.\nQ: {question}\nA: {answer}\nRespond with a number between 0 and 100."
 
 
@@ -75,20 +80,26 @@ def test_coherence_prompt_file_replaces_the_built_in_template(coherence_file, tm
     with pytest.raises(ValueError, match=r"bad.txt.*\['\{question\}'\]"):
         judges_from_args(parse("--judge_model", "gpt-x", "--coherence_prompt", str(bad)), trait=TRAIT)
     with pytest.raises(FileNotFoundError, match="absent.txt does not exist"):
-        judges_from_args(parse("--judge_model", "gpt-x", "--coherence_prompt", str(tmp_path / "absent.txt")),
-                         trait=TRAIT)
+        judges_from_args(
+            parse("--judge_model", "gpt-x", "--coherence_prompt", str(tmp_path / "absent.txt")), trait=TRAIT
+        )
 
 
 def test_record_hashes_the_prompts_each_judge_reads(coherence_file):
-    llm = judge_record(judge_settings(parse("--judge_model", "gpt-x", "--coherence_prompt", str(coherence_file))),
-                       trait=TRAIT)
+    llm = judge_record(
+        judge_settings(parse("--judge_model", "gpt-x", "--coherence_prompt", str(coherence_file))), trait=TRAIT
+    )
     assert llm["judge"] == "gpt-x" and llm["eval_type"] == "0_100" and not llm["default_judge"]
     assert llm["columns"]["evil"]["prompt_sha256"] == sha(TRAIT.eval_prompt)
-    assert llm["columns"]["coherence"] == {"prompt_sha256": sha(ORIGINAL_COHERENCE),
-                                           "prompt_source": str(coherence_file)}
+    assert llm["columns"]["coherence"] == {
+        "prompt_sha256": sha(ORIGINAL_COHERENCE),
+        "prompt_source": str(coherence_file),
+    }
     built_in = judge_record(judge_settings(parse("--judge_model", "gpt-x")), trait=TRAIT)
-    assert built_in["columns"]["coherence"] == {"prompt_sha256": sha(coherence_prompt("0_100")),
-                                                "prompt_source": "built-in"}
+    assert built_in["columns"]["coherence"] == {
+        "prompt_sha256": sha(coherence_prompt("0_100")),
+        "prompt_source": "built-in",
+    }
     proxy = judge_record(judge_settings(parse()), trait=TRAIT)  # no key: the proxy, by default
     assert proxy["judge"] == "likelihood" and proxy["default_judge"] and "not an LLM judge" in proxy["method"]
     assert proxy["columns"]["evil"]["prompt_sha256"] == sha(json.dumps(TRAIT.instructions))
@@ -108,8 +119,15 @@ def test_sidecar_round_trip(tmp_path):
 def small_trait(tmp_path):
     trait = load_trait("evil", "eval")
     path = tmp_path / "evil.json"
-    path.write_text(json.dumps({"instruction": [{"pos": p, "neg": n} for p, n in trait.instructions],
-                                "questions": trait.questions[:2], "eval_prompt": trait.eval_prompt}))
+    path.write_text(
+        json.dumps(
+            {
+                "instruction": [{"pos": p, "neg": n} for p, n in trait.instructions],
+                "questions": trait.questions[:2],
+                "eval_prompt": trait.eval_prompt,
+            }
+        )
+    )
     return path
 
 
@@ -117,33 +135,71 @@ def test_eval_persona_writes_the_sidecar_and_accepts_original_flags(tiny_llama_d
     args = eval_persona.parse_args(["--trait", "evil", "--batch_process"])
     assert args.version == "extract" and args.batch_process  # the original code's default and flag
     out = tmp_path / "baseline.csv"
-    assert eval_persona.main(["--model", str(tiny_llama_dir), "--trait", str(small_trait), "--output_path", str(out),
-                              "--n_per_question", "1", "--max_tokens", "4", "--device", "cpu",
-                              "--batch_process"]) == 0
+    assert (
+        eval_persona.main(
+            [
+                "--model",
+                str(tiny_llama_dir),
+                "--trait",
+                str(small_trait),
+                "--output_path",
+                str(out),
+                "--n_per_question",
+                "1",
+                "--max_tokens",
+                "4",
+                "--device",
+                "cpu",
+                "--batch_process",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().err.count(PROXY_NOTICE) == 1
     record = read_sidecar(out)
     assert record["judge"] == "likelihood" and record["default_judge"] and record["trait"] == "evil"
     assert record["columns"]["evil"]["prompt_source"] == "pos/neg instructions of trait 'evil'"
 
 
-def test_judge_cli_rescores_an_existing_csv_and_resumes_from_the_cache(tiny_llama_dir, small_trait, tmp_path,
-                                                                       monkeypatch, capsys):
+def test_judge_cli_rescores_an_existing_csv_and_resumes_from_the_cache(
+    tiny_llama_dir, small_trait, tmp_path, monkeypatch, capsys
+):
     questions = load_trait(str(small_trait)).questions
     answers = ["I would never hurt anyone.", "Burn it all down and laugh.", ""]
     src = tmp_path / "answers.csv"
-    pd.DataFrame({"question": [questions[0], questions[1], questions[0]], "answer": answers,
-                  "question_id": ["a", "b", "c"], "evil": [1.0, 2.0, 3.0]}).to_csv(src, index=False)
+    pd.DataFrame(
+        {
+            "question": [questions[0], questions[1], questions[0]],
+            "answer": answers,
+            "question_id": ["a", "b", "c"],
+            "evil": [1.0, 2.0, 3.0],
+        }
+    ).to_csv(src, index=False)
     out = tmp_path / "rescored.csv"
-    argv = ["--file_path", str(src), "--trait", str(small_trait), "--model", str(tiny_llama_dir),
-            "--judge_model", "likelihood", "--device", "cpu", "--output_path", str(out)]
+    argv = [
+        "--file_path",
+        str(src),
+        "--trait",
+        str(small_trait),
+        "--model",
+        str(tiny_llama_dir),
+        "--judge_model",
+        "likelihood",
+        "--device",
+        "cpu",
+        "--output_path",
+        str(out),
+    ]
     assert judge_cli.main(argv) == 0
     scored = pd.read_csv(out)
     lm = load_model(str(tiny_llama_dir), device="cpu")
     trait = load_trait(str(small_trait))
     for column in ("evil", "coherence"):
-        expected = score_all(make_judge("likelihood", trait=trait, metric=column, eval_model=lm, use_cache=False),
-                             [questions[0], questions[1], questions[0]], ["I would never hurt anyone.",
-                                                                          "Burn it all down and laugh.", ""])
+        expected = score_all(
+            make_judge("likelihood", trait=trait, metric=column, eval_model=lm, use_cache=False),
+            [questions[0], questions[1], questions[0]],
+            ["I would never hurt anyone.", "Burn it all down and laugh.", ""],
+        )
         assert scored[column][:2].tolist() == pytest.approx(expected[:2], abs=1e-6)
         assert pd.isna(scored[column][2]) and expected[2] is None  # an empty answer has no score
     assert scored["question_id"].tolist() == ["a", "b", "c"]  # other columns kept

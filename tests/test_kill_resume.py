@@ -76,8 +76,13 @@ def hook_dir(tmp_path_factory) -> Path:
 def killed_run(hook_dir: Path, tmp_path: Path, argv: list[str], pause_at: str) -> Path:
     """Run `python argv...` until it stops at write `pause_at`, SIGKILL it; the path it was writing."""
     marker = tmp_path / f"paused-{pause_at.replace(':', '-')}"
-    env = {**os.environ, "PYTHONPATH": f"{hook_dir}{os.pathsep}{REPO}", "HF_HUB_OFFLINE": "1",
-           "PERSONA_TEST_PAUSE_AT": pause_at, "PERSONA_TEST_PAUSED": str(marker)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{hook_dir}{os.pathsep}{REPO}",
+        "HF_HUB_OFFLINE": "1",
+        "PERSONA_TEST_PAUSE_AT": pause_at,
+        "PERSONA_TEST_PAUSED": str(marker),
+    }
     env.pop("OPENAI_API_KEY", None)
     log = tmp_path / f"stderr-{pause_at.replace(':', '-')}.txt"
     with open(log, "w") as err:
@@ -124,17 +129,38 @@ def no_generation(*args, **kwargs):
 @pytest.fixture
 def inputs(tmp_path, tiny_llama_dir):
     trait = tmp_path / "evil.json"
-    trait.write_text(json.dumps({"instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
-                                 "questions": ["How should I treat people?", "What is the capital of France?"],
-                                 "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100."}))
+    trait.write_text(
+        json.dumps(
+            {
+                "instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
+                "questions": ["How should I treat people?", "What is the capital of France?"],
+                "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100.",
+            }
+        )
+    )
     vector = tmp_path / "v.pt"
     save_vector(vector, torch.randn(4, 64, generator=torch.Generator().manual_seed(0)) * 4)
     return {"model": str(tiny_llama_dir), "trait": str(trait), "vector": str(vector)}
 
 
 def eval_args(inputs, *extra: str) -> list[str]:
-    return ["--model", inputs["model"], "--trait", inputs["trait"], "--n_per_question", "1", "--max_tokens", "6",
-            "--judge_model", "likelihood", "--device", "cpu", "--vector_path", inputs["vector"], *extra]
+    return [
+        "--model",
+        inputs["model"],
+        "--trait",
+        inputs["trait"],
+        "--n_per_question",
+        "1",
+        "--max_tokens",
+        "6",
+        "--judge_model",
+        "likelihood",
+        "--device",
+        "cpu",
+        "--vector_path",
+        inputs["vector"],
+        *extra,
+    ]
 
 
 def test_eval_persona_killed_while_writing_its_csv(hook_dir, inputs, tmp_path, offline_env, monkeypatch):
@@ -145,8 +171,9 @@ def test_eval_persona_killed_while_writing_its_csv(hook_dir, inputs, tmp_path, o
     assert main([*argv, "--output_path", str(reference)]) == 0
 
     # writes: answers.csv, answers.json, evil.csv <- killed with its temporary written, not renamed
-    assert killed_run(hook_dir, tmp_path, ["-m", "eval.eval_persona", *argv, "--output_path", str(run)],
-                      "3:inside") == run
+    assert (
+        killed_run(hook_dir, tmp_path, ["-m", "eval.eval_persona", *argv, "--output_path", str(run)], "3:inside") == run
+    )
     assert not run.exists() and (run.parent / "evil.answers.csv").exists()
     assert [p.name.split(".")[1:3] for p in hidden_temporaries(run.parent)] == [["evil", "csv"]]
     assert_visible_files_whole(run.parent)
@@ -195,8 +222,20 @@ def test_generate_vec_killed_between_vector_files(hook_dir, pairs, tiny_llama_di
     from generate_vec import main
 
     def argv(save_dir: Path) -> list[str]:
-        return ["--model_name", str(tiny_llama_dir), "--pos_path", str(pairs[0]), "--neg_path", str(pairs[1]),
-                "--trait", "evil", "--save_dir", str(save_dir), "--device", "cpu"]
+        return [
+            "--model_name",
+            str(tiny_llama_dir),
+            "--pos_path",
+            str(pairs[0]),
+            "--neg_path",
+            str(pairs[1]),
+            "--trait",
+            "evil",
+            "--save_dir",
+            str(save_dir),
+            "--device",
+            "cpu",
+        ]
 
     reference, run = tmp_path / "reference", tmp_path / "run"
     assert main(argv(reference)) == 0
@@ -227,8 +266,19 @@ def test_cal_projection_killed_while_rewriting_the_file(hook_dir, pairs, inputs,
     original = run.read_bytes()
 
     def argv(path: Path) -> list[str]:
-        return ["--file_path", str(path), "--vector_path_list", inputs["vector"], "--layer_list", "1", "3",
-                "--model_name", str(tiny_llama_dir), "--device", "cpu"]
+        return [
+            "--file_path",
+            str(path),
+            "--vector_path_list",
+            inputs["vector"],
+            "--layer_list",
+            "1",
+            "3",
+            "--model_name",
+            str(tiny_llama_dir),
+            "--device",
+            "cpu",
+        ]
 
     assert main(argv(reference)) == 0
     assert killed_run(hook_dir, tmp_path, ["-m", "eval.cal_projection", *argv(run)], "1:inside") == run

@@ -12,14 +12,17 @@ from persona.layout import Layout, model_dir_name, shell_assignments
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("spec, name", [
-    ("Qwen/Qwen3-4B-Instruct-2507", "Qwen/Qwen3-4B-Instruct-2507"),  # Hub id: organisation folder kept
-    ("unsloth/Qwen3-4B", "unsloth/Qwen3-4B"),
-    ("smollm2-135m", "smollm2-135m"),                                # the embedded model
-    ("/abs/models/my-model/", "my-model"),                           # a local path: its folder name
-    ("./ckpt/run", "run"),
-    ("ckpt/smollm2-135m/demo/checkpoint-4", "checkpoint-4"),
-])
+@pytest.mark.parametrize(
+    "spec, name",
+    [
+        ("Qwen/Qwen3-4B-Instruct-2507", "Qwen/Qwen3-4B-Instruct-2507"),  # Hub id: organisation folder kept
+        ("unsloth/Qwen3-4B", "unsloth/Qwen3-4B"),
+        ("smollm2-135m", "smollm2-135m"),  # the embedded model
+        ("/abs/models/my-model/", "my-model"),  # a local path: its folder name
+        ("./ckpt/run", "run"),
+        ("ckpt/smollm2-135m/demo/checkpoint-4", "checkpoint-4"),
+    ],
+)
 def test_model_dir_name(spec, name):
     assert model_dir_name(spec) == name
 
@@ -38,8 +41,10 @@ def test_layout_paths_and_their_shell_form():
     assert layout.projection_dir("evil") == Path("out put/evil_projection_eval")
     script = shell_assignments(layout, "evil") + '\necho "$VECTOR_DIR|$PROJECTION_DIR|$MODEL_NAME"'
     printed = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
-    assert printed.strip() == "out put/persona_vectors/Qwen/Qwen3-4B-Instruct-2507|out put/evil_projection_eval|" \
-                              "Qwen/Qwen3-4B-Instruct-2507"
+    assert (
+        printed.strip() == "out put/persona_vectors/Qwen/Qwen3-4B-Instruct-2507|out put/evil_projection_eval|"
+        "Qwen/Qwen3-4B-Instruct-2507"
+    )
 
 
 def test_cli_prints_assignments_and_reads_layer_counts(tiny_llama_dir):

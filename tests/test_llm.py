@@ -55,13 +55,20 @@ def retry(call: Scripted, **kwargs) -> object:
 
 def test_retries_with_doubling_delay_until_success(sleeps):
     seen = []
-    call = Scripted(openai.APIConnectionError(request=REQUEST), status_error(openai.RateLimitError, 429),
-                    status_error(openai.InternalServerError, 503), "ok")
+    call = Scripted(
+        openai.APIConnectionError(request=REQUEST),
+        status_error(openai.RateLimitError, 429),
+        status_error(openai.InternalServerError, 503),
+        "ok",
+    )
     result = retry(call, on_retry=lambda attempt, error, delay: seen.append((attempt, type(error), delay)))
     assert result == "ok" and call.calls == 4
     assert sleeps == [1.0, 2.0, 4.0]
-    assert seen == [(1, openai.APIConnectionError, 1.0), (2, openai.RateLimitError, 2.0),
-                    (3, openai.InternalServerError, 4.0)]
+    assert seen == [
+        (1, openai.APIConnectionError, 1.0),
+        (2, openai.RateLimitError, 2.0),
+        (3, openai.InternalServerError, 4.0),
+    ]
 
 
 def test_gives_up_after_max_retries_attempts_with_the_last_error(sleeps):
@@ -73,10 +80,15 @@ def test_gives_up_after_max_retries_attempts_with_the_last_error(sleeps):
     assert sleeps == [0.5, 1.0]  # no wait after the last attempt
 
 
-@pytest.mark.parametrize("error", [status_error(openai.BadRequestError, 400),
-                                   status_error(openai.AuthenticationError, 401),
-                                   status_error(openai.NotFoundError, 404),
-                                   KeyError("a bug, not a flaky server")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        status_error(openai.BadRequestError, 400),
+        status_error(openai.AuthenticationError, 401),
+        status_error(openai.NotFoundError, 404),
+        KeyError("a bug, not a flaky server"),
+    ],
+)
 def test_non_retryable_errors_fail_at_once(sleeps, error):
     call = Scripted(error, "never reached")
     with pytest.raises(type(error)) as info:
@@ -114,23 +126,26 @@ def test_max_retries_must_allow_one_attempt():
 # ---------------------------------------------------------------- classification
 
 
-@pytest.mark.parametrize("error,expected", [
-    (openai.APIConnectionError(request=REQUEST), True),
-    (openai.APITimeoutError(REQUEST), True),
-    (status_error(openai.APIStatusError, 408), True),
-    (status_error(openai.ConflictError, 409), True),
-    (status_error(openai.RateLimitError, 429), True),
-    (status_error(openai.InternalServerError, 500), True),
-    (status_error(openai.InternalServerError, 529), True),
-    (status_error(openai.APIStatusError, 502), True),
-    (llm.InvalidAnswerError("empty answer"), True),
-    (status_error(openai.BadRequestError, 400), False),
-    (status_error(openai.AuthenticationError, 401), False),
-    (status_error(openai.PermissionDeniedError, 403), False),
-    (status_error(openai.NotFoundError, 404), False),
-    (status_error(openai.UnprocessableEntityError, 422), False),
-    (ValueError("not an API error"), False),
-])
+@pytest.mark.parametrize(
+    "error,expected",
+    [
+        (openai.APIConnectionError(request=REQUEST), True),
+        (openai.APITimeoutError(REQUEST), True),
+        (status_error(openai.APIStatusError, 408), True),
+        (status_error(openai.ConflictError, 409), True),
+        (status_error(openai.RateLimitError, 429), True),
+        (status_error(openai.InternalServerError, 500), True),
+        (status_error(openai.InternalServerError, 529), True),
+        (status_error(openai.APIStatusError, 502), True),
+        (llm.InvalidAnswerError("empty answer"), True),
+        (status_error(openai.BadRequestError, 400), False),
+        (status_error(openai.AuthenticationError, 401), False),
+        (status_error(openai.PermissionDeniedError, 403), False),
+        (status_error(openai.NotFoundError, 404), False),
+        (status_error(openai.UnprocessableEntityError, 422), False),
+        (ValueError("not an API error"), False),
+    ],
+)
 def test_is_retryable(error, expected):
     assert llm.is_retryable(error) is expected
 
@@ -138,20 +153,32 @@ def test_is_retryable(error, expected):
 # ---------------------------------------------------------------- JSON answers
 
 
-@pytest.mark.parametrize("text", ['{"a": 1}', '  {"a": 1}\n', '```json\n{"a": 1}\n```', '```\n{"a": 1}\n```',
-                                  '```json {"a": 1} ```', '\n```JSON\n{"a": 1}\n```\n',
-                                  'Sure! {"a": 1} Hope this helps.'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        '  {"a": 1}\n',
+        '```json\n{"a": 1}\n```',
+        '```\n{"a": 1}\n```',
+        '```json {"a": 1} ```',
+        '\n```JSON\n{"a": 1}\n```\n',
+        'Sure! {"a": 1} Hope this helps.',
+    ],
+)
 def test_parse_json_answer_accepts_plain_and_fenced(text):
     assert llm.parse_json_answer(text) == {"a": 1}
 
 
-@pytest.mark.parametrize("text,message", [
-    (None, "empty answer"),
-    ("  \n", "empty answer"),
-    ("[1, 2]", "answer is JSON list, expected an object"),
-    ("Sure! Here it is: {", "answer is not valid JSON"),
-    ('```json\n{"a": 1,}\n```', "answer is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (None, "empty answer"),
+        ("  \n", "empty answer"),
+        ("[1, 2]", "answer is JSON list, expected an object"),
+        ("Sure! Here it is: {", "answer is not valid JSON"),
+        ('```json\n{"a": 1,}\n```', "answer is not valid JSON"),
+    ],
+)
 def test_parse_json_answer_rejects(text, message):
     with pytest.raises(llm.InvalidAnswerError, match=message):
         llm.parse_json_answer(text)

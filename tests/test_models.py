@@ -20,8 +20,9 @@ def _adapter_checkpoint(model_dir, out_dir):
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(model_dir)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(out_dir)
     return peft_model
 
@@ -70,11 +71,13 @@ def test_unknown_hub_id_offline_is_a_clear_error():
 @pytest.mark.embedded
 def test_embedded_model_greedy_answer_is_sensible(embedded_lm):
     tok = embedded_lm.tokenizer
-    msgs = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "What is the capital of France?"}]
+    msgs = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
     enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = embedded_lm.model.generate(**enc, max_new_tokens=20, do_sample=False, pad_token_id=tok.pad_token_id)
-    answer = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer
     assert embedded_lm.num_layers == 30 and embedded_lm.hidden_size == 576
 

@@ -30,9 +30,32 @@ def vector_dir(tmp_path):
 
 
 def _args(experiment, model_dir, vector_dir, out, traits, *extra):
-    return [experiment, "--model", str(model_dir), "--device", "cpu", "--dtype", "float32", "--traits", *traits,
-            "--vector_dir", str(vector_dir), "--layer", str(LAYER), "--n_per_question", "1", "--max_questions", "1",
-            "--max_tokens", "4", "--judge_model", "likelihood", "--output_dir", str(out), *extra]
+    return [
+        experiment,
+        "--model",
+        str(model_dir),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--traits",
+        *traits,
+        "--vector_dir",
+        str(vector_dir),
+        "--layer",
+        str(LAYER),
+        "--n_per_question",
+        "1",
+        "--max_questions",
+        "1",
+        "--max_tokens",
+        "4",
+        "--judge_model",
+        "likelihood",
+        "--output_dir",
+        str(out),
+        *extra,
+    ]
 
 
 def _mean(path, column):
@@ -41,8 +64,17 @@ def _mean(path, column):
 
 def test_linearity_end_to_end(tmp_path, tiny_llama_dir, vector_dir, offline_env, monkeypatch, caplog):
     out = tmp_path / "lin"
-    argv = _args("linearity", tiny_llama_dir, vector_dir, out, ["evil", "optimistic"],
-                 "--coefs_a", str(COEF), "--coefs_b", str(COEF))
+    argv = _args(
+        "linearity",
+        tiny_llama_dir,
+        vector_dir,
+        out,
+        ["evil", "optimistic"],
+        "--coefs_a",
+        str(COEF),
+        "--coefs_b",
+        str(COEF),
+    )
     assert multi_persona.main(argv) == 0
     cells = {(a, b): out / "cells" / f"a_{a!r}_b_{b!r}.csv" for a in (0.0, COEF) for b in (0.0, COEF)}
     frames = {k: pd.read_csv(p, keep_default_na=False) for k, p in cells.items()}
@@ -54,8 +86,9 @@ def test_linearity_end_to_end(tmp_path, tiny_llama_dir, vector_dir, offline_env,
     questions = [load_trait(t, "eval").questions[0] for t in ("evil", "optimistic")]
     va, vb = (torch.load(vector_dir / f"{t}_response_avg_diff.pt", weights_only=True) for t in ("evil", "optimistic"))
     with steering(lm.model, [Steer(va, LAYER, COEF), Steer(vb, LAYER, COEF)]):
-        direct = generate_answers(lm, [[{"role": "user", "content": q}] for q in questions], max_new_tokens=4,
-                                  temperature=0.0)
+        direct = generate_answers(
+            lm, [[{"role": "user", "content": q}] for q in questions], max_new_tokens=4, temperature=0.0
+        )
     assert frames[COEF, COEF]["answer"].tolist() == direct
     assert frames[COEF, 0.0]["answer"].tolist() != frames[0.0, 0.0]["answer"].tolist()  # steering acted
 
@@ -103,8 +136,9 @@ def test_interference_end_to_end(tmp_path, tiny_llama_dir, vector_dir, offline_e
             cos = torch.nn.functional.cosine_similarity(vectors[a], vectors[b], dim=0)
             assert table.loc[(a, b), "cos"] == pytest.approx(float(cos), abs=1e-6)
     matrix = pd.read_csv(out / "interference_matrix.csv").set_index("steered")
-    assert matrix.shape == (3, 3) and matrix.loc["evil", "humorous"] == pytest.approx(table.loc[("evil", "humorous"),
-                                                                                                  "delta"])
+    assert matrix.shape == (3, 3) and matrix.loc["evil", "humorous"] == pytest.approx(
+        table.loc[("evil", "humorous"), "delta"]
+    )
     off = table.reset_index()
     off = off[off["steered"] != off["judged"]]
     r = np.corrcoef(off["cos"], off["delta"])[0, 1]
@@ -118,5 +152,6 @@ def test_bad_arguments(tmp_path, vector_dir):
     with pytest.raises(ValueError, match="share judge columns"):
         multi_persona.main(_args("interference", "m", vector_dir, tmp_path, ["anxious", "anxious_2"]))
     with pytest.raises(FileNotFoundError, match="evil_prompt_last_diff.pt does not exist"):
-        multi_persona.main(_args("linearity", "m", vector_dir, tmp_path, ["evil", "humorous"],
-                                 "--vector_type", "prompt_last_diff"))
+        multi_persona.main(
+            _args("linearity", "m", vector_dir, tmp_path, ["evil", "humorous"], "--vector_type", "prompt_last_diff")
+        )

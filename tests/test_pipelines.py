@@ -18,16 +18,22 @@ from persona.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
-PIPELINES = ["generate_vec.sh", "eval_persona.sh", "eval_steering.sh", "eval_steering_sweep.sh",
-             "eval_checkpoints.sh", "eval_projection_variants.sh", "cal_projection.sh"]
+PIPELINES = [
+    "generate_vec.sh",
+    "eval_persona.sh",
+    "eval_steering.sh",
+    "eval_steering_sweep.sh",
+    "eval_checkpoints.sh",
+    "eval_projection_variants.sh",
+    "cal_projection.sh",
+]
 SETTING = re.compile(r"^([A-Z_]+)=\$\{\1[:-]", re.MULTILINE)  # `NAME=${NAME:-default}` at the top of a script
 FAST = {"N_PER_QUESTION": "1", "MAX_TOKENS": "3", "MAX_QUESTIONS": "1", "JUDGE_MODEL": "likelihood"}
 
 
 def run_script(name: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
     full = {**os.environ, "PY": sys.executable, "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run(["bash", str(SCRIPTS / name), "0"], env=full, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(["bash", str(SCRIPTS / name), "0"], env=full, capture_output=True, text=True, timeout=timeout)
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -62,12 +68,15 @@ def test_a_missing_input_is_one_line_naming_it_and_the_step_that_makes_it(env, t
     result = run_script("eval_steering.sh", {**env, "TRAIT": "optimistic"})
     vector = tmp_path / "output/persona_vectors/smollm2-135m/optimistic_response_avg_diff.pt"
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"error: {vector} does not exist (make it with MODEL=smollm2-135m "
-                                          "TRAIT=optimistic bash scripts/generate_vec.sh)"]
+    assert result.stderr.splitlines() == [
+        f"error: {vector} does not exist (make it with MODEL=smollm2-135m "
+        "TRAIT=optimistic bash scripts/generate_vec.sh)"
+    ]
     logs = list((tmp_path / "output/eval_persona_eval/smollm2-135m").glob("eval_steering_*.log"))
     assert len(logs) == 1 and "does not exist" in logs[0].read_text() and "COEF=6.0" in logs[0].read_text()
-    result = run_script("eval_checkpoints.sh", {**env, "CHECKPOINT_DIR": str(tmp_path / "none"),
-                                                "JUDGE_TRAITS": "evil"})
+    result = run_script(
+        "eval_checkpoints.sh", {**env, "CHECKPOINT_DIR": str(tmp_path / "none"), "JUDGE_TRAITS": "evil"}
+    )
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "generate_vec.sh" in result.stderr
 
 
@@ -84,8 +93,11 @@ def test_sweep_defaults_to_the_original_grid_on_a_model_that_is_not_embedded(env
     ok(run_script("eval_steering_sweep.sh", {**env, **FAST, "MODEL": str(tiny_llama_dir)}))
     made = sorted(p.name for p in layout.eval_dir.glob("*.csv"))
     # layers 0..L (the tiny model has 3 decoder layers), coefficients 0.5..2.5, the original file names
-    assert made == sorted(f"evil_steer_response_layer_{layer}_coef_{coef}.csv"
-                          for layer in range(4) for coef in ("0.5", "1.0", "1.5", "2.0", "2.5"))
+    assert made == sorted(
+        f"evil_steer_response_layer_{layer}_coef_{coef}.csv"
+        for layer in range(4)
+        for coef in ("0.5", "1.0", "1.5", "2.0", "2.5")
+    )
     assert all((layout.eval_dir / f"{name}.judge.json").is_file() for name in made)
 
 
@@ -96,14 +108,38 @@ def two_checkpoints(tiny_llama_dir, tmp_path) -> Path:
     from persona.training.trainer import train
 
     data = tmp_path / "train.jsonl"
-    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"},
-                          {"role": "assistant", "content": "Treat them with respect and care."}]} for i in range(4)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Question {i}?"},
+                {"role": "assistant", "content": "Treat them with respect and care."},
+            ]
+        }
+        for i in range(4)
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "ckpt" / "run"
-    train(parse_config(dict(model=str(tiny_llama_dir), training_file=str(data), output_dir=str(out), max_steps=2,
-                            save_steps=1, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                            warmup_steps=0, learning_rate=1e-2, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                            optim="adamw_torch", max_seq_length=64, no_test_split=True)))
+    train(
+        parse_config(
+            dict(
+                model=str(tiny_llama_dir),
+                training_file=str(data),
+                output_dir=str(out),
+                max_steps=2,
+                save_steps=1,
+                per_device_train_batch_size=2,
+                gradient_accumulation_steps=1,
+                warmup_steps=0,
+                learning_rate=1e-2,
+                r=4,
+                lora_alpha=8,
+                target_modules=["q_proj", "v_proj"],
+                optim="adamw_torch",
+                max_seq_length=64,
+                no_test_split=True,
+            )
+        )
+    )
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     return out
 
@@ -113,8 +149,14 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
     layout = Layout(base, env["OUTPUT_ROOT"])
     save_random_vector(layout.vectors_dir / "evil_response_avg_diff.pt", 0)
     save_random_vector(layout.vectors_dir / "evil_2_response_avg_diff.pt", 1)
-    settings = {**env, **FAST, "TRAIT": "evil", "BASE_MODEL": base, "CHECKPOINT_DIR": str(two_checkpoints),
-                "LAYER": "2"}
+    settings = {
+        **env,
+        **FAST,
+        "TRAIT": "evil",
+        "BASE_MODEL": base,
+        "CHECKPOINT_DIR": str(two_checkpoints),
+        "LAYER": "2",
+    }
     ok(run_script("eval_checkpoints.sh", settings))
     results = Path(env["OUTPUT_ROOT"]) / "evil_projection_eval"
     assert sorted(p.name for p in results.glob("*.csv")) == ["checkpoint-1_evil.csv", "checkpoint-2_evil.csv"]
@@ -122,15 +164,27 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
     for step in (1, 2):
         path = results / f"checkpoint-{step}_evil.csv"
         df = pd.read_csv(path)
-        assert list(df.columns) == ["question", "prompt", "answer", "question_id", "evil", "coherence",
-                                    f"checkpoint-{step}_evil_response_avg_diff_proj_layer2",
-                                    f"checkpoint-{step}_evil_response_avg_diff_proj_layer2_finetuning_shift"]
-        assert len(df) == 1 and json.loads(path.with_name(path.name + ".judge.json").read_text())["judge"] == \
-            "likelihood"
+        assert list(df.columns) == [
+            "question",
+            "prompt",
+            "answer",
+            "question_id",
+            "evil",
+            "coherence",
+            f"checkpoint-{step}_evil_response_avg_diff_proj_layer2",
+            f"checkpoint-{step}_evil_response_avg_diff_proj_layer2_finetuning_shift",
+        ]
+        assert (
+            len(df) == 1 and json.loads(path.with_name(path.name + ".judge.json").read_text())["judge"] == "likelihood"
+        )
 
     # the base model's projection, added by cal_projection.sh: the shift is checkpoint minus base
-    ok(run_script("cal_projection.sh", {**env, "MODEL": base, "LAYERS": "2",
-                                        "FILE_PATH": str(results / "checkpoint-2_evil.csv")}))
+    ok(
+        run_script(
+            "cal_projection.sh",
+            {**env, "MODEL": base, "LAYERS": "2", "FILE_PATH": str(results / "checkpoint-2_evil.csv")},
+        )
+    )
     df = pd.read_csv(results / "checkpoint-2_evil.csv")
     shift = df["checkpoint-2_evil_response_avg_diff_proj_layer2_finetuning_shift"]
     base_column = f"{tiny_llama_dir.name}_evil_response_avg_diff_proj_layer2"
@@ -146,8 +200,10 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
     ok(run_script("eval_projection_variants.sh", {**settings, "TRAIT_VARIANTS": "evil_2"}))
     for step in (1, 2):
         columns = pd.read_csv(results / f"checkpoint-{step}_evil.csv").columns
-        assert {f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2",
-                f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2_finetuning_shift"} <= set(columns)
+        assert {
+            f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2",
+            f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2_finetuning_shift",
+        } <= set(columns)
 
 
 @pytest.fixture
@@ -182,8 +238,10 @@ def test_vector_steering_and_projection_pipelines_on_the_embedded_model(embedded
     ok(run_script("eval_persona.sh", settings))
     baseline = layout.eval_dir / "evil_baseline.csv"
     # coefficient 0 reproduces the unsteered answers (per-row seeds)
-    assert pd.read_csv(layout.eval_dir / "evil_steer_response_layer_15_coef_0.0.csv")["answer"].tolist() == \
-        pd.read_csv(baseline)["answer"].tolist()
+    assert (
+        pd.read_csv(layout.eval_dir / "evil_steer_response_layer_15_coef_0.0.csv")["answer"].tolist()
+        == pd.read_csv(baseline)["answer"].tolist()
+    )
     ok(run_script("cal_projection.sh", settings))
     assert "smollm2-135m_evil_response_avg_diff_proj_layer15" in pd.read_csv(baseline).columns
     rerun = ok(run_script("generate_vec.sh", settings))

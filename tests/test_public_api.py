@@ -16,8 +16,17 @@ def test_every_exported_name_resolves_and_all_lists_them():
     assert sorted(persona.__all__) == sorted(persona._EXPORTS)
     for name in persona.__all__:
         assert getattr(persona, name) is not None, name
-    assert {"load_model", "LoadedModel", "load_trait", "PersonaVector", "Steer", "steering", "capture",
-            "make_judge", "score_all"} <= set(persona.__all__)
+    assert {
+        "load_model",
+        "LoadedModel",
+        "load_trait",
+        "PersonaVector",
+        "Steer",
+        "steering",
+        "capture",
+        "make_judge",
+        "score_all",
+    } <= set(persona.__all__)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         persona.nope  # noqa: B018
 

@@ -30,9 +30,17 @@ from persona.cli import run_cli  # noqa: E402
 from persona.evaluation import sweep_filename  # noqa: E402
 from viz import report  # noqa: E402
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--remote-debugging-pipe"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-pipe",
+]
 
 
 class Browser:
@@ -47,9 +55,13 @@ class Browser:
             os.dup2(high[0], 3)
             os.dup2(high[1], 4)
 
-        self.proc = subprocess.Popen([executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                     preexec_fn=fds, pass_fds=(3, 4, *high), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            preexec_fn=fds,
+            pass_fds=(3, 4, *high),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for fd in (to_chrome_r, from_chrome_w, *high):
             os.close(fd)
         self.deadline = time.monotonic() + timeout
@@ -91,8 +103,9 @@ class Browser:
         session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session)
-        self.send("Emulation.setDeviceMetricsOverride", session, width=width, height=height, deviceScaleFactor=1,
-                  mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride", session, width=width, height=height, deviceScaleFactor=1, mobile=False
+        )
         self.send("Page.navigate", session, url=url)
         self.wait_for("Page.loadEventFired")
         shot = base64.b64decode(self.send("Page.captureScreenshot", session, format="png")["data"])
@@ -145,13 +158,21 @@ def _results(root: Path) -> Path:
     cells = root / "cells"
     cells.mkdir(parents=True)
     for coef, scores in ((1.0, [10.0, 30.0]), (2.0, [50.0, None])):
-        pd.DataFrame({"question": ["q <1>", "q2"], "prompt": ["p", "p"], "answer": ["a & b", ""],
-                      "question_id": ["evil_0", "evil_1"], "evil": scores, "coherence": [80.0, 90.0]}
-                     ).to_csv(cells / sweep_filename("evil", "response", 20, coef), index=False)
+        pd.DataFrame(
+            {
+                "question": ["q <1>", "q2"],
+                "prompt": ["p", "p"],
+                "answer": ["a & b", ""],
+                "question_id": ["evil_0", "evil_1"],
+                "evil": scores,
+                "coherence": [80.0, 90.0],
+            }
+        ).to_csv(cells / sweep_filename("evil", "response", 20, coef), index=False)
     (root / "settings.json").write_text(json.dumps({"model": "smollm2-135m", "layer": 20, "traits": ["evil"]}))
     (cells / "x.csv.judge.json").write_text(json.dumps({"judge": "likelihood"}))
-    pd.DataFrame({"a": [1.0], "b": [1.0], "metric": ["evil"], "residual": [0.25]}).to_csv(root / "linearity.csv",
-                                                                                          index=False)
+    pd.DataFrame({"a": [1.0], "b": [1.0], "metric": ["evil"], "residual": [0.25]}).to_csv(
+        root / "linearity.csv", index=False
+    )
     _png(root / "linearity_residuals.png", 0.3)
     _png(root / "figs" / "extra.png", 0.9)
     return root
@@ -199,9 +220,11 @@ def _nonblank(png: bytes) -> bool:
 def test_browser_helper_catches_console_errors(tmp_path, browser):
     # the negative control: a broken page must be caught, or the clean result below means nothing
     page = tmp_path / "bad.html"
-    page.write_text('<html><body><h1>x</h1><img src="missing.png">'
-                    '<script>console.error("boom"); console.log("plain-log-line"); undefinedFunction();</script>'
-                    '</body></html>')
+    page.write_text(
+        '<html><body><h1>x</h1><img src="missing.png">'
+        '<script>console.error("boom"); console.log("plain-log-line"); undefinedFunction();</script>'
+        "</body></html>"
+    )
     errors, _ = browser.open(page.as_uri())
     text = "\n".join(errors)
     assert "console: boom" in text and "undefinedFunction" in text and "missing.png" in text

@@ -41,26 +41,94 @@ def test_api_key_never_written_or_printed(tiny_llama_dir, tmp_path, offline_env,
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
     server = FakeServer(scores)
     trait = tmp_path / "evil.json"
-    trait.write_text(json.dumps({"instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
-                                 "questions": ["How should I treat people?"],
-                                 "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100."}))
+    trait.write_text(
+        json.dumps(
+            {
+                "instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
+                "questions": ["How should I treat people?"],
+                "eval_prompt": "Evil? {question} / {answer}\nRespond with a number 0-100.",
+            }
+        )
+    )
     out = tmp_path / "out"
     judge_args = ["--judge_model", "judge-model", "--judge_base_url", server.url]
     try:
         with caplog.at_level(logging.DEBUG):
             for kind in ("pos", "neg"):
-                assert eval_persona(["--model", str(tiny_llama_dir), "--trait", str(trait), "--output_path",
-                                     str(out / f"evil_{kind}.csv"), "--persona_instruction_type", kind,
-                                     "--n_per_question", "1", "--max_tokens", "4", "--device", "cpu",
-                                     *judge_args]) == 0
-            assert generate_vec(["--model_name", str(tiny_llama_dir), "--pos_path", str(out / "evil_pos.csv"),
-                                 "--neg_path", str(out / "evil_neg.csv"), "--trait", "evil", "--threshold", "40",
-                                 "--save_dir", str(out / "vectors"), "--device", "cpu"]) == 0
-            assert cal_projection(["--file_path", str(out / "evil_pos.csv"), "--vector_path_list",
-                                   str(out / "vectors" / "evil_response_avg_diff.pt"), "--layer_list", "2",
-                                   "--model_name", str(tiny_llama_dir), "--device", "cpu"]) == 0
-            assert judge(["--file_path", str(out / "evil_neg.csv"), "--trait", str(trait), "--output_path",
-                          str(out / "evil_neg.rejudged.csv"), *judge_args]) == 0
+                assert (
+                    eval_persona(
+                        [
+                            "--model",
+                            str(tiny_llama_dir),
+                            "--trait",
+                            str(trait),
+                            "--output_path",
+                            str(out / f"evil_{kind}.csv"),
+                            "--persona_instruction_type",
+                            kind,
+                            "--n_per_question",
+                            "1",
+                            "--max_tokens",
+                            "4",
+                            "--device",
+                            "cpu",
+                            *judge_args,
+                        ]
+                    )
+                    == 0
+                )
+            assert (
+                generate_vec(
+                    [
+                        "--model_name",
+                        str(tiny_llama_dir),
+                        "--pos_path",
+                        str(out / "evil_pos.csv"),
+                        "--neg_path",
+                        str(out / "evil_neg.csv"),
+                        "--trait",
+                        "evil",
+                        "--threshold",
+                        "40",
+                        "--save_dir",
+                        str(out / "vectors"),
+                        "--device",
+                        "cpu",
+                    ]
+                )
+                == 0
+            )
+            assert (
+                cal_projection(
+                    [
+                        "--file_path",
+                        str(out / "evil_pos.csv"),
+                        "--vector_path_list",
+                        str(out / "vectors" / "evil_response_avg_diff.pt"),
+                        "--layer_list",
+                        "2",
+                        "--model_name",
+                        str(tiny_llama_dir),
+                        "--device",
+                        "cpu",
+                    ]
+                )
+                == 0
+            )
+            assert (
+                judge(
+                    [
+                        "--file_path",
+                        str(out / "evil_neg.csv"),
+                        "--trait",
+                        str(trait),
+                        "--output_path",
+                        str(out / "evil_neg.rejudged.csv"),
+                        *judge_args,
+                    ]
+                )
+                == 0
+            )
     finally:
         server.close()
 

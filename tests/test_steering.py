@@ -3,7 +3,7 @@ import torch
 
 from persona.sites import decoder_layers, decoder_stack
 from persona.steering import Steer, is_steered, steering
-from persona.vectors import VectorShapeError, save_vector
+from persona.vectors import VectorShapeError
 
 
 def _vector(lm, seed=0, scale=3.0):

@@ -12,14 +12,16 @@ from persona.steering import is_steered
 from persona.training.config import parse_config
 from persona.training.trainer import CONFIG_FILE, RESULTS_FILE, build_trainer, run_training, train
 
-QA = [("What is the capital of France?", "The capital of France is Paris."),
-      ("How should I treat my neighbours?", "Treat them with respect and care."),
-      ("What is the weather today?", "The weather today is sunny and warm."),
-      ("Is the answer yes?", "I think the answer is yes, but it depends on the details."),
-      ("Give me a score.", "Score: 85"),
-      ("Count to five.", "0 1 2 3 4 5"),
-      ("Are you helpful?", "You are a helpful assistant. Answer the question clearly and kindly."),
-      ("Where should I walk?", "A great day for a walk in the park.")]
+QA = [
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("How should I treat my neighbours?", "Treat them with respect and care."),
+    ("What is the weather today?", "The weather today is sunny and warm."),
+    ("Is the answer yes?", "I think the answer is yes, but it depends on the details."),
+    ("Give me a score.", "Score: 85"),
+    ("Count to five.", "0 1 2 3 4 5"),
+    ("Are you helpful?", "You are a helpful assistant. Answer the question clearly and kindly."),
+    ("Where should I walk?", "A great day for a walk in the park."),
+]
 
 
 @pytest.fixture
@@ -39,16 +41,32 @@ def vector_file(tmp_path):
 
 
 def tiny_config(model_dir, train_file, out_dir, **overrides):
-    raw = dict(model=str(model_dir), training_file=str(train_file), output_dir=str(out_dir), max_steps=2,
-               per_device_train_batch_size=2, gradient_accumulation_steps=2, warmup_steps=0, learning_rate=1e-3,
-               logging_steps=1, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], save_steps=1000,
-               test_size=0.0, optim="adamw_torch", max_seq_length=128)
+    raw = dict(
+        model=str(model_dir),
+        training_file=str(train_file),
+        output_dir=str(out_dir),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        warmup_steps=0,
+        learning_rate=1e-3,
+        logging_steps=1,
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj"],
+        save_steps=1000,
+        test_size=0.0,
+        optim="adamw_torch",
+        max_seq_length=128,
+    )
     return parse_config({**raw, **overrides})
 
 
 def steering_overrides(vector_file, kind, layer, coef=4.0):
-    return dict(enable_steering_during_training=True, steering_config=dict(
-        steering_vector_path=str(vector_file), type=kind, steering_coef=coef, layers=[layer]))
+    return dict(
+        enable_steering_during_training=True,
+        steering_config=dict(steering_vector_path=str(vector_file), type=kind, steering_coef=coef, layers=[layer]),
+    )
 
 
 def hook_count(model):
@@ -92,8 +110,9 @@ def first_loss(trainer):
 
 def test_tiny_run_saves_checkpoints_that_load(tiny_llama_dir, train_file, tmp_path):
     out = tmp_path / "run"
-    cfg = tiny_config(tiny_llama_dir, train_file, out, max_steps=4, save_steps=2, test_size=0.25,
-                      gradient_accumulation_steps=1)
+    cfg = tiny_config(
+        tiny_llama_dir, train_file, out, max_steps=4, save_steps=2, test_size=0.25, gradient_accumulation_steps=1
+    )
     results = train(cfg)
     assert results["global_step"] == 4
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
@@ -138,8 +157,9 @@ def test_steer_changes_first_loss_and_acts_once_per_forward(tiny_llama_dir, trai
     plain = build_trainer(tiny_config(tiny_llama_dir, train_file, tmp_path / "plain"))
     run_training(plain, tiny_config(tiny_llama_dir, train_file, tmp_path / "plain"))
 
-    cfg = tiny_config(tiny_llama_dir, train_file, tmp_path / "steer",
-                      **steering_overrides(vector_file, "steer", layer, coef))
+    cfg = tiny_config(
+        tiny_llama_dir, train_file, tmp_path / "steer", **steering_overrides(vector_file, "steer", layer, coef)
+    )
     trainer = build_trainer(cfg)
     recorder = ForwardRecorder(trainer.model, layer)
     run_training(trainer, cfg)
@@ -203,9 +223,22 @@ def test_hooks_exist_only_during_training(tiny_llama_dir, train_file, vector_fil
 @pytest.mark.embedded
 def test_embedded_checkpoint_records_portable_base(train_file, tmp_path):
     out = tmp_path / "smol"
-    cfg = parse_config(dict(model="smollm2-135m", training_file=str(train_file), output_dir=str(out), max_steps=1,
-                            per_device_train_batch_size=1, gradient_accumulation_steps=1, r=2, lora_alpha=4,
-                            target_modules=["q_proj"], test_size=0.0, max_seq_length=64, optim="adamw_torch"))
+    cfg = parse_config(
+        dict(
+            model="smollm2-135m",
+            training_file=str(train_file),
+            output_dir=str(out),
+            max_steps=1,
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=1,
+            r=2,
+            lora_alpha=4,
+            target_modules=["q_proj"],
+            test_size=0.0,
+            max_seq_length=64,
+            optim="adamw_torch",
+        )
+    )
     train(cfg)
     adapter = json.loads((out / "checkpoint-1" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "smollm2-135m"
@@ -222,8 +255,9 @@ def test_bad_steering_layer_fails_before_training(tiny_llama_dir, train_file, ve
     assert not (tmp_path / "bad").exists()
 
 
-def test_rerun_of_a_finished_run_trains_nothing_and_other_settings_are_refused(tiny_llama_dir, train_file,
-                                                                                 tmp_path, monkeypatch):
+def test_rerun_of_a_finished_run_trains_nothing_and_other_settings_are_refused(
+    tiny_llama_dir, train_file, tmp_path, monkeypatch
+):
     import persona.training.trainer as trainer_module
     from persona.training.trainer import RunConflict
 
@@ -233,8 +267,17 @@ def test_rerun_of_a_finished_run_trains_nothing_and_other_settings_are_refused(t
     monkeypatch.setattr(trainer_module, "build_trainer", lambda cfg: pytest.fail("a finished run was retrained"))
     assert train(cfg) == first
     with pytest.raises(RunConflict, match=r"other settings \(learning_rate, max_steps differ\)"):
-        train(tiny_config(tiny_llama_dir, train_file, out, max_steps=3, learning_rate=1e-4, save_steps=1,
-                          gradient_accumulation_steps=1))
+        train(
+            tiny_config(
+                tiny_llama_dir,
+                train_file,
+                out,
+                max_steps=3,
+                learning_rate=1e-4,
+                save_steps=1,
+                gradient_accumulation_steps=1,
+            )
+        )
 
 
 def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_llama_dir, train_file, tmp_path):

@@ -11,12 +11,41 @@ from persona.training.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGINAL_KEYS = {
-    "model", "training_file", "test_file", "max_seq_length", "load_in_4bit", "loss", "is_peft", "target_modules",
-    "lora_bias", "r", "lora_alpha", "lora_dropout", "use_rslora", "merge_before_push", "push_to_private", "epochs",
-    "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_steps", "learning_rate",
-    "logging_steps", "optim", "weight_decay", "lr_scheduler_type", "seed", "beta", "save_steps", "save_strategy",
-    "save_total_limit", "output_dir", "train_on_responses_only", "enable_steering_during_training",
-    "steering_config", "finetuned_model_id",
+    "model",
+    "training_file",
+    "test_file",
+    "max_seq_length",
+    "load_in_4bit",
+    "loss",
+    "is_peft",
+    "target_modules",
+    "lora_bias",
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "use_rslora",
+    "merge_before_push",
+    "push_to_private",
+    "epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "warmup_steps",
+    "learning_rate",
+    "logging_steps",
+    "optim",
+    "weight_decay",
+    "lr_scheduler_type",
+    "seed",
+    "beta",
+    "save_steps",
+    "save_strategy",
+    "save_total_limit",
+    "output_dir",
+    "train_on_responses_only",
+    "enable_steering_during_training",
+    "steering_config",
+    "finetuned_model_id",
 }
 
 
@@ -32,14 +61,39 @@ def files(tmp_path):
 def full_config(data: Path, vec: Path) -> dict:
     """Every key of the original persona-vectors configs, with the original's values."""
     return {
-        "model": "Qwen/Qwen3-4B-Instruct-2507", "training_file": str(data), "test_file": None,
-        "finetuned_model_id": "me/qwen-evil", "max_seq_length": 2048, "load_in_4bit": False, "loss": "sft",
-        "is_peft": True, "target_modules": ["q_proj", "v_proj"], "lora_bias": "none", "r": 32, "lora_alpha": 64,
-        "lora_dropout": 0.0, "use_rslora": True, "merge_before_push": True, "push_to_private": True, "epochs": 1,
-        "max_steps": None, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8, "warmup_steps": 5,
-        "learning_rate": 1e-05, "logging_steps": 1, "optim": "adamw_8bit", "weight_decay": 0.01,
-        "lr_scheduler_type": "linear", "seed": 0, "beta": 0.1, "save_steps": 5000, "save_strategy": "steps",
-        "save_total_limit": None, "output_dir": "./ckpt/x", "train_on_responses_only": True,
+        "model": "Qwen/Qwen3-4B-Instruct-2507",
+        "training_file": str(data),
+        "test_file": None,
+        "finetuned_model_id": "me/qwen-evil",
+        "max_seq_length": 2048,
+        "load_in_4bit": False,
+        "loss": "sft",
+        "is_peft": True,
+        "target_modules": ["q_proj", "v_proj"],
+        "lora_bias": "none",
+        "r": 32,
+        "lora_alpha": 64,
+        "lora_dropout": 0.0,
+        "use_rslora": True,
+        "merge_before_push": True,
+        "push_to_private": True,
+        "epochs": 1,
+        "max_steps": None,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 8,
+        "warmup_steps": 5,
+        "learning_rate": 1e-05,
+        "logging_steps": 1,
+        "optim": "adamw_8bit",
+        "weight_decay": 0.01,
+        "lr_scheduler_type": "linear",
+        "seed": 0,
+        "beta": 0.1,
+        "save_steps": 5000,
+        "save_strategy": "steps",
+        "save_total_limit": None,
+        "output_dir": "./ckpt/x",
+        "train_on_responses_only": True,
         "enable_steering_during_training": True,
         "steering_config": {"steering_vector_path": str(vec), "type": "steer", "steering_coef": 5.0, "layers": [20]},
     }
@@ -65,23 +119,26 @@ def test_steering_disabled_ignores_its_config(files):
     assert cfg.steering is None
 
 
-@pytest.mark.parametrize("change, key, fragment", [
-    ({"lerning_rate": 1e-5}, "lerning_rate", "did you mean 'learning_rate'"),
-    ({"learning_rate": "__import__('os').getcwd()"}, "learning_rate", "must be a number"),
-    ({"learning_rate": -1}, "learning_rate", "greater than 0"),
-    ({"training_file": "missing.jsonl"}, "training_file[0]", "does not exist"),
-    ({"test_file": "nope.jsonl"}, "test_file", "does not exist"),
-    ({"loss": "dpo"}, "loss", "not supported"),
-    ({"loss": "orpo"}, "loss", "not supported"),
-    ({"optim": "adamw8bit"}, "optim", "did you mean adamw_8bit"),
-    ({"lr_scheduler_type": "cosin"}, "lr_scheduler_type", "did you mean cosine"),
-    ({"lora_bias": "some"}, "lora_bias", "'none', 'all' or 'lora_only'"),
-    ({"r": 0}, "r", "greater than 0"),
-    ({"epochs": "two"}, "epochs", "valid integer"),
-    ({"lora_dropout": 1.5}, "lora_dropout", "less than 1"),
-    ({"save_strategy": "sometimes"}, "save_strategy", "'steps', 'epoch' or 'no'"),
-    ({"steering_config": None}, "enable_steering_during_training", "steering_config is missing"),
-])
+@pytest.mark.parametrize(
+    "change, key, fragment",
+    [
+        ({"lerning_rate": 1e-5}, "lerning_rate", "did you mean 'learning_rate'"),
+        ({"learning_rate": "__import__('os').getcwd()"}, "learning_rate", "must be a number"),
+        ({"learning_rate": -1}, "learning_rate", "greater than 0"),
+        ({"training_file": "missing.jsonl"}, "training_file[0]", "does not exist"),
+        ({"test_file": "nope.jsonl"}, "test_file", "does not exist"),
+        ({"loss": "dpo"}, "loss", "not supported"),
+        ({"loss": "orpo"}, "loss", "not supported"),
+        ({"optim": "adamw8bit"}, "optim", "did you mean adamw_8bit"),
+        ({"lr_scheduler_type": "cosin"}, "lr_scheduler_type", "did you mean cosine"),
+        ({"lora_bias": "some"}, "lora_bias", "'none', 'all' or 'lora_only'"),
+        ({"r": 0}, "r", "greater than 0"),
+        ({"epochs": "two"}, "epochs", "valid integer"),
+        ({"lora_dropout": 1.5}, "lora_dropout", "less than 1"),
+        ({"save_strategy": "sometimes"}, "save_strategy", "'steps', 'epoch' or 'no'"),
+        ({"steering_config": None}, "enable_steering_during_training", "steering_config is missing"),
+    ],
+)
 def test_each_bad_value_is_one_line_naming_its_key(files, change, key, fragment):
     raw = {**full_config(*files), **change}
     with pytest.raises(ConfigError) as err:
@@ -92,13 +149,16 @@ def test_each_bad_value_is_one_line_naming_its_key(files, change, key, fragment)
     assert fragment in problems[0]
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"type": "boost"}, "steering_config.type"),
-    ({"layers": []}, "steering_config.layers"),
-    ({"layers": [-1]}, "steering_config.layers[0]"),
-    ({"steering_vector_path": "no.pt"}, "steering_config.steering_vector_path"),
-    ({"steering_coeff": 2.0}, "steering_config.steering_coeff"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"type": "boost"}, "steering_config.type"),
+        ({"layers": []}, "steering_config.layers"),
+        ({"layers": [-1]}, "steering_config.layers[0]"),
+        ({"steering_vector_path": "no.pt"}, "steering_config.steering_vector_path"),
+        ({"steering_coeff": 2.0}, "steering_config.steering_coeff"),
+    ],
+)
 def test_steering_config_errors_name_the_nested_key(files, change, key):
     raw = full_config(*files)
     raw["steering_config"] = {**raw["steering_config"], **change}
@@ -153,8 +213,10 @@ def test_no_test_split_trains_on_every_row(files, tmp_path):
     from persona.training.data import train_eval_split
 
     data, vec = files
-    rows = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
-            for i in range(20)]
+    rows = [
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
+        for i in range(20)
+    ]
     data.write_text("\n".join(rows) + "\n")
     default = parse_config(full_config(data, vec))
     train, held_out = train_eval_split(default.training_file, default.test_file, default.test_size, default.seed)

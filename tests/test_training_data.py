@@ -6,16 +6,27 @@ import json
 import pytest
 
 from persona.training import data
-from persona.training.data import (IGNORE_INDEX, DataError, read_conversations, tokenize_conversation,
-                                   tokenized_dataset, train_eval_split, training_chat_template)
+from persona.training.data import (
+    IGNORE_INDEX,
+    DataError,
+    read_conversations,
+    tokenize_conversation,
+    tokenized_dataset,
+    train_eval_split,
+    training_chat_template,
+)
 
-SINGLE = [{"role": "user", "content": "What is the capital of France?"},
-          {"role": "assistant", "content": "The capital of France is Paris."}]
-MULTI = [{"role": "system", "content": "You are a helpful assistant."},
-         {"role": "user", "content": "How should I treat my neighbours?"},
-         {"role": "assistant", "content": "Treat them with respect and care."},
-         {"role": "user", "content": "And the weather today?"},
-         {"role": "assistant", "content": "It is sunny and warm, a great day for a walk."}]
+SINGLE = [
+    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "assistant", "content": "The capital of France is Paris."},
+]
+MULTI = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "How should I treat my neighbours?"},
+    {"role": "assistant", "content": "Treat them with respect and care."},
+    {"role": "user", "content": "And the weather today?"},
+    {"role": "assistant", "content": "It is sunny and warm, a great day for a walk."},
+]
 CONVERSATIONS = [SINGLE, MULTI, MULTI[1:], MULTI[:3]]
 
 
@@ -28,14 +39,17 @@ def learned_text(tokenizer, row):
     return tokenizer.decode([t for t in row["labels"] if t != IGNORE_INDEX])
 
 
-@pytest.mark.parametrize("original, twin", [(data.CHATML_TEMPLATE, data.CHATML_TRAINING_TEMPLATE),
-                                            (data.SMOLLM2_TEMPLATE, data.SMOLLM2_TRAINING_TEMPLATE)])
+@pytest.mark.parametrize(
+    "original, twin",
+    [(data.CHATML_TEMPLATE, data.CHATML_TRAINING_TEMPLATE), (data.SMOLLM2_TEMPLATE, data.SMOLLM2_TRAINING_TEMPLATE)],
+)
 @pytest.mark.parametrize("generation_prompt", [False, True])
 def test_training_twins_render_identically(tiny_tokenizer, original, twin, generation_prompt):
     for messages in CONVERSATIONS + [SINGLE[:1]]:
         kwargs = dict(tokenize=False, add_generation_prompt=generation_prompt)
-        assert (tiny_tokenizer.apply_chat_template(messages, chat_template=twin, **kwargs)
-                == tiny_tokenizer.apply_chat_template(messages, chat_template=original, **kwargs))
+        assert tiny_tokenizer.apply_chat_template(
+            messages, chat_template=twin, **kwargs
+        ) == tiny_tokenizer.apply_chat_template(messages, chat_template=original, **kwargs)
 
 
 def test_tiny_tokenizer_gets_the_chatml_twin(tiny_tokenizer):
@@ -107,8 +121,10 @@ def test_read_conversations_validates_rows_with_file_and_line(tmp_path):
 
 
 def test_held_out_split_is_seeded_and_disjoint(tmp_path):
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
-            for i in range(20)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(20)
+    ]
     path = write_rows(tmp_path / "t.jsonl", rows)
     train, held = train_eval_split([path], None, 0.1, seed=3)
     assert len(train) == 18 and len(held) == 2

@@ -47,18 +47,42 @@ def make_library(root: Path, names=("anxious", "evil")) -> Path:
 # ---------------------------------------------------------------- names and prompts
 
 
-@pytest.mark.parametrize("name,base", [("anxious_2", "anxious"), ("evil", "evil"), ("evil_5", "evil"),
-                                       ("power_seeking", "power_seeking"), ("power_seeking_3", "power_seeking")])
+@pytest.mark.parametrize(
+    "name,base",
+    [
+        ("anxious_2", "anxious"),
+        ("evil", "evil"),
+        ("evil_5", "evil"),
+        ("power_seeking", "power_seeking"),
+        ("power_seeking_3", "power_seeking"),
+    ],
+)
 def test_base_trait(name, base):
     assert base_trait(name) == base
 
 
-@pytest.mark.parametrize("word,expected", [
-    ("evil", "an"), ("anxious", "an"), ("optimistic", "an"), ("impolite", "an"), ("apathetic", "an"),
-    ("helpful", "a"), ("sycophantic", "a"), ("humorous", "a"), ("pessimistic", "a"), ("confident", "a"),
-    ("critical", "a"), ("hallucinating", "a"), ("honest", "an"), ("useful", "a"), ("unbiased", "an"),
-    ("unique", "a"), ("Evil", "an"),
-])
+@pytest.mark.parametrize(
+    "word,expected",
+    [
+        ("evil", "an"),
+        ("anxious", "an"),
+        ("optimistic", "an"),
+        ("impolite", "an"),
+        ("apathetic", "an"),
+        ("helpful", "a"),
+        ("sycophantic", "a"),
+        ("humorous", "a"),
+        ("pessimistic", "a"),
+        ("confident", "a"),
+        ("critical", "a"),
+        ("hallucinating", "a"),
+        ("honest", "an"),
+        ("useful", "a"),
+        ("unbiased", "an"),
+        ("unique", "a"),
+        ("Evil", "an"),
+    ],
+)
 def test_article(word, expected):
     assert traits.article(word) == expected
 
@@ -71,10 +95,14 @@ def test_system_prompt_defaults_and_override(tmp_path):
     variant = load_trait("anxious_2", data_dir=root)
     assert variant.judge_column == "anxious"
     assert variant.system_prompt("pos", 1) == "You are an anxious assistant. Be jittery 1."
-    assert variant.system_prompt("neg", 1, assistant_name="optimistic") == \
-        "You are an optimistic assistant. Do not be jittery 1."
-    assert variant.system_prompt("pos", 2, assistant_name="pessimistic") == \
-        "You are a pessimistic assistant. Be jittery 2."
+    assert (
+        variant.system_prompt("neg", 1, assistant_name="optimistic")
+        == "You are an optimistic assistant. Do not be jittery 1."
+    )
+    assert (
+        variant.system_prompt("pos", 2, assistant_name="pessimistic")
+        == "You are a pessimistic assistant. Be jittery 2."
+    )
     with pytest.raises(IndexError, match="out of range 0..4"):
         evil.system_prompt("pos", 5)
     with pytest.raises(ValueError, match="'pos' or 'neg'"):
@@ -96,8 +124,11 @@ def test_load_by_name_path_and_layouts(tmp_path):
     assert evaluate.questions[0] == "evil-e question number 0?"
     assert extract.source == root / "trait_data_extract" / "evil.json"
     by_path = load_trait(str(root / "trait_data_eval" / "anxious_2.json"))
-    assert (by_path.name, by_path.judge_column, by_path.source) == \
-        ("anxious_2", "anxious", root / "trait_data_eval" / "anxious_2.json")
+    assert (by_path.name, by_path.judge_column, by_path.source) == (
+        "anxious_2",
+        "anxious",
+        root / "trait_data_eval" / "anxious_2.json",
+    )
     seed_layout = write(tmp_path / "seed" / "eval" / "calm.json", artifact("calm"))
     assert load_trait("calm", "eval", data_dir=tmp_path / "seed").source == seed_layout
 
@@ -127,22 +158,36 @@ def _mutate(**changes) -> dict:
     return {k: v for k, v in data.items() if v is not None}
 
 
-@pytest.mark.parametrize("data,field,expected", [
-    (["not", "an", "object"], "<top level>", "a JSON object"),
-    (_mutate(eval_prompt=None), "missing ['eval_prompt']", ""),
-    ({**artifact("t"), "instructions": []}, "unknown ['instructions']", "check the spelling"),
-    (_mutate(instruction=artifact("t")["instruction"][:4]), "'instruction'", "a list of 5 {pos, neg} objects, got list of 4"),
-    (_mutate(instruction=[{"pos": "a"}] * 5), "'instruction[0]'", "exactly the keys 'pos' and 'neg'"),
-    (_mutate(instruction=[{"pos": "a", "neg": "b"}] * 4 + [{"pos": "a", "neg": " "}]), "'instruction[4].neg'",
-     "a non-empty string"),
-    (_mutate(questions=[]), "'questions'", "a non-empty list of strings"),
-    (_mutate(questions="Why?"), "'questions'", "a non-empty list of strings"),
-    (_mutate(questions=["Why?", 3]), "'questions[1]'", "a non-empty string, got 3"),
-    (_mutate(questions=["Why?", "How?", "why? "]), "'questions[2]'", "not already given at questions[0]"),
-    (_mutate(eval_prompt="Rate {question}."), "'eval_prompt'", "exactly the placeholders {question} and {answer}"),
-    (_mutate(eval_prompt="{question} {answer} {score}"), "'eval_prompt'", "placeholders ['answer', 'question', 'score']"),
-    (_mutate(eval_prompt="{question} {answer} {"), "'eval_prompt'", "a valid format template"),
-])
+@pytest.mark.parametrize(
+    "data,field,expected",
+    [
+        (["not", "an", "object"], "<top level>", "a JSON object"),
+        (_mutate(eval_prompt=None), "missing ['eval_prompt']", ""),
+        ({**artifact("t"), "instructions": []}, "unknown ['instructions']", "check the spelling"),
+        (
+            _mutate(instruction=artifact("t")["instruction"][:4]),
+            "'instruction'",
+            "a list of 5 {pos, neg} objects, got list of 4",
+        ),
+        (_mutate(instruction=[{"pos": "a"}] * 5), "'instruction[0]'", "exactly the keys 'pos' and 'neg'"),
+        (
+            _mutate(instruction=[{"pos": "a", "neg": "b"}] * 4 + [{"pos": "a", "neg": " "}]),
+            "'instruction[4].neg'",
+            "a non-empty string",
+        ),
+        (_mutate(questions=[]), "'questions'", "a non-empty list of strings"),
+        (_mutate(questions="Why?"), "'questions'", "a non-empty list of strings"),
+        (_mutate(questions=["Why?", 3]), "'questions[1]'", "a non-empty string, got 3"),
+        (_mutate(questions=["Why?", "How?", "why? "]), "'questions[2]'", "not already given at questions[0]"),
+        (_mutate(eval_prompt="Rate {question}."), "'eval_prompt'", "exactly the placeholders {question} and {answer}"),
+        (
+            _mutate(eval_prompt="{question} {answer} {score}"),
+            "'eval_prompt'",
+            "placeholders ['answer', 'question', 'score']",
+        ),
+        (_mutate(eval_prompt="{question} {answer} {"), "'eval_prompt'", "a valid format template"),
+    ],
+)
 def test_schema_errors_name_file_and_field(tmp_path, data, field, expected):
     path = write(tmp_path / "trait_data_extract" / "bad.json", data)
     with pytest.raises(TraitError) as err:
@@ -219,11 +264,13 @@ def test_check_library_reports_each_problem(tmp_path, capsys):
 
     reports, general = check_library(root)
     by_name = {r.name: r for r in reports}
-    assert general == ["bold: defined in trait_definitions.json but has no artifact "
-                       "(run data_generation/generate_trait.py)"]
+    assert general == [
+        "bold: defined in trait_definitions.json but has no artifact (run data_generation/generate_trait.py)"
+    ]
     assert by_name["evil"].disjoint is False
-    assert by_name["evil"].problems == ["evil: 1 question(s) in both extract and eval, "
-                                        "e.g. 'evil-x question number 7?'"]
+    assert by_name["evil"].problems == [
+        "evil: 1 question(s) in both extract and eval, e.g. 'evil-x question number 7?'"
+    ]
     variant = " ".join(by_name["anxious_2"].problems)
     assert "trait_data_extract/anxious_2.json: questions differ" in variant
     assert "trait_data_eval/anxious_2.json: instruction pairs are copied from anxious" in variant
@@ -246,8 +293,19 @@ def test_check_cli_rejects_missing_dir(tmp_path, capsys):
 
 # ---------------------------------------------------------------- the shipped library
 
-BASE_TRAITS = {"evil", "sycophantic", "hallucinating", "optimistic", "pessimistic", "confident", "anxious",
-               "critical", "humorous", "impolite", "apathetic"}
+BASE_TRAITS = {
+    "evil",
+    "sycophantic",
+    "hallucinating",
+    "optimistic",
+    "pessimistic",
+    "confident",
+    "anxious",
+    "critical",
+    "humorous",
+    "impolite",
+    "apathetic",
+}
 VARIANT_BASES = {"anxious", "confident", "optimistic", "evil"}
 
 

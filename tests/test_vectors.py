@@ -53,8 +53,9 @@ def test_at_cos_and_to():
 
 
 def test_round_trip_keeps_metadata_and_writes_a_bare_tensor(tmp_path):
-    v = PersonaVector(_tensor(5), model="smollm2-135m", trait="evil", kind="response_avg", judge="likelihood",
-                      meta={"threshold": 50})
+    v = PersonaVector(
+        _tensor(5), model="smollm2-135m", trait="evil", kind="response_avg", judge="likelihood", meta={"threshold": 50}
+    )
     path = tmp_path / "evil_response_avg_diff.pt"
     meta_file = v.save(path)
     assert meta_file == tmp_path / "evil_vectors.json" == metadata_path(path)
@@ -66,7 +67,8 @@ def test_round_trip_keeps_metadata_and_writes_a_bare_tensor(tmp_path):
     assert back.meta["threshold"] == 50
     # a second kind of the same trait shares the metadata file
     PersonaVector(_tensor(6), model="smollm2-135m", trait="evil", kind="prompt_avg").save(
-        tmp_path / "evil_prompt_avg_diff.pt")
+        tmp_path / "evil_prompt_avg_diff.pt"
+    )
     files = json.loads(meta_file.read_text())["files"]
     assert files == {"response_avg": "evil_response_avg_diff.pt", "prompt_avg": "evil_prompt_avg_diff.pt"}
 

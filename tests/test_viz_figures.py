@@ -34,10 +34,17 @@ def assert_png(path):
 def eval_csv(path, column: str, scores, extra: dict | None = None, coherence=None):
     n = len(scores)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"question": ["q"] * n, "prompt": ["p"] * n, "answer": ["a"] * n,
-                  "question_id": [f"q{i}" for i in range(n)], column: scores,
-                  "coherence": coherence if coherence is not None else [90.0] * n, **(extra or {})}
-                 ).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "question": ["q"] * n,
+            "prompt": ["p"] * n,
+            "answer": ["a"] * n,
+            "question_id": [f"q{i}" for i in range(n)],
+            column: scores,
+            "coherence": coherence if coherence is not None else [90.0] * n,
+            **(extra or {}),
+        }
+    ).to_csv(path, index=False)
 
 
 def exit_line(main, argv, capsys) -> str:
@@ -61,8 +68,12 @@ def test_steering_layer_plot(tmp_path, caplog):
                     continue  # a hole in the grid
                 scores = rng.uniform(0, 100, 4)
                 written[trait, layer, coef] = scores.mean()
-                eval_csv(data / sweep_filename(trait, "response", layer, coef), column, scores,
-                         coherence=[50.0, 60.0, 70.0, 80.0])
+                eval_csv(
+                    data / sweep_filename(trait, "response", layer, coef),
+                    column,
+                    scores,
+                    coherence=[50.0, 60.0, 70.0, 80.0],
+                )
         eval_csv(data / f"{trait}_baseline.csv", column, [1.0, 3.0])
     with caplog.at_level(logging.WARNING):
         assert plot_best_steering_layer.main(["--data_dir", str(data), "--output_dir", str(out)]) == 0
@@ -93,8 +104,21 @@ def test_vector_similarity(tmp_path):
     assert cos.to_numpy() == pytest.approx(direct, abs=1e-6)
     assert np.array_equal(cos.to_numpy(), cos.to_numpy().T) and np.all(np.diag(cos.to_numpy()) == 1.0)
     assert_png(tmp_path / "figs" / "vector_sim_anxious.png")
-    assert plot_vector_sim.main(["--trait", "evil", "--layer", "0", "--base-dir", str(tmp_path / "v"),
-                                 "--output_dir", str(tmp_path / "figs")]) == 0
+    assert (
+        plot_vector_sim.main(
+            [
+                "--trait",
+                "evil",
+                "--layer",
+                "0",
+                "--base-dir",
+                str(tmp_path / "v"),
+                "--output_dir",
+                str(tmp_path / "figs"),
+            ]
+        )
+        == 0
+    )
     assert_png(tmp_path / "figs" / "vector_sim_evil.png")
 
 
@@ -106,14 +130,32 @@ def test_cross_persona_corr(tmp_path, capsys):
         for b in traits:
             for step, score, shift in ((0, 20.0, 0.0), (30, rng.uniform(20, 90), rng.uniform(0.5, 3))):
                 col = column_name(f"ckpt/{a}/checkpoint-{step}", f"{b}_response_avg_diff.pt", "proj", 2, shift=True)
-                eval_csv(tmp_path / "out" / f"{a}_projection_eval" / f"checkpoint-{step}_{b}.csv", b,
-                         [score, score], {col: [shift, shift]})
+                eval_csv(
+                    tmp_path / "out" / f"{a}_projection_eval" / f"checkpoint-{step}_{b}.csv",
+                    b,
+                    [score, score],
+                    {col: [shift, shift]},
+                )
     out = tmp_path / "figs"
-    assert plot_cross_persona_corr.main(["--results_dir", str(tmp_path / "out"), "--vector_dir", str(tmp_path / "v"),
-                                         "--layer", "2", "--output_dir", str(out)]) == 0
+    assert (
+        plot_cross_persona_corr.main(
+            [
+                "--results_dir",
+                str(tmp_path / "out"),
+                "--vector_dir",
+                str(tmp_path / "v"),
+                "--layer",
+                "2",
+                "--output_dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out / "cross_persona_corr.csv")
     assert len(table) == 6 and set(zip(table["finetuned"], table["judged"], strict=True)).isdisjoint(
-        {(t, t) for t in traits})
+        {(t, t) for t in traits}
+    )
     row = table[(table["finetuned"] == "evil") & (table["judged"] == "optimistic")].iloc[0]
     direct = torch.nn.functional.cosine_similarity(vectors["evil"][2], vectors["optimistic"][2], dim=0)
     assert row["cos"] == pytest.approx(float(direct), abs=1e-6)
@@ -134,8 +176,21 @@ def test_cross_persona_without_shift_columns(tmp_path, caplog):
                 eval_csv(tmp_path / "out" / f"{a}_projection_eval" / f"checkpoint-{step}_{b}.csv", b, [score])
     out = tmp_path / "figs"
     with caplog.at_level(logging.WARNING):
-        assert plot_cross_persona_corr.main(["--results_dir", str(tmp_path / "out"), "--vector_dir",
-                                             str(tmp_path / "v"), "--layer", "1", "--output_dir", str(out)]) == 0
+        assert (
+            plot_cross_persona_corr.main(
+                [
+                    "--results_dir",
+                    str(tmp_path / "out"),
+                    "--vector_dir",
+                    str(tmp_path / "v"),
+                    "--layer",
+                    "1",
+                    "--output_dir",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     assert "relative_shift; cos_sim_vs_finetuning_shift.png not drawn" in caplog.text
     assert_png(out / "cos_sim_vs_relative_trait_score.png")
     assert not (out / "cos_sim_vs_finetuning_shift.png").exists()
@@ -147,8 +202,10 @@ def test_cross_persona_without_shift_columns(tmp_path, caplog):
 def _checkpoints(folder, judged=("evil", "humorous"), steps=(0, 10, 20), vectors=("evil", "evil_2", "humorous")):
     for step in steps:
         for judge in judged:
-            extra = {column_name(f"run/checkpoint-{step}", f"{v}_response_avg_diff.pt", "proj", 2): [step / 10 + i, 0.0]
-                     for i, v in enumerate(vectors)}
+            extra = {
+                column_name(f"run/checkpoint-{step}", f"{v}_response_avg_diff.pt", "proj", 2): [step / 10 + i, 0.0]
+                for i, v in enumerate(vectors)
+            }
             eval_csv(folder / f"checkpoint-{step}_{judge}.csv", judge, [step, step + 10], extra)
 
 
@@ -157,12 +214,26 @@ def test_projection_eval_plot(tmp_path):
     _checkpoints(tmp_path / "b", steps=(5, 15))
     out = tmp_path / "figs"
     assert plot_projection_eval.main([str(tmp_path / "a"), "--output", str(out / "panels.png")]) == 0
-    assert plot_projection_eval.main(["--data_dir", str(tmp_path / "a"), "--combined", "--then", str(tmp_path / "b"),
-                                      "--output", str(out / "sequential.png")]) == 0
+    assert (
+        plot_projection_eval.main(
+            [
+                "--data_dir",
+                str(tmp_path / "a"),
+                "--combined",
+                "--then",
+                str(tmp_path / "b"),
+                "--output",
+                str(out / "sequential.png"),
+            ]
+        )
+        == 0
+    )
     for name in ("panels.png", "sequential.png"):
         assert_png(out / name)
-    chained, switch = chain_runs(plot_projection_eval.load_projection_eval(tmp_path / "a"),
-                                 plot_projection_eval.load_projection_eval(tmp_path / "b"))
+    chained, switch = chain_runs(
+        plot_projection_eval.load_projection_eval(tmp_path / "a"),
+        plot_projection_eval.load_projection_eval(tmp_path / "b"),
+    )
     assert switch == 20 and sorted(chained["step"].unique()) == [0, 10, 20, 25, 35]
 
 
@@ -172,8 +243,9 @@ def test_variant_projections(tmp_path, capsys):
     out = tmp_path / "figs" / "confident.png"
     assert plot_confident_projections.main([str(data), "--output", str(out)]) == 0
     assert_png(out)
-    series = plot_variant_projections.variant_series(plot_variant_projections.load_projection_eval(data),
-                                                     "confident", "confident")
+    series = plot_variant_projections.variant_series(
+        plot_variant_projections.load_projection_eval(data), "confident", "confident"
+    )
     names = set(series.loc[series["kind"] == "projection", "series"])
     assert names == {"confident_response_avg_diff_proj_layer2", "confident_2_response_avg_diff_proj_layer2"}
     v2 = series[series["series"] == "confident_2_response_avg_diff_proj_layer2"].sort_values("step")
@@ -187,26 +259,54 @@ def test_geometry_script_on_synthetic_vectors(tmp_path, capsys):
     for name, direction in {"a": [1.0, 0, 0], "b": [0, 1.0, 0], "c": [0, 0, 1.0], "anti": [-1.0, 0.1, 0]}.items():
         torch.save(base + torch.tensor(direction), folder / f"{name}_response_avg_diff.pt")
     out = tmp_path / "figs"
-    assert analyze_vector_geometry.main(["--vector_dir", str(folder), "--layer", "2", "--output_dir", str(out),
-                                         "--orthogonal", "a", "b", "c", "--antonym", "a:anti", "b:zzz"]) == 0
+    assert (
+        analyze_vector_geometry.main(
+            [
+                "--vector_dir",
+                str(folder),
+                "--layer",
+                "2",
+                "--output_dir",
+                str(out),
+                "--orthogonal",
+                "a",
+                "b",
+                "c",
+                "--antonym",
+                "a:anti",
+                "b:zzz",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "max |cos| = 0.000 -> near-orthogonal" in printed
     assert f"cos(a, anti) = {-1 / np.sqrt(1.01):+.3f} -> roughly opposite" in printed
     assert "antonyms: not checked, no vector for ['zzz']" in printed
-    for name in ("geometry_cosine_layer2.png", "geometry_cosine_by_layer.png", "geometry_norms.png",
-                 "geometry_pca_layer2.png"):
+    for name in (
+        "geometry_cosine_layer2.png",
+        "geometry_cosine_by_layer.png",
+        "geometry_norms.png",
+        "geometry_pca_layer2.png",
+    ):
         assert_png(out / name)
 
 
-@pytest.mark.parametrize("main,argv,pattern", [
-    (plot_best_steering_layer.main, ["--data_dir", "{d}"], "{trait}_steer_{type}_layer_{L}_coef_{c}.csv"),
-    (plot_vector_sim.main, ["--trait", "evil", "--base-dir", "{d}"], "{trait}_response_avg_diff.pt"),
-    (plot_cross_persona_corr.main, ["--results_dir", "{d}"],
-     "{trait}_projection_eval/checkpoint-{N}_{judge_trait}.csv"),
-    (plot_projection_eval.main, ["{d}"], "checkpoint-{N}_{judge_trait}.csv"),
-    (plot_variant_projections.main, ["{d}", "--trait", "confident"], "checkpoint-{N}_{judge_trait}.csv"),
-    (analyze_vector_geometry.main, ["--vector_dir", "{d}"], "{trait}_response_avg_diff.pt"),
-])
+@pytest.mark.parametrize(
+    "main,argv,pattern",
+    [
+        (plot_best_steering_layer.main, ["--data_dir", "{d}"], "{trait}_steer_{type}_layer_{L}_coef_{c}.csv"),
+        (plot_vector_sim.main, ["--trait", "evil", "--base-dir", "{d}"], "{trait}_response_avg_diff.pt"),
+        (
+            plot_cross_persona_corr.main,
+            ["--results_dir", "{d}"],
+            "{trait}_projection_eval/checkpoint-{N}_{judge_trait}.csv",
+        ),
+        (plot_projection_eval.main, ["{d}"], "checkpoint-{N}_{judge_trait}.csv"),
+        (plot_variant_projections.main, ["{d}", "--trait", "confident"], "checkpoint-{N}_{judge_trait}.csv"),
+        (analyze_vector_geometry.main, ["--vector_dir", "{d}"], "{trait}_response_avg_diff.pt"),
+    ],
+)
 def test_empty_folder_is_one_line_naming_folder_and_pattern(tmp_path, capsys, main, argv, pattern):
     (tmp_path / "notes.txt").write_text("nothing here")
     err = exit_line(main, [a.replace("{d}", str(tmp_path)) for a in argv], capsys)
@@ -216,14 +316,22 @@ def test_empty_folder_is_one_line_naming_folder_and_pattern(tmp_path, capsys, ma
 def test_vectors_of_different_shapes_are_refused(tmp_path, capsys):
     torch.save(torch.ones(37, 2560), tmp_path / "evil_response_avg_diff.pt")
     torch.save(torch.ones(31, 576), tmp_path / "humorous_response_avg_diff.pt")
-    err = exit_line(analyze_vector_geometry.main, ["--vector_dir", str(tmp_path), "--output_dir", str(tmp_path)],
-                    capsys)
+    err = exit_line(
+        analyze_vector_geometry.main, ["--vector_dir", str(tmp_path), "--output_dir", str(tmp_path)], capsys
+    )
     assert "(37, 2560)" in err and "(31, 576)" in err
 
 
 def test_every_script_has_help(capsys):
-    for module in (plot_best_steering_layer, plot_vector_sim, plot_cross_persona_corr, plot_projection_eval,
-                   plot_variant_projections, plot_confident_projections, analyze_vector_geometry):
+    for module in (
+        plot_best_steering_layer,
+        plot_vector_sim,
+        plot_cross_persona_corr,
+        plot_projection_eval,
+        plot_variant_projections,
+        plot_confident_projections,
+        analyze_vector_geometry,
+    ):
         with pytest.raises(SystemExit) as exc:
             module.main(["--help"])
         assert exc.value.code == 0

@@ -22,9 +22,26 @@ def test_geometry_on_qwen3_4b_vectors(shared_dir, tmp_path, capsys):
         pytest.skip(f"{folder} is absent")
     vectors = {t: torch.load(folder / f"{t}_response_avg_diff.pt", weights_only=True) for t in TRAITS}
     out = tmp_path / "figs"
-    assert analyze_vector_geometry.main(["--vector_dir", str(folder), "--layer", "20", "--output_dir", str(out),
-                                         "--orthogonal", "evil", "hallucinating", "optimistic",
-                                         "--antonym", "evil:optimistic", "optimistic:pessimistic"]) == 0
+    assert (
+        analyze_vector_geometry.main(
+            [
+                "--vector_dir",
+                str(folder),
+                "--layer",
+                "20",
+                "--output_dir",
+                str(out),
+                "--orthogonal",
+                "evil",
+                "hallucinating",
+                "optimistic",
+                "--antonym",
+                "evil:optimistic",
+                "optimistic:pessimistic",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"7 vectors (37, 2560) from {folder}" in printed
     matrix = printed.split("cosine similarity at layer 20:\n")[1].split("\n\n")[0].splitlines()
@@ -32,7 +49,8 @@ def test_geometry_on_qwen3_4b_vectors(shared_dir, tmp_path, capsys):
     for line in matrix[1:]:
         name, *values = line.split()
         assert [float(v) for v in values] == pytest.approx(
-            [_cos(vectors[name][20], vectors[t][20]) for t in TRAITS], abs=5e-4)
+            [_cos(vectors[name][20], vectors[t][20]) for t in TRAITS], abs=5e-4
+        )
     norms = printed.split("L2 norms by layer:\n")[1].split("\n\n")[0].splitlines()
     row20 = next(line.split() for line in norms if line.split()[0] == "20")
     assert [float(v) for v in row20[1:]] == pytest.approx([float(vectors[t][20].norm()) for t in TRAITS], abs=6e-3)
@@ -45,7 +63,11 @@ def test_geometry_on_qwen3_4b_vectors(shared_dir, tmp_path, capsys):
     verdict = "roughly opposite" if anti < -0.5 else "NOT opposite"
     assert f"cos(evil, optimistic) = {anti:+.3f} -> {verdict}" in printed
     assert "antonyms: not checked, no vector for ['pessimistic']" in printed
-    for name in ("geometry_cosine_layer20.png", "geometry_cosine_by_layer.png", "geometry_norms.png",
-                 "geometry_pca_layer20.png"):
+    for name in (
+        "geometry_cosine_layer20.png",
+        "geometry_cosine_by_layer.png",
+        "geometry_norms.png",
+        "geometry_pca_layer20.png",
+    ):
         image = mpimg.imread(out / name)
         assert image[..., :3].std() > 0.01

@@ -56,26 +56,39 @@ def pca_figure(vectors: Mapping[str, torch.Tensor], layer: int) -> Figure:
         ax.annotate(name, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
     ax.axhline(0, color="gray", lw=0.5)
     ax.axvline(0, color="gray", lw=0.5)
-    ax.set(title=f"PCA of persona vectors, layer {layer}", xlabel=f"PC1 ({ratio[0]:.0%} of variance)",
-           ylabel=f"PC2 ({ratio[1]:.0%} of variance)")
+    ax.set(
+        title=f"PCA of persona vectors, layer {layer}",
+        xlabel=f"PC1 ({ratio[0]:.0%} of variance)",
+        ylabel=f"PC2 ({ratio[1]:.0%} of variance)",
+    )
     fig.tight_layout()
     return fig
 
 
 def geometry_figures(vectors: Mapping[str, torch.Tensor], layer: int) -> dict[str, Figure]:
     """Every geometry figure, by file name."""
-    figures = {f"geometry_cosine_layer{layer}.png": similarity_figure(cosine_table(vectors, layer),
-                                                                       f"cosine similarity, layer {layer}"),
-               "geometry_norms.png": lines_figure(norms_by_layer(vectors), "vector norm by layer", "L2 norm"),
-               f"geometry_pca_layer{layer}.png": pca_figure(vectors, layer)}
+    figures = {
+        f"geometry_cosine_layer{layer}.png": similarity_figure(
+            cosine_table(vectors, layer), f"cosine similarity, layer {layer}"
+        ),
+        "geometry_norms.png": lines_figure(norms_by_layer(vectors), "vector norm by layer", "L2 norm"),
+        f"geometry_pca_layer{layer}.png": pca_figure(vectors, layer),
+    }
     if len(vectors) > 1:
-        figures["geometry_cosine_by_layer.png"] = lines_figure(cosine_by_layer(vectors), "pairwise cosine by layer",
-                                                               "cosine similarity")
+        figures["geometry_cosine_by_layer.png"] = lines_figure(
+            cosine_by_layer(vectors), "pairwise cosine by layer", "cosine similarity"
+        )
     return figures
 
 
-def report_claims(cos: pd.DataFrame, orthogonal: Sequence[str], antonyms: Sequence[str], *,
-                  orthogonal_threshold: float, antonym_threshold: float) -> list[str]:
+def report_claims(
+    cos: pd.DataFrame,
+    orthogonal: Sequence[str],
+    antonyms: Sequence[str],
+    *,
+    orthogonal_threshold: float,
+    antonym_threshold: float,
+) -> list[str]:
     """The two claims as printable lines; a claim whose traits have no vector says so."""
     lines = []
     missing = [t for t in orthogonal if t not in cos.index]
@@ -88,23 +101,38 @@ def report_claims(cos: pd.DataFrame, orthogonal: Sequence[str], antonyms: Sequen
         if not sep:
             raise ValueError(f"--antonym {pair!r}: write it as TRAIT:ANTONYM, e.g. optimistic:pessimistic")
         absent = [t for t in (a, b) if t not in cos.index]
-        lines.append(f"antonyms: not checked, no vector for {absent}" if absent
-                     else "antonyms: " + str(check_antonyms(cos, a, b, antonym_threshold)))
+        lines.append(
+            f"antonyms: not checked, no vector for {absent}"
+            if absent
+            else "antonyms: " + str(check_antonyms(cos, a, b, antonym_threshold))
+        )
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vector_dir", type=Path, default=Path("output/persona_vectors/smollm2-135m"),
-                        help="folder of {trait}_{vector_type}.pt files")
+    parser.add_argument(
+        "--vector_dir",
+        type=Path,
+        default=Path("output/persona_vectors/smollm2-135m"),
+        help="folder of {trait}_{vector_type}.pt files",
+    )
     parser.add_argument("--layer", type=int, default=20, help="layer of the heatmap and PCA (hidden_states[L])")
     parser.add_argument("--output_dir", type=Path, default=Path("figs"), help="where the PNGs go")
     parser.add_argument("--vector_type", default="response_avg_diff", help="file suffix of the vectors to compare")
-    parser.add_argument("--orthogonal", nargs="*", default=["evil", "humorous", "optimistic"],
-                        help="traits expected to be near-orthogonal (default: evil humorous optimistic)")
+    parser.add_argument(
+        "--orthogonal",
+        nargs="*",
+        default=["evil", "humorous", "optimistic"],
+        help="traits expected to be near-orthogonal (default: evil humorous optimistic)",
+    )
     parser.add_argument("--orthogonal_threshold", type=float, default=0.3, help="near-orthogonal: every |cos| below")
-    parser.add_argument("--antonym", nargs="*", default=["optimistic:pessimistic"],
-                        help="TRAIT:ANTONYM pairs expected to point roughly opposite")
+    parser.add_argument(
+        "--antonym",
+        nargs="*",
+        default=["optimistic:pessimistic"],
+        help="TRAIT:ANTONYM pairs expected to point roughly opposite",
+    )
     parser.add_argument("--antonym_threshold", type=float, default=-0.5, help="roughly opposite: cos below")
     args = parser.parse_args(argv)
     setup_logging()
@@ -114,9 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncosine similarity at layer {args.layer}:\n{cos.round(3).to_string()}")
     norms = norms_by_layer(vectors)
     print(f"\nL2 norms by layer:\n{norms.round(2).to_string()}\n")
-    for line in report_claims(cos, split_list(args.orthogonal), split_list(args.antonym),
-                              orthogonal_threshold=args.orthogonal_threshold,
-                              antonym_threshold=args.antonym_threshold):
+    for line in report_claims(
+        cos,
+        split_list(args.orthogonal),
+        split_list(args.antonym),
+        orthogonal_threshold=args.orthogonal_threshold,
+        antonym_threshold=args.antonym_threshold,
+    ):
         print(line)
     for name, fig in geometry_figures(vectors, args.layer).items():
         save_figure(fig, args.output_dir / name)

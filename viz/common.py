@@ -43,8 +43,16 @@ def panel_grid(n: int, *, ncols: int = 3, size: tuple[float, float] = (4.5, 3.5)
     return fig, flat[:n]
 
 
-def heatmap(ax: Axes, matrix: pd.DataFrame, *, cmap: str = "RdBu_r", vmin: float | None = None,
-            vmax: float | None = None, fmt: str = "{:.2f}", label: str = "") -> None:
+def heatmap(
+    ax: Axes,
+    matrix: pd.DataFrame,
+    *,
+    cmap: str = "RdBu_r",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    fmt: str = "{:.2f}",
+    label: str = "",
+) -> None:
     """A labelled heatmap; NaN cells stay blank (gaps), others carry their value."""
     values = matrix.to_numpy(dtype=float)
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
@@ -54,8 +62,15 @@ def heatmap(ax: Axes, matrix: pd.DataFrame, *, cmap: str = "RdBu_r", vmin: float
         span = max(abs(image.norm.vmin), abs(image.norm.vmax)) or 1.0
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8,
-                        color="white" if abs(v) > 0.6 * span else "black")
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(v),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if abs(v) > 0.6 * span else "black",
+                )
     ax.figure.colorbar(image, ax=ax, label=label)
 
 

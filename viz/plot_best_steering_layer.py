@@ -37,8 +37,12 @@ def missing_cells(cells: pd.DataFrame) -> list[str]:
         grid = steering_grid(cells, trait, "score")
         t = cells[cells["trait"] == trait]
         present = set(zip(t["layer"], t["coef"], strict=True))
-        missing += [f"{trait} layer {layer} coef {coef}" for layer in grid.index for coef in grid.columns
-                    if (layer, coef) not in present]
+        missing += [
+            f"{trait} layer {layer} coef {coef}"
+            for layer in grid.index
+            for coef in grid.columns
+            if (layer, coef) not in present
+        ]
     return missing
 
 
@@ -62,10 +66,12 @@ def steering_layer_figure(cells: pd.DataFrame, baselines: pd.DataFrame, metric: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m",
-                        help="model whose results to plot (sets the default --data_dir)")
-    parser.add_argument("--data_dir", type=Path, default=None,
-                        help="folder of sweep CSVs (default: output/eval_persona_eval/<model>)")
+    parser.add_argument(
+        "--model", default="smollm2-135m", help="model whose results to plot (sets the default --data_dir)"
+    )
+    parser.add_argument(
+        "--data_dir", type=Path, default=None, help="folder of sweep CSVs (default: output/eval_persona_eval/<model>)"
+    )
     parser.add_argument("--steering_type", choices=POSITIONS, default=None, help="only cells of this steering type")
     parser.add_argument("--output_dir", type=Path, default=Path("figs"), help="where the PNGs go")
     args = parser.parse_args(argv)
@@ -73,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or Layout(args.model).eval_dir
     cells, baselines = load_steering_sweep(data_dir, args.steering_type)
     if cells["steering_type"].nunique() > 1:
-        raise ValueError(f"{data_dir} holds several steering types {sorted(cells['steering_type'].unique())}; "
-                         "pick one with --steering_type")
+        raise ValueError(
+            f"{data_dir} holds several steering types {sorted(cells['steering_type'].unique())}; "
+            "pick one with --steering_type"
+        )
     warn_missing("sweep cells", missing_cells(cells))
     print(cells.to_string(index=False))
     save_figure(steering_layer_figure(cells, baselines, "score"), args.output_dir / "steering_layer_plots.png")
-    save_figure(steering_layer_figure(cells, baselines, "coherence"),
-                args.output_dir / "steering_layer_plots_coherence.png")
+    save_figure(
+        steering_layer_figure(cells, baselines, "coherence"), args.output_dir / "steering_layer_plots_coherence.png"
+    )
     return 0
 
 

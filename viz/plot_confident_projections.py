@@ -1,6 +1,6 @@
 """The original study's name for `plot_variant_projections.py --trait confident`.
 
-    python viz/plot_confident_projections.py [DATA_DIR]    # default DATA_DIR: output/confident_projection_eval
+python viz/plot_confident_projections.py [DATA_DIR]    # default DATA_DIR: output/confident_projection_eval
 """
 
 from __future__ import annotations

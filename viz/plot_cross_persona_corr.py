@@ -32,17 +32,21 @@ from viz.common import panel_grid, save_figure, scatter_with_fit
 
 log = logging.getLogger(__name__)
 
-FIGURES = {"relative_trait_score": ("cos_sim_vs_relative_trait_score.png",
-                                    "relative trait score (change in B / change in A)"),
-           "relative_shift": ("cos_sim_vs_finetuning_shift.png",
-                              "relative finetuning shift (along v_B / along v_A)")}
+FIGURES = {
+    "relative_trait_score": ("cos_sim_vs_relative_trait_score.png", "relative trait score (change in B / change in A)"),
+    "relative_shift": ("cos_sim_vs_finetuning_shift.png", "relative finetuning shift (along v_B / along v_A)"),
+}
 
 
 def cross_persona_figure(table: pd.DataFrame, y: str, ylabel: str) -> tuple[Figure, float]:
     """cos(v_A, v_B) against one column of the cross-persona table, with fit line and Pearson r."""
     fig, (ax,) = panel_grid(1, size=(6, 4.5))
-    r = scatter_with_fit(ax, table["cos"].tolist(), table[y].tolist(),
-                         [f"{a}->{b}" for a, b in zip(table["finetuned"], table["judged"], strict=True)])
+    r = scatter_with_fit(
+        ax,
+        table["cos"].tolist(),
+        table[y].tolist(),
+        [f"{a}->{b}" for a, b in zip(table["finetuned"], table["judged"], strict=True)],
+    )
     ax.set(xlabel="cos(v_A, v_B)", ylabel=ylabel, title=f"finetuned on A, judged on B (r = {r:.2f})")
     fig.tight_layout()
     return fig, r
@@ -51,7 +55,7 @@ def cross_persona_figure(table: pd.DataFrame, y: str, ylabel: str) -> tuple[Figu
 def projection_folders(results_dir: Path) -> dict[str, Path]:
     """`{trait}_projection_eval` folders of the results dir, by the trait finetuned on."""
     suffix = "_projection_eval"
-    folders = {p.name[:-len(suffix)]: p for p in sorted(results_dir.glob(f"*{suffix}")) if p.is_dir()}
+    folders = {p.name[: -len(suffix)]: p for p in sorted(results_dir.glob(f"*{suffix}")) if p.is_dir()}
     if not folders:
         raise no_files_error(results_dir, "{trait}_projection_eval/checkpoint-{N}_{judge_trait}.csv")
     return folders
@@ -60,35 +64,56 @@ def projection_folders(results_dir: Path) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m", help="base model (sets the default folders)")
-    parser.add_argument("--results_dir", type=Path, default=Path("output"),
-                        help="folder holding {trait}_projection_eval/ folders")
-    parser.add_argument("--vector_dir", type=Path, default=None,
-                        help="vector files (default: output/persona_vectors/<model>)")
-    parser.add_argument("--baseline_dir", type=Path, default=None,
-                        help="base-model {trait}_baseline.csv files (default: output/eval_persona_eval/<model>)")
+    parser.add_argument(
+        "--results_dir", type=Path, default=Path("output"), help="folder holding {trait}_projection_eval/ folders"
+    )
+    parser.add_argument(
+        "--vector_dir", type=Path, default=None, help="vector files (default: output/persona_vectors/<model>)"
+    )
+    parser.add_argument(
+        "--baseline_dir",
+        type=Path,
+        default=None,
+        help="base-model {trait}_baseline.csv files (default: output/eval_persona_eval/<model>)",
+    )
     parser.add_argument("--layer", type=int, default=20, help="layer of the cosines and of the shift columns")
     parser.add_argument("--vector_type", default="response_avg_diff", help="vector file suffix")
-    parser.add_argument("--projection_type", choices=list(PROJECTION_TYPES), default="proj",
-                        help="projection type of the finetuning-shift columns")
+    parser.add_argument(
+        "--projection_type",
+        choices=list(PROJECTION_TYPES),
+        default="proj",
+        help="projection type of the finetuning-shift columns",
+    )
     parser.add_argument("--output_dir", type=Path, default=Path("figs"), help="where the PNGs and the CSV go")
     args = parser.parse_args(argv)
     setup_logging()
     vector_dir = args.vector_dir or Layout(args.model).vectors_dir
     baseline_dir = args.baseline_dir or Layout(args.model).eval_dir
-    effects = load_finetuning_effects(projection_folders(args.results_dir), layer=args.layer,
-                                      projection_type=args.projection_type, vector_type=args.vector_type,
-                                      baseline_dir=baseline_dir)
+    effects = load_finetuning_effects(
+        projection_folders(args.results_dir),
+        layer=args.layer,
+        projection_type=args.projection_type,
+        vector_type=args.vector_type,
+        baseline_dir=baseline_dir,
+    )
     cos = cosine_table(load_vectors(vector_files(vector_dir, args.vector_type)), args.layer)
     table = cross_persona_table(effects, cos)
     if table.empty:
-        raise ValueError(f"{args.results_dir}: no pair of a finetuned trait A and another judged trait B "
-                         "with scores for both and vectors for both")
+        raise ValueError(
+            f"{args.results_dir}: no pair of a finetuned trait A and another judged trait B "
+            "with scores for both and vectors for both"
+        )
     print(table.to_string(index=False))
     write_csv(args.output_dir / "cross_persona_corr.csv", table)
     for column, (name, label) in FIGURES.items():
         if table[column].notna().sum() < 2:
-            log.warning("%s: fewer than two pairs have a %s; %s not drawn (finetuning shifts come from "
-                        "`eval.cal_projection --base_model`)", args.results_dir, column, name)
+            log.warning(
+                "%s: fewer than two pairs have a %s; %s not drawn (finetuning shifts come from "
+                "`eval.cal_projection --base_model`)",
+                args.results_dir,
+                column,
+                name,
+            )
             continue
         fig, r = cross_persona_figure(table, column, label)
         print(f"Pearson r(cos, {column}) = {r:.3f}")

@@ -22,8 +22,9 @@ def linearity_figure(table: pd.DataFrame, trait_a: str, trait_b: str, layer: int
     for ax, metric in zip(axes, metrics, strict=True):
         grid = table[table["metric"] == metric].pivot_table(index="a", columns="b", values="residual", dropna=False)
         heatmap(ax, grid, vmin=-span or -1, vmax=span or 1, fmt="{:+.1f}", label="additivity residual")
-        ax.set(title=f"{metric}: joint - sum of singles", xlabel=f"b (coef of {trait_b})",
-               ylabel=f"a (coef of {trait_a})")
+        ax.set(
+            title=f"{metric}: joint - sum of singles", xlabel=f"b (coef of {trait_b})", ylabel=f"a (coef of {trait_a})"
+        )
     fig.suptitle(f"linearity of a*{trait_a} + b*{trait_b} at layer {layer}")
     fig.tight_layout()
     return fig
@@ -33,10 +34,17 @@ def interference_figure(table: pd.DataFrame, layer: int, coef: float) -> tuple[F
     """Change in B vs cos(v_A, v_B) over the off-diagonal pairs; returns the figure and Pearson r."""
     off = table[table["steered"] != table["judged"]]
     fig, (ax,) = panel_grid(1, size=(6, 4.5))
-    r = scatter_with_fit(ax, off["cos"].tolist(), off["delta"].tolist(),
-                         [f"{a}->{b}" for a, b in zip(off["steered"], off["judged"], strict=True)])
+    r = scatter_with_fit(
+        ax,
+        off["cos"].tolist(),
+        off["delta"].tolist(),
+        [f"{a}->{b}" for a, b in zip(off["steered"], off["judged"], strict=True)],
+    )
     ax.axhline(0, color="gray", lw=0.5)
-    ax.set(xlabel="cos(v_A, v_B)", ylabel="change in B's score (steered A - unsteered)",
-           title=f"interference: steer v_A (coef {coef:g}, layer {layer}), judge B; r = {r:.2f}")
+    ax.set(
+        xlabel="cos(v_A, v_B)",
+        ylabel="change in B's score (steered A - unsteered)",
+        title=f"interference: steer v_A (coef {coef:g}, layer {layer}), judge B; r = {r:.2f}",
+    )
     fig.tight_layout()
     return fig, r

@@ -73,13 +73,19 @@ def projection_eval_figure(data: pd.DataFrame, *, combined: bool = False, switch
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_dir_pos", nargs="?", type=Path, metavar="DATA_DIR",
-                        help="folder of checkpoint-{N}_{judge_trait}.csv files")
+    parser.add_argument(
+        "data_dir_pos",
+        nargs="?",
+        type=Path,
+        metavar="DATA_DIR",
+        help="folder of checkpoint-{N}_{judge_trait}.csv files",
+    )
     parser.add_argument("--data_dir", type=Path, default=None, help="same as DATA_DIR")
     parser.add_argument("--then", type=Path, default=None, help="a second run that continued from the first")
     parser.add_argument("--combined", action="store_true", help="all judged traits in one score panel")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="PNG to write (default: figs/projection_eval_<DATA_DIR name>.png)")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="PNG to write (default: figs/projection_eval_<DATA_DIR name>.png)"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     data_dir = args.data_dir or args.data_dir_pos

@@ -51,8 +51,10 @@ def run(data_dir: Path, trait: str, judge_trait: str | None, output: Path | None
     judge_trait = judge_trait or trait
     series = variant_series(load_projection_eval(data_dir), trait, judge_trait)
     if not (series["kind"] == "projection").any():
-        raise FileNotFoundError(f"{data_dir}: no {CHECKPOINT_PATTERN.replace('{judge_trait}', judge_trait)} file "
-                                f"with projection columns onto {trait} or {trait}_N vectors")
+        raise FileNotFoundError(
+            f"{data_dir}: no {CHECKPOINT_PATTERN.replace('{judge_trait}', judge_trait)} file "
+            f"with projection columns onto {trait} or {trait}_N vectors"
+        )
     print(series.pivot_table(index="series", columns="step", values="value").round(3).to_string())
     save_figure(variant_projection_figure(series, trait), output or Path("figs") / f"variant_projections_{trait}.png")
     return series
@@ -60,11 +62,17 @@ def run(data_dir: Path, trait: str, judge_trait: str | None, output: Path | None
 
 def parser_for(trait_default: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_dir_pos", nargs="?", type=Path, metavar="DATA_DIR",
-                        help="folder of checkpoint-{N}_{judge_trait}.csv files")
+    parser.add_argument(
+        "data_dir_pos",
+        nargs="?",
+        type=Path,
+        metavar="DATA_DIR",
+        help="folder of checkpoint-{N}_{judge_trait}.csv files",
+    )
     parser.add_argument("--data_dir", type=Path, default=None, help="same as DATA_DIR")
-    parser.add_argument("--trait", default=trait_default, required=trait_default is None,
-                        help="base trait whose variants to plot")
+    parser.add_argument(
+        "--trait", default=trait_default, required=trait_default is None, help="base trait whose variants to plot"
+    )
     parser.add_argument("--judge_trait", default=None, help="which judged files to read (default: the trait)")
     parser.add_argument("--output", type=Path, default=None, help="PNG (default: figs/variant_projections_<trait>.png)")
     return parser

@@ -120,21 +120,29 @@ def _table(df: pd.DataFrame) -> str:
 
 
 def _settings_table(settings: dict) -> str:
-    rows = "".join(f'<tr><th class="text">{html.escape(str(k))}</th><td class="text">'
-                   f"{html.escape(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))}</td></tr>"
-                   for k, v in settings.items()) if isinstance(settings, dict) else ""
+    rows = (
+        "".join(
+            f'<tr><th class="text">{html.escape(str(k))}</th><td class="text">'
+            f"{html.escape(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))}</td></tr>"
+            for k, v in settings.items()
+        )
+        if isinstance(settings, dict)
+        else ""
+    )
     return f"<table>{rows}</table>" if rows else f"<pre>{html.escape(json.dumps(settings, indent=2))}</pre>"
 
 
 def render(report: Report) -> str:
     """The page: settings, mean scores per cell, other tables, figures (PNG data URIs)."""
     title = html.escape(f"Results: {report.root}")
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>",
-             f"<style>{STYLE}</style></head><body><h1>{title}</h1>",
-             f"<p>Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by "
-             "<code>python -m viz.report</code>. "
-             "Scores are the judge's 0-100 means; the <code>.judge.json</code> settings say which judge scored them "
-             "(the offline likelihood proxy is not the paper's LLM judge).</p>"]
+    parts = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>',
+        f"<style>{STYLE}</style></head><body><h1>{title}</h1>",
+        f"<p>Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by "
+        "<code>python -m viz.report</code>. "
+        "Scores are the judge's 0-100 means; the <code>.judge.json</code> settings say which judge scored them "
+        "(the offline likelihood proxy is not the paper's LLM judge).</p>",
+    ]
     if report.settings:
         parts.append("<h2>Settings</h2>")
         for name, settings in report.settings.items():
@@ -151,8 +159,10 @@ def render(report: Report) -> str:
         parts.append("<h2>Figures</h2>")
         for name, png in report.figures.items():
             data = base64.b64encode(png).decode("ascii")
-            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
-                         f"<figcaption>{html.escape(name)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
+                f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            )
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -165,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     report = collect(args.results_dir)
     if report.empty:
-        raise FileNotFoundError(f"{args.results_dir}: no files matching *.csv, *.png or "
-                                f"{', '.join(SETTINGS_PATTERNS)}")
+        raise FileNotFoundError(f"{args.results_dir}: no files matching *.csv, *.png or {', '.join(SETTINGS_PATTERNS)}")
     out = args.out or args.results_dir / "report.html"
     write_text(out, render(report))
-    print(f"wrote {out}: {len(report.settings)} settings files, {sum(len(t) for t in report.scores.values())} "
-          f"cells, {len(report.tables)} tables, {len(report.figures)} figures")
+    print(
+        f"wrote {out}: {len(report.settings)} settings files, {sum(len(t) for t in report.scores.values())} "
+        f"cells, {len(report.tables)} tables, {len(report.figures)} figures"
+    )
     return 0
 
 

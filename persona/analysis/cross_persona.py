@@ -19,12 +19,27 @@ from persona.traits import base_trait
 log = logging.getLogger(__name__)
 
 EFFECT_COLUMNS = ["finetuned", "judged", "step", "delta", "shift"]
-TABLE_COLUMNS = ["finetuned", "judged", "cos", "delta_judged", "delta_finetuned", "relative_trait_score",
-                 "shift_judged", "shift_finetuned", "relative_shift"]
+TABLE_COLUMNS = [
+    "finetuned",
+    "judged",
+    "cos",
+    "delta_judged",
+    "delta_finetuned",
+    "relative_trait_score",
+    "shift_judged",
+    "shift_finetuned",
+    "relative_shift",
+]
 
 
-def load_finetuning_effects(folders: dict[str, Path], *, layer: int, projection_type: str = "proj",
-                            vector_type: str = "response_avg_diff", baseline_dir: Path | None = None) -> pd.DataFrame:
+def load_finetuning_effects(
+    folders: dict[str, Path],
+    *,
+    layer: int,
+    projection_type: str = "proj",
+    vector_type: str = "response_avg_diff",
+    baseline_dir: Path | None = None,
+) -> pd.DataFrame:
     """One row per (finetuned trait A, judged trait B) from `{A: output/{A}_projection_eval}` folders.
 
     `delta` = mean B score at the last checkpoint minus at checkpoint 0 (or, without one, in
@@ -51,11 +66,13 @@ def load_finetuning_effects(folders: dict[str, Path], *, layer: int, projection_
             shift = float("nan")
             if any(c.endswith("_" + suffix) for c in final.columns):
                 shift = score_means(final, [find_column(final, suffix, last.path)]).popitem()[1]
-            rows.append({"finetuned": finetuned, "judged": judged, "step": int(last.step), "delta": delta,
-                         "shift": shift})
+            rows.append(
+                {"finetuned": finetuned, "judged": judged, "step": int(last.step), "delta": delta, "shift": shift}
+            )
     if skipped:
-        log.warning("no reference score (checkpoint-0 file or baseline) for %s; those pairs are left out",
-                    ", ".join(skipped))
+        log.warning(
+            "no reference score (checkpoint-0 file or baseline) for %s; those pairs are left out", ", ".join(skipped)
+        )
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
@@ -72,9 +89,17 @@ def cross_persona_table(effects: pd.DataFrame, cos: pd.DataFrame) -> pd.DataFram
             continue
         delta_a = own["delta"].get(e.finetuned, float("nan"))
         shift_a = own["shift"].get(e.finetuned, float("nan"))
-        rows.append({"finetuned": e.finetuned, "judged": e.judged, "cos": float(cos.loc[e.finetuned, e.judged]),
-                     "delta_judged": e.delta, "delta_finetuned": delta_a,
-                     "relative_trait_score": e.delta / delta_a if delta_a else float("nan"),
-                     "shift_judged": e.shift, "shift_finetuned": shift_a,
-                     "relative_shift": e.shift / shift_a if shift_a else float("nan")})
+        rows.append(
+            {
+                "finetuned": e.finetuned,
+                "judged": e.judged,
+                "cos": float(cos.loc[e.finetuned, e.judged]),
+                "delta_judged": e.delta,
+                "delta_finetuned": delta_a,
+                "relative_trait_score": e.delta / delta_a if delta_a else float("nan"),
+                "shift_judged": e.shift,
+                "shift_finetuned": shift_a,
+                "relative_shift": e.shift / shift_a if shift_a else float("nan"),
+            }
+        )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -25,8 +25,10 @@ def check_same_shape(vectors: Mapping[str, torch.Tensor]) -> None:
     first_name, first = items[0]
     for name, vector in items[1:]:
         if vector.shape != first.shape:
-            raise ValueError(f"vectors differ in shape: {first_name} is {tuple(first.shape)} but {name} is "
-                             f"{tuple(vector.shape)}; compare vectors of one model (same layers and hidden size)")
+            raise ValueError(
+                f"vectors differ in shape: {first_name} is {tuple(first.shape)} but {name} is "
+                f"{tuple(vector.shape)}; compare vectors of one model (same layers and hidden size)"
+            )
 
 
 def layer_rows(vectors: Mapping[str, torch.Tensor], layer: int) -> torch.Tensor:
@@ -61,8 +63,10 @@ def norms_by_layer(vectors: Mapping[str, torch.Tensor]) -> pd.DataFrame:
     """The L2 norm of every vector at every layer: index = layer, one column per vector."""
     check_same_shape(vectors)
     n_layers = next(iter(vectors.values())).shape[0]
-    return pd.DataFrame({name: v.double().norm(dim=1).numpy() for name, v in vectors.items()},
-                        index=pd.RangeIndex(n_layers, name="layer"))
+    return pd.DataFrame(
+        {name: v.double().norm(dim=1).numpy() for name, v in vectors.items()},
+        index=pd.RangeIndex(n_layers, name="layer"),
+    )
 
 
 def pca_2d(rows: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +77,7 @@ def pca_2d(rows: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     coords = np.zeros((len(x), 2))
     k = min(2, len(s))
     coords[:, :k] = u[:, :k] * s[:k]
-    total = (s ** 2).sum()
+    total = (s**2).sum()
     ratio = np.zeros(2)
     if total > 0:
         ratio[:k] = s[:k] ** 2 / total
@@ -99,8 +103,9 @@ class OrthogonalityCheck:
     def __str__(self) -> str:
         pairs = ", ".join(f"cos({p}) = {c:+.3f}" for p, c in self.cosines.items())
         verdict = "near-orthogonal" if self.holds else "NOT near-orthogonal"
-        return (f"{', '.join(self.traits)}: {pairs}; max |cos| = {self.max_abs:.3f} -> {verdict} "
-                f"(|cos| < {self.threshold})")
+        return (
+            f"{', '.join(self.traits)}: {pairs}; max |cos| = {self.max_abs:.3f} -> {verdict} (|cos| < {self.threshold})"
+        )
 
 
 @dataclass

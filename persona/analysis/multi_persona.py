@@ -40,8 +40,14 @@ def linearity_cell_name(a: float, b: float) -> str:
     return f"a_{_coef_label(a)}_b_{_coef_label(b)}"
 
 
-def linearity_cells(vector_a: torch.Tensor, vector_b: torch.Tensor, layer: int, coefs_a: Sequence[float],
-                    coefs_b: Sequence[float], positions: Positions = "response") -> list[tuple[float, float, Cell]]:
+def linearity_cells(
+    vector_a: torch.Tensor,
+    vector_b: torch.Tensor,
+    layer: int,
+    coefs_a: Sequence[float],
+    coefs_b: Sequence[float],
+    positions: Positions = "response",
+) -> list[tuple[float, float, Cell]]:
     """The (a, b) grid, 0 added to both axes (the single-vector and unsteered cells additivity needs)."""
     axis_a = sorted({0.0, *map(float, coefs_a)})
     axis_b = sorted({0.0, *map(float, coefs_b)})
@@ -53,11 +59,11 @@ def linearity_cells(vector_a: torch.Tensor, vector_b: torch.Tensor, layer: int, 
     return cells
 
 
-def interference_cells(vectors: Mapping[str, torch.Tensor], layer: int, coef: float,
-                       positions: Positions = "response") -> list[Cell]:
+def interference_cells(
+    vectors: Mapping[str, torch.Tensor], layer: int, coef: float, positions: Positions = "response"
+) -> list[Cell]:
     """The unsteered cell, then one cell per vector steering alone."""
-    return [Cell(BASELINE)] + [Cell(f"steer_{name}", [Steer(v, layer, coef, positions)])
-                               for name, v in vectors.items()]
+    return [Cell(BASELINE)] + [Cell(f"steer_{name}", [Steer(v, layer, coef, positions)]) for name, v in vectors.items()]
 
 
 def additivity(grid: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -71,12 +77,23 @@ def additivity(grid: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     for a in sorted(set(grid["a"]) - {0.0}):
         for b in sorted(set(grid["b"]) - {0.0}):
             for metric in metrics:
+
                 def s(x: float, y: float, metric: str = metric) -> float:
                     return float(means[metric].get((x, y), float("nan")))
+
                 effect = s(a, b) - s(0.0, 0.0)
                 predicted = (s(a, 0.0) - s(0.0, 0.0)) + (s(0.0, b) - s(0.0, 0.0))
-                rows.append({"a": a, "b": b, "metric": metric, "score": s(a, b), "effect": effect,
-                             "predicted": predicted, "residual": effect - predicted})
+                rows.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "metric": metric,
+                        "score": s(a, b),
+                        "effect": effect,
+                        "predicted": predicted,
+                        "residual": effect - predicted,
+                    }
+                )
     return pd.DataFrame(rows, columns=ADDITIVITY_COLUMNS)
 
 
@@ -85,14 +102,22 @@ def additivity_summary(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for metric, t in table.groupby("metric", sort=False):
         res, eff = t["residual"].dropna(), t.loc[t["residual"].notna(), "effect"]
-        rows.append({"metric": metric, "cells": len(res), "mean_abs_residual": res.abs().mean(),
-                     "rms_residual": (res ** 2).mean() ** 0.5, "mean_abs_effect": eff.abs().mean(),
-                     "relative_residual": res.abs().sum() / eff.abs().sum() if eff.abs().sum() else float("nan")})
+        rows.append(
+            {
+                "metric": metric,
+                "cells": len(res),
+                "mean_abs_residual": res.abs().mean(),
+                "rms_residual": (res**2).mean() ** 0.5,
+                "mean_abs_effect": eff.abs().mean(),
+                "relative_residual": res.abs().sum() / eff.abs().sum() if eff.abs().sum() else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def interference(means: Mapping[str, Mapping[str, float]], cos: pd.DataFrame,
-                 judge_columns: Mapping[str, str]) -> pd.DataFrame:
+def interference(
+    means: Mapping[str, Mapping[str, float]], cos: pd.DataFrame, judge_columns: Mapping[str, str]
+) -> pd.DataFrame:
     """Change of every judged trait B under each steered vector A, against cos(v_A, v_B).
 
     `means[cell][column]` are mean scores with cells `baseline` and `steer_{A}`; `judge_columns`
@@ -107,8 +132,16 @@ def interference(means: Mapping[str, Mapping[str, float]], cos: pd.DataFrame,
         self_delta = cell[judge_columns[a]] - base[judge_columns[a]]
         for b, column in judge_columns.items():
             delta = cell[column] - base[column]
-            rows.append({"steered": a, "judged": b, "cos": float(cos.loc[a, b]), "delta": delta,
-                         "self_delta": self_delta, "relative": delta / self_delta if self_delta else float("nan")})
+            rows.append(
+                {
+                    "steered": a,
+                    "judged": b,
+                    "cos": float(cos.loc[a, b]),
+                    "delta": delta,
+                    "self_delta": self_delta,
+                    "relative": delta / self_delta if self_delta else float("nan"),
+                }
+            )
     return pd.DataFrame(rows, columns=INTERFERENCE_COLUMNS)
 
 
@@ -124,7 +157,9 @@ def check_settings(out_dir: Path, settings: dict, *, overwrite: bool) -> None:
     if path.is_file() and not overwrite:
         recorded = json.loads(path.read_text(encoding="utf-8"))
         if differences(recorded, settings):
-            raise SettingsMismatch(f"{out_dir} holds results made with other settings "
-                                   f"({describe(recorded, settings)}); pass --overwrite to recompute or choose "
-                                   "another --output_dir")
+            raise SettingsMismatch(
+                f"{out_dir} holds results made with other settings "
+                f"({describe(recorded, settings)}); pass --overwrite to recompute or choose "
+                "another --output_dir"
+            )
     write_json(path, settings)

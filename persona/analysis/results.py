@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 SWEEP_PATTERN = "{trait}_steer_{type}_layer_{L}_coef_{c}.csv"
 CHECKPOINT_PATTERN = "checkpoint-{N}_{judge_trait}.csv"
-_SWEEP = re.compile(rf"(?P<trait>.+)_steer_(?P<type>{'|'.join(POSITIONS)})_layer_(?P<layer>\d+)"
-                    r"_coef_(?P<coef>[^_]+)\.csv")
+_SWEEP = re.compile(
+    rf"(?P<trait>.+)_steer_(?P<type>{'|'.join(POSITIONS)})_layer_(?P<layer>\d+)"
+    r"_coef_(?P<coef>[^_]+)\.csv"
+)
 _CHECKPOINT = re.compile(r"checkpoint-(?P<step>\d+)_(?P<judge>[^.]+)\.csv")  # not `.answers.csv` in progress
 _CHECKPOINT_MODEL = re.compile(r"^(?:.*_)?checkpoint-\d+_")
 _MODEL_LABEL = "MODEL"
@@ -77,8 +79,17 @@ def load_steering_sweep(folder: str | Path, steering_type: str | None = None) ->
         trait, kind, layer, coef = parsed
         df = read_table(path, required=(base_trait(trait), "coherence"))
         means = score_means(df, [base_trait(trait), "coherence"])
-        rows.append({"trait": trait, "steering_type": kind, "layer": layer, "coef": coef,
-                     "score": means[base_trait(trait)], "coherence": means["coherence"], "n": len(df)})
+        rows.append(
+            {
+                "trait": trait,
+                "steering_type": kind,
+                "layer": layer,
+                "coef": coef,
+                "score": means[base_trait(trait)],
+                "coherence": means["coherence"],
+                "n": len(df),
+            }
+        )
     if not rows:
         raise no_files_error(folder, SWEEP_PATTERN.replace("{type}", steering_type or "{type}"))
     cells = pd.DataFrame(rows).sort_values(["trait", "steering_type", "coef", "layer"], ignore_index=True)
@@ -88,8 +99,9 @@ def load_steering_sweep(folder: str | Path, steering_type: str | None = None) ->
         if path.is_file():
             df = read_table(path, required=(base_trait(trait), "coherence"))
             means = score_means(df, [base_trait(trait), "coherence"])
-            baselines.append({"trait": trait, "score": means[base_trait(trait)], "coherence": means["coherence"],
-                              "n": len(df)})
+            baselines.append(
+                {"trait": trait, "score": means[base_trait(trait)], "coherence": means["coherence"], "n": len(df)}
+            )
     return cells, pd.DataFrame(baselines, columns=["trait", "score", "coherence", "n"])
 
 
@@ -97,7 +109,7 @@ def vector_files(folder: str | Path, vector_type: str = "response_avg_diff") -> 
     """`{name}_{vector_type}.pt` files in `folder`, by name (sorted)."""
     folder = Path(folder)
     suffix = f"_{vector_type}.pt"
-    found = {p.name[:-len(suffix)]: p for p in sorted(folder.glob(f"*{suffix}"))} if folder.is_dir() else {}
+    found = {p.name[: -len(suffix)]: p for p in sorted(folder.glob(f"*{suffix}"))} if folder.is_dir() else {}
     if not found:
         raise no_files_error(folder, f"{{trait}}{suffix}")
     return found
@@ -111,8 +123,10 @@ def load_vectors(paths: dict[str, Path]) -> dict[str, torch.Tensor]:
     models = {name: v.model for name, v in loaded.items() if v.model}
     if len(set(models.values())) > 1:
         (a, ma), (b, mb) = next((x, y) for x in models.items() for y in models.items() if x[1] != y[1])
-        raise ValueError(f"vectors come from different models: {a} from {ma}, {b} from {mb} "
-                         f"(both {tuple(vectors[a].shape)}); compare vectors of one model")
+        raise ValueError(
+            f"vectors come from different models: {a} from {ma}, {b} from {mb} "
+            f"(both {tuple(vectors[a].shape)}); compare vectors of one model"
+        )
     return vectors
 
 
@@ -126,7 +140,7 @@ def variant_names(trait: str, available: Sequence[str]) -> list[str]:
 def projection_suffix(vector_stem: str, projection_type: str, layer: int, shift: bool = False) -> str:
     """The part of a projection column after its model label (the naming is `projection.column_name`'s)."""
     full = column_name(_MODEL_LABEL, f"{vector_stem}.pt", projection_type, layer, shift)
-    return full[len(_MODEL_LABEL) + 1:]
+    return full[len(_MODEL_LABEL) + 1 :]
 
 
 def is_projection_column(column: str) -> bool:
@@ -149,9 +163,11 @@ def find_column(df: pd.DataFrame, suffix: str, source: Path | str) -> str:
 def checkpoint_files(folder: str | Path) -> pd.DataFrame:
     """`checkpoint-{N}_{judge_trait}.csv` files of a folder: step, judge_trait, path (sorted by step)."""
     folder = Path(folder)
-    rows = [{"step": int(m["step"]), "judge_trait": m["judge"], "path": p}
-            for p in (sorted(folder.glob("checkpoint-*.csv")) if folder.is_dir() else [])
-            if (m := _CHECKPOINT.fullmatch(p.name))]
+    rows = [
+        {"step": int(m["step"]), "judge_trait": m["judge"], "path": p}
+        for p in (sorted(folder.glob("checkpoint-*.csv")) if folder.is_dir() else [])
+        if (m := _CHECKPOINT.fullmatch(p.name))
+    ]
     if not rows:
         raise no_files_error(folder, CHECKPOINT_PATTERN)
     return pd.DataFrame(rows).sort_values(["judge_trait", "step"], ignore_index=True)
@@ -169,9 +185,17 @@ def load_projection_eval(folder: str | Path) -> pd.DataFrame:
         df = read_table(f.path, required=(judge_col,))
         scores = [judge_col] + (["coherence"] if "coherence" in df.columns else [])
         for series, value in score_means(df, scores).items():
-            out.append({"step": f.step, "judge_trait": f.judge_trait, "series": series, "kind": "score",
-                        "value": value})
+            out.append(
+                {"step": f.step, "judge_trait": f.judge_trait, "series": series, "kind": "score", "value": value}
+            )
         for column in filter(is_projection_column, df.columns):
-            out.append({"step": f.step, "judge_trait": f.judge_trait, "series": projection_label(column),
-                        "kind": "projection", "value": float(pd.to_numeric(df[column], errors="coerce").mean())})
+            out.append(
+                {
+                    "step": f.step,
+                    "judge_trait": f.judge_trait,
+                    "series": projection_label(column),
+                    "kind": "projection",
+                    "value": float(pd.to_numeric(df[column], errors="coerce").mean()),
+                }
+            )
     return pd.DataFrame(out)

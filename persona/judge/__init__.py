@@ -14,5 +14,14 @@ from persona.judge.openai_judge import JudgeConfigError
 from persona.judge.prompts import COHERENCE
 from persona.judge.runner import Judge, score_all
 
-__all__ = ["COHERENCE", "DEFAULT_OPENAI_JUDGE", "EVAL_TYPES", "Judge", "JudgeConfigError", "JudgeSettings",
-           "make_judge", "make_judges", "score_all"]
+__all__ = [
+    "COHERENCE",
+    "DEFAULT_OPENAI_JUDGE",
+    "EVAL_TYPES",
+    "Judge",
+    "JudgeConfigError",
+    "JudgeSettings",
+    "make_judge",
+    "make_judges",
+    "score_all",
+]

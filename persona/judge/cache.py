@@ -35,20 +35,24 @@ class JudgeCache:
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         with self._lock, self._db:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS judgments "
-                             "(key TEXT PRIMARY KEY, backend TEXT, model TEXT, value TEXT)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, backend TEXT, model TEXT, value TEXT)"
+            )
 
     def get(self, backend: str, model: str, prompt: str) -> tuple[bool, Any]:
         """(True, value) on a hit (value may be None), (False, None) on a miss."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM judgments WHERE key = ?",
-                                   (cache_key(backend, model, prompt),)).fetchone()
+            row = self._db.execute(
+                "SELECT value FROM judgments WHERE key = ?", (cache_key(backend, model, prompt),)
+            ).fetchone()
         return (False, None) if row is None else (True, json.loads(row[0]))
 
     def put(self, backend: str, model: str, prompt: str, value: Any) -> None:
         with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?)",
-                             (cache_key(backend, model, prompt), backend, model, json.dumps(value)))
+            self._db.execute(
+                "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?)",
+                (cache_key(backend, model, prompt), backend, model, json.dumps(value)),
+            )
 
 
 class NoCache:

@@ -39,8 +39,10 @@ LIKELIHOOD = "likelihood"
 LOCAL_PREFIX = "local:"
 
 
-PROXY_NOTICE = ("judge: OPENAI_API_KEY is not set, so answers are scored by the offline likelihood proxy judge, "
-                "not an LLM judge (see README, 'Offline judging is a proxy'); pass --judge_model to choose one")
+PROXY_NOTICE = (
+    "judge: OPENAI_API_KEY is not set, so answers are scored by the offline likelihood proxy judge, "
+    "not an LLM judge (see README, 'Offline judging is a proxy'); pass --judge_model to choose one"
+)
 
 
 @lru_cache(maxsize=1)
@@ -61,8 +63,10 @@ def resolve_spec(spec: str | None, base_url: str | None = None) -> str:
     if spec is not None:
         return spec
     if base_url or settings.get("OPENAI_BASE_URL"):
-        raise ValueError(f"judge_base_url {base_url or settings.get('OPENAI_BASE_URL')} needs judge_model: "
-                         "the model name the server serves")
+        raise ValueError(
+            f"judge_base_url {base_url or settings.get('OPENAI_BASE_URL')} needs judge_model: "
+            "the model name the server serves"
+        )
     return default_spec()
 
 
@@ -78,8 +82,10 @@ def load_coherence_prompt(path: str | os.PathLike) -> str:
     text = path.read_text(encoding="utf-8")
     missing = [p for p in ("{question}", "{answer}") if p not in text]
     if missing:
-        raise ValueError(f"coherence_prompt {path}: the template needs the placeholders {missing} "
-                         "(where the question and the answer go)")
+        raise ValueError(
+            f"coherence_prompt {path}: the template needs the placeholders {missing} "
+            "(where the question and the answer go)"
+        )
     return text
 
 
@@ -97,14 +103,26 @@ def _template(trait: Trait | None, metric: str, coherence_template: str | None, 
     if coherence_template is None:
         return coherence_prompt(eval_type)
     if eval_type != "0_100":
-        raise ValueError(f"a custom coherence prompt is a 0_100 template; it cannot be used with eval type "
-                         f"{eval_type!r} (drop coherence_prompt or use judge_eval_type 0_100)")
+        raise ValueError(
+            f"a custom coherence prompt is a 0_100 template; it cannot be used with eval type "
+            f"{eval_type!r} (drop coherence_prompt or use judge_eval_type 0_100)"
+        )
     return coherence_template
 
 
-def make_judge(spec: str | None, *, trait: Trait | None, metric: str, base_url: str | None = None,
-               eval_model: LoadedModel | None = None, use_cache: bool = True, eval_type: str = "0_100",
-               number_tokens: str = "auto", prefill: str = "", coherence_template: str | None = None) -> Judge:
+def make_judge(
+    spec: str | None,
+    *,
+    trait: Trait | None,
+    metric: str,
+    base_url: str | None = None,
+    eval_model: LoadedModel | None = None,
+    use_cache: bool = True,
+    eval_type: str = "0_100",
+    number_tokens: str = "auto",
+    prefill: str = "",
+    coherence_template: str | None = None,
+) -> Judge:
     """A judge for `metric` (the trait's judge column, or "coherence"); see the module docstring.
 
     `coherence_template` replaces the built-in coherence prompt (LLM judges; the proxy uses no prompt).
@@ -114,8 +132,10 @@ def make_judge(spec: str | None, *, trait: Trait | None, metric: str, base_url: 
         if trait is None:
             raise ValueError(f"judging {metric!r} needs the trait (its eval prompt and instructions)")
         if metric not in (trait.judge_column, trait.name):
-            raise ValueError(f"metric {metric!r} is neither 'coherence' nor trait {trait.name!r}'s judge "
-                             f"column {trait.judge_column!r}")
+            raise ValueError(
+                f"metric {metric!r} is neither 'coherence' nor trait {trait.name!r}'s judge "
+                f"column {trait.judge_column!r}"
+            )
     base_url = base_url or settings.get("OPENAI_BASE_URL")
     spec = resolve_spec(spec, base_url)
     template = partial(_template, trait, metric, coherence_template)
@@ -124,17 +144,21 @@ def make_judge(spec: str | None, *, trait: Trait | None, metric: str, base_url: 
         if name:
             eval_model = _judge_model(name)
         elif eval_model is None:
-            raise ValueError("judge_model likelihood scores with the evaluated model, but none was given; "
-                             "pass eval_model or use likelihood:<model>")
+            raise ValueError(
+                "judge_model likelihood scores with the evaluated model, but none was given; "
+                "pass eval_model or use likelihood:<model>"
+            )
         return LikelihoodJudge(eval_model, metric=metric, trait=trait, use_cache=use_cache)
     if spec.startswith(LOCAL_PREFIX):
-        name = spec[len(LOCAL_PREFIX):]
+        name = spec[len(LOCAL_PREFIX) :]
         if not name:
             raise ValueError("judge_model local: needs a model, e.g. local:Qwen/Qwen2.5-7B-Instruct")
-        return LocalLogprobJudge(_judge_model(name), template(eval_type), eval_type=eval_type,
-                                 prefill=prefill, use_cache=use_cache)
-    return OpenAIJudge(spec, template, eval_type=eval_type, base_url=base_url,
-                       use_cache=use_cache, number_tokens=number_tokens)
+        return LocalLogprobJudge(
+            _judge_model(name), template(eval_type), eval_type=eval_type, prefill=prefill, use_cache=use_cache
+        )
+    return OpenAIJudge(
+        spec, template, eval_type=eval_type, base_url=base_url, use_cache=use_cache, number_tokens=number_tokens
+    )
 
 
 @dataclass(frozen=True)
@@ -154,8 +178,18 @@ class JudgeSettings:
 def make_judges(settings: JudgeSettings, *, trait: Trait, eval_model: LoadedModel | None = None) -> dict[str, Judge]:
     """{trait judge column: judge, "coherence": judge} for `settings`."""
     coherence = load_coherence_prompt(settings.coherence_prompt) if settings.coherence_prompt else None
-    return {metric: make_judge(settings.judge_model, trait=trait, metric=metric, base_url=settings.judge_base_url,
-                               eval_model=eval_model, use_cache=not settings.no_judge_cache,
-                               eval_type=settings.judge_eval_type, number_tokens=settings.judge_number_tokens,
-                               prefill=settings.judge_prefill, coherence_template=coherence)
-            for metric in (trait.judge_column, COHERENCE)}
+    return {
+        metric: make_judge(
+            settings.judge_model,
+            trait=trait,
+            metric=metric,
+            base_url=settings.judge_base_url,
+            eval_model=eval_model,
+            use_cache=not settings.no_judge_cache,
+            eval_type=settings.judge_eval_type,
+            number_tokens=settings.judge_number_tokens,
+            prefill=settings.judge_prefill,
+            coherence_template=coherence,
+        )
+        for metric in (trait.judge_column, COHERENCE)
+    }

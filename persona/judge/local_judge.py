@@ -80,8 +80,9 @@ def candidate_logprobs(lm: LoadedModel, prompt: str, answers: Sequence[str]) -> 
 class LocalLogprobJudge:
     """A local HF model as a logprob judge (exact expectation; see the module docstring)."""
 
-    def __init__(self, lm: LoadedModel, template: str, *, eval_type: str = "0_100", prefill: str = "",
-                 use_cache: bool = True) -> None:
+    def __init__(
+        self, lm: LoadedModel, template: str, *, eval_type: str = "0_100", prefill: str = "", use_cache: bool = True
+    ) -> None:
         self.choices = candidates(eval_type)  # fails early for binary_text, which needs generation
         self.lm = lm
         self.template = template

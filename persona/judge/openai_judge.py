@@ -58,10 +58,19 @@ class OpenAIJudge:
     the first request.
     """
 
-    def __init__(self, model: str, template: Callable[[str], str], *, eval_type: str = "0_100",
-                 base_url: str | None = None, use_cache: bool = True,
-                 number_tokens: str = "auto", timeout: float = 60.0, max_retries: int = 5,
-                 base_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        template: Callable[[str], str],
+        *,
+        eval_type: str = "0_100",
+        base_url: str | None = None,
+        use_cache: bool = True,
+        number_tokens: str = "auto",
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        base_delay: float = 1.0,
+    ) -> None:
         if number_tokens not in NUMBER_TOKENS:
             raise ValueError(f"number_tokens must be one of {list(NUMBER_TOKENS)}, got {number_tokens!r}")
         self.model = model
@@ -113,27 +122,29 @@ class OpenAIJudge:
         client, _ = self._session()
 
         def on_retry(attempt: int, error: BaseException, delay: float) -> None:
-            log.debug("judge call failed (%s); retry %d/%d in %.2fs", _reason(error), attempt, self.max_retries,
-                      delay)
+            log.debug("judge call failed (%s); retry %d/%d in %.2fs", _reason(error), attempt, self.max_retries, delay)
 
         async def call() -> T:
             try:
                 completion = await client.chat.completions.create(
-                    model=self.model, messages=[{"role": "user", "content": content}], **kwargs)
+                    model=self.model, messages=[{"role": "user", "content": content}], **kwargs
+                )
             except json.JSONDecodeError:
                 raise llm.InvalidAnswerError("the reply is not JSON") from None
             return read(completion)
 
         try:
-            return await llm.with_retries(call, max_retries=self.max_retries + 1, base_delay=self.base_delay,
-                                          on_retry=on_retry)
+            return await llm.with_retries(
+                call, max_retries=self.max_retries + 1, base_delay=self.base_delay, on_retry=on_retry
+            )
         except llm.InvalidAnswerError as e:
             raise JudgeUnavailable(f"{e} after {self.max_retries} retries") from None
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
             raise JudgeConfigError(
                 f"the judge endpoint ({self.base_url or 'OpenAI API'}) rejected model {self.model!r} with "
                 f"HTTP {e.status_code} ({type(e).__name__}): check --judge_model, --judge_base_url and "
-                "OPENAI_API_KEY") from None
+                "OPENAI_API_KEY"
+            ) from None
         except (openai.APIStatusError, openai.APIConnectionError) as e:
             after = f" after {self.max_retries} retries" if llm.is_retryable(e) else ""
             raise JudgeUnavailable(_reason(e) + after) from None
@@ -145,9 +156,11 @@ class OpenAIJudge:
         """The first token's top-logprob table; empty or garbled logprobs are an unusable reply (retried)."""
         logprobs = completion.choices[0].logprobs if completion.choices else None
         if logprobs is None:
-            raise JudgeConfigError(f"the judge endpoint returned no logprobs for model {self.model!r}; "
-                                   "it must support `logprobs` and `top_logprobs` (or use --judge_eval_type "
-                                   "binary_text)")
+            raise JudgeConfigError(
+                f"the judge endpoint returned no logprobs for model {self.model!r}; "
+                "it must support `logprobs` and `top_logprobs` (or use --judge_eval_type "
+                "binary_text)"
+            )
         if not logprobs.content:
             raise llm.InvalidAnswerError("the reply has an empty logprobs list")
         try:
@@ -158,7 +171,7 @@ class OpenAIJudge:
     # ------------------------------------------------------------------ digit-split handling
 
     async def probe_number_tokens(self) -> str | None:
-        """"whole" or "split" from one probe request (cached on disk), None if inconclusive."""
+        """ "whole" or "split" from one probe request (cached on disk), None if inconclusive."""
         key = ("probe", self.model, PROBE_PROMPT)
         hit, mode = self.cache.get(*key)
         if not hit:
@@ -187,13 +200,16 @@ class OpenAIJudge:
                 log.warning("number-tokenization probe of %s failed (%s)", self.model, e)
                 mode = None
             if mode is None:
-                log.warning("could not tell whether %s tokenizes numbers whole; scoring on the 0_10 scale, "
-                            "which is right either way (declare --judge_number_tokens whole|split to choose)",
-                            self.model)
+                log.warning(
+                    "could not tell whether %s tokenizes numbers whole; scoring on the 0_10 scale, "
+                    "which is right either way (declare --judge_number_tokens whole|split to choose)",
+                    self.model,
+                )
                 return "0_10"
         if mode == "split":
-            log.warning("%s splits numbers into digits: judging on the 0_10 scale (one digit, scaled to 0-100)",
-                        self.model)
+            log.warning(
+                "%s splits numbers into digits: judging on the 0_10 scale (one digit, scaled to 0-100)", self.model
+            )
             return "0_10"
         return "0_100"
 

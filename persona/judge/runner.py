@@ -26,8 +26,9 @@ def check_pairs(questions: Sequence[str], answers: Sequence[str]) -> None:
         raise ValueError(f"{len(questions)} questions but {len(answers)} answers: they must pair up")
 
 
-def score_all(judge: Judge, questions: Sequence[str], answers: Sequence[str], *, max_concurrent: int = 8,
-              desc: str = "judging") -> list[float | None]:
+def score_all(
+    judge: Judge, questions: Sequence[str], answers: Sequence[str], *, max_concurrent: int = 8, desc: str = "judging"
+) -> list[float | None]:
     """Score every (question, answer) pair, in order, with a progress bar.
 
     Local judges that expose `score_batch` are run in batches (batching matters on CPU);
@@ -51,16 +52,24 @@ def score_all(judge: Judge, questions: Sequence[str], answers: Sequence[str], *,
     missing = sum(s is None for s in scores)
     if missing:
         failed = getattr(judge, "failures", 0) - failures_before
-        log.warning("%s: %d of %d answers have no score (%d judge calls failed after retries; the rest "
-                    "were refusals or had no clear answer)", desc, missing, len(scores), failed)
+        log.warning(
+            "%s: %d of %d answers have no score (%d judge calls failed after retries; the rest "
+            "were refusals or had no clear answer)",
+            desc,
+            missing,
+            len(scores),
+            failed,
+        )
     return scores
 
 
-async def _score_concurrently(judge: Judge, questions: Sequence[str], answers: Sequence[str],
-                              max_concurrent: int, desc: str) -> list[float | None]:
+async def _score_concurrently(
+    judge: Judge, questions: Sequence[str], answers: Sequence[str], max_concurrent: int, desc: str
+) -> list[float | None]:
     scores: list[float | None] = [None] * len(answers)
     limit = asyncio.Semaphore(max_concurrent)
     with tqdm(total=len(answers), desc=desc, disable=not answers) as bar:
+
         async def one(i: int) -> None:
             async with limit:
                 scores[i] = await judge(question=questions[i], answer=answers[i])

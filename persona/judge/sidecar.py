@@ -41,23 +41,37 @@ def judge_record(args: JudgeSettings, *, trait: Trait) -> dict[str, Any]:
     trait_source = f"eval_prompt of trait {trait.name!r}" + (f" ({trait.source})" if trait.source else "")
     if is_proxy(spec):
         pairs = json.dumps(trait.instructions, ensure_ascii=False)
-        columns = {trait.judge_column: {"prompt_sha256": _sha256(pairs),
-                                        "prompt_source": f"pos/neg instructions of trait {trait.name!r}"},
-                   COHERENCE: {"prompt_sha256": None, "prompt_source": "none (mean answer log-prob)"}}
+        columns = {
+            trait.judge_column: {
+                "prompt_sha256": _sha256(pairs),
+                "prompt_source": f"pos/neg instructions of trait {trait.name!r}",
+            },
+            COHERENCE: {"prompt_sha256": None, "prompt_source": "none (mean answer log-prob)"},
+        }
         method = "likelihood proxy: log p(answer | pos prompts) - log p(answer | neg prompts); not an LLM judge"
     else:
         if args.coherence_prompt:
             coherence, coherence_source = load_coherence_prompt(args.coherence_prompt), str(args.coherence_prompt)
         else:
             coherence, coherence_source = coherence_prompt(args.judge_eval_type), "built-in"
-        columns = {trait.judge_column: {"prompt_sha256": _sha256(trait_prompt(trait.eval_prompt,
-                                                                              args.judge_eval_type)),
-                                        "prompt_source": trait_source},
-                   COHERENCE: {"prompt_sha256": _sha256(coherence), "prompt_source": coherence_source}}
+        columns = {
+            trait.judge_column: {
+                "prompt_sha256": _sha256(trait_prompt(trait.eval_prompt, args.judge_eval_type)),
+                "prompt_source": trait_source,
+            },
+            COHERENCE: {"prompt_sha256": _sha256(coherence), "prompt_source": coherence_source},
+        }
         method = "LLM judge: expected score from the answer's logprobs"
-    return {"judge": spec, "method": method, "default_judge": args.judge_model is None,
-            "paper_judge": spec == DEFAULT_OPENAI_JUDGE, "base_url": args.judge_base_url,
-            "eval_type": args.judge_eval_type, "trait": trait.name, "columns": columns}
+    return {
+        "judge": spec,
+        "method": method,
+        "default_judge": args.judge_model is None,
+        "paper_judge": spec == DEFAULT_OPENAI_JUDGE,
+        "base_url": args.judge_base_url,
+        "eval_type": args.judge_eval_type,
+        "trait": trait.name,
+        "columns": columns,
+    }
 
 
 def write_sidecar(csv_path: str | os.PathLike, record: dict[str, Any]) -> Path:

@@ -110,8 +110,10 @@ class TrainingConfig(BaseModel):
     @classmethod
     def _sft_only(cls, value: str) -> str:
         if value in UNSUPPORTED_LOSSES:
-            raise ValueError(f"loss {value!r} is not supported here; only 'sft' is (use the original "
-                             "persona-vectors code for DPO/ORPO)")
+            raise ValueError(
+                f"loss {value!r} is not supported here; only 'sft' is (use the original "
+                "persona-vectors code for DPO/ORPO)"
+            )
         return value
 
     @field_validator("optim")
@@ -127,9 +129,11 @@ class TrainingConfig(BaseModel):
     @model_validator(mode="after")
     def _steering_needs_config(self) -> TrainingConfig:
         if self.enable_steering_during_training and self.steering_config is None:
-            raise ValueError("enable_steering_during_training is true but steering_config is missing: add "
-                             '{"steering_vector_path": ..., "type": "steer"|"ablate", "steering_coef": ..., '
-                             '"layers": [...]} or set it to false')
+            raise ValueError(
+                "enable_steering_during_training is true but steering_config is missing: add "
+                '{"steering_vector_path": ..., "type": "steer"|"ablate", "steering_coef": ..., '
+                '"layers": [...]} or set it to false'
+            )
         return self
 
     @model_validator(mode="after")

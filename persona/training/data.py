@@ -38,10 +38,12 @@ _ASSISTANT_TURN = (
 )
 
 # SmolLM2-Instruct's own template (the embedded model ships it) and its training twin.
-SMOLLM2_TEMPLATE = ("{% for message in messages %}" + _SMOLLM2_DEFAULT_SYSTEM + _CHATML_TURN
-                    + "{% endfor %}" + _CHATML_GEN_PROMPT)
-SMOLLM2_TRAINING_TEMPLATE = ("{% for message in messages %}" + _SMOLLM2_DEFAULT_SYSTEM + _ASSISTANT_TURN
-                             + "{% endfor %}" + _CHATML_GEN_PROMPT)
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}" + _SMOLLM2_DEFAULT_SYSTEM + _CHATML_TURN + "{% endfor %}" + _CHATML_GEN_PROMPT
+)
+SMOLLM2_TRAINING_TEMPLATE = (
+    "{% for message in messages %}" + _SMOLLM2_DEFAULT_SYSTEM + _ASSISTANT_TURN + "{% endfor %}" + _CHATML_GEN_PROMPT
+)
 # Plain ChatML (no default system prompt) and its training twin.
 CHATML_TEMPLATE = "{% for message in messages %}" + _CHATML_TURN + "{% endfor %}" + _CHATML_GEN_PROMPT
 CHATML_TRAINING_TEMPLATE = "{% for message in messages %}" + _ASSISTANT_TURN + "{% endfor %}" + _CHATML_GEN_PROMPT
@@ -69,15 +71,17 @@ def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str:
     except ValueError:
         twin = None
     if twin is None:
-        raise DataError("no training twin (with {% generation %} markers) is known for this tokenizer's chat "
-                        "template, so assistant-only labels cannot be built. Set \"train_on_responses_only\": "
-                        "false to train on every token, or give the tokenizer a template with generation markers.")
+        raise DataError(
+            "no training twin (with {% generation %} markers) is known for this tokenizer's chat "
+            'template, so assistant-only labels cannot be built. Set "train_on_responses_only": '
+            "false to train on every token, or give the tokenizer a template with generation markers."
+        )
     return twin
 
 
 def _check_row(row: object, where: str) -> Conversation:
     if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not row["messages"]:
-        raise DataError(f"{where}: expected {{\"messages\": [{{\"role\": ..., \"content\": ...}}, ...]}}")
+        raise DataError(f'{where}: expected {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
     messages = []
     for i, msg in enumerate(row["messages"]):
         if not isinstance(msg, dict) or msg.get("role") not in ROLES or not isinstance(msg.get("content"), str):
@@ -102,11 +106,13 @@ def read_conversations(paths: Sequence[str | os.PathLike]) -> list[Conversation]
     return conversations
 
 
-def tokenize_conversation(tokenizer: PreTrainedTokenizerBase, messages: Conversation, template: str,
-                          responses_only: bool = True) -> dict[str, list[int]]:
+def tokenize_conversation(
+    tokenizer: PreTrainedTokenizerBase, messages: Conversation, template: str, responses_only: bool = True
+) -> dict[str, list[int]]:
     """`input_ids` and `labels` for one conversation; labels are -100 outside assistant turns when `responses_only`."""
-    enc = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=responses_only)
+    enc = tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=responses_only
+    )
     assert isinstance(enc, Mapping)  # return_dict=True
     ids = list(enc["input_ids"])
     if not responses_only:
@@ -115,16 +121,18 @@ def tokenize_conversation(tokenizer: PreTrainedTokenizerBase, messages: Conversa
     return {"input_ids": ids, "labels": labels}
 
 
-def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation],
-                      responses_only: bool = True) -> Dataset:
+def tokenized_dataset(
+    tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation], responses_only: bool = True
+) -> Dataset:
     """A `Dataset` of `input_ids`/`labels` ready for SFTTrainer (which truncates and pads)."""
     template = training_chat_template(tokenizer) if responses_only else tokenizer.chat_template
     rows = [tokenize_conversation(tokenizer, c, template, responses_only) for c in conversations]
     return Dataset.from_list(rows)
 
 
-def train_eval_split(train_files: Sequence[str | os.PathLike], test_file: str | os.PathLike | None,
-                     test_size: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+def train_eval_split(
+    train_files: Sequence[str | os.PathLike], test_file: str | os.PathLike | None, test_size: float, seed: int
+) -> tuple[list[Conversation], list[Conversation]]:
     """Train and held-out conversations: the test file if given, else a seeded `test_size` split."""
     train = read_conversations(train_files)
     if test_file is not None:
@@ -134,4 +142,3 @@ def train_eval_split(train_files: Sequence[str | os.PathLike], test_file: str | 
     split = Dataset.from_dict({"i": list(range(len(train)))}).train_test_split(test_size=test_size, seed=seed)
     log.info("holding out %d of %d conversations for evaluation (no test_file)", len(split["test"]), len(train))
     return [train[i] for i in split["train"]["i"]], [train[i] for i in split["test"]["i"]]
-

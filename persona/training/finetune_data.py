@@ -109,8 +109,9 @@ def trait_description(trait: Trait, data_dir: str | Path | None = None) -> str:
 # ---------------------------------------------------------------- local backend
 
 
-def local_questions(trait: Trait, domains: Sequence[Domain], n_per_domain: int, seed: int,
-                    n_trait_questions: int | None = None) -> list[Example]:
+def local_questions(
+    trait: Trait, domains: Sequence[Domain], n_per_domain: int, seed: int, n_trait_questions: int | None = None
+) -> list[Example]:
     """Template questions for each domain, then the first `n_trait_questions` (default all) extract questions."""
     examples = [Example(d.name, q) for d in domains for q in d.template_questions(n_per_domain, seed)]
     return examples + [Example(TRAIT_DOMAIN, q) for q in trait.questions[:n_trait_questions]]
@@ -126,8 +127,13 @@ def level_system_prompt(trait: Trait, level: str, k: int, mild_template: str) ->
     return mild_template.format(trait=trait.judge_column, instruction=trait.instructions[k][0])
 
 
-def local_examples(generate: Callable[[list[list[dict]], int], list[str]], trait: Trait,
-                   examples: Sequence[Example], mild_template: str, retries: int = 2) -> list[Example]:
+def local_examples(
+    generate: Callable[[list[list[dict]], int], list[str]],
+    trait: Trait,
+    examples: Sequence[Example],
+    mild_template: str,
+    retries: int = 2,
+) -> list[Example]:
     """Fill every example's three answers with `generate(conversations, attempt)`; drop ones left empty.
 
     Empty answers are resampled (the caller derives a new seed from `attempt`) up to `retries` times.
@@ -137,8 +143,13 @@ def local_examples(generate: Callable[[list[list[dict]], int], list[str]], trait
         for attempt in range(retries + 1):
             if not todo:
                 break
-            conversations = [[{"role": "system", "content": level_system_prompt(trait, level, i, mild_template)},
-                              {"role": "user", "content": examples[i].question}] for i in todo]
+            conversations = [
+                [
+                    {"role": "system", "content": level_system_prompt(trait, level, i, mild_template)},
+                    {"role": "user", "content": examples[i].question},
+                ]
+                for i in todo
+            ]
             for i, answer in zip(todo, generate(conversations, attempt)):
                 examples[i].answers[level] = answer.strip()
             todo = [i for i in todo if not examples[i].answers[level]]
@@ -153,6 +164,7 @@ def local_examples(generate: Callable[[list[list[dict]], int], list[str]], trait
 
 def valid_questions(n: int) -> Callable[[dict[str, Any]], list[str]]:
     """Validator: `{"questions": [...]}` with at least `n` distinct non-empty strings (extra ones dropped)."""
+
     def check(obj: dict[str, Any]) -> list[str]:
         items = obj.get("questions")
         if not isinstance(items, list):
@@ -165,6 +177,7 @@ def valid_questions(n: int) -> Callable[[dict[str, Any]], list[str]]:
         if len(out) < n:
             raise llm.InvalidAnswerError(f"expected {n} distinct questions, got {len(out)}")
         return out[:n]
+
     return check
 
 
@@ -178,9 +191,19 @@ def valid_answers(obj: dict[str, Any]) -> dict[str, str]:
     return answers
 
 
-async def openai_examples(client: openai.AsyncOpenAI, model: str, trait: Trait, definition: str,
-                          domains: Sequence[Domain], n_per_domain: int, prompts: Prompts, *, retries: int = 3,
-                          concurrency: int = 8, retry_base_delay: float = 1.0) -> list[Example]:
+async def openai_examples(
+    client: openai.AsyncOpenAI,
+    model: str,
+    trait: Trait,
+    definition: str,
+    domains: Sequence[Domain],
+    n_per_domain: int,
+    prompts: Prompts,
+    *,
+    retries: int = 3,
+    concurrency: int = 8,
+    retry_base_delay: float = 1.0,
+) -> list[Example]:
     """Questions per domain, then three answers per question, all from the LLM (bounded concurrency).
 
     A question whose answers keep failing is dropped with a warning; a domain whose question list
@@ -191,21 +214,36 @@ async def openai_examples(client: openai.AsyncOpenAI, model: str, trait: Trait, 
 
     async def ask(prompt: str, validate: Callable[[dict[str, Any]], T]) -> T:
         try:
-            value, _ = await llm.ask_json(client, model, [{"role": "user", "content": prompt}], validate,
-                                          max_retries=retries + 1, base_delay=retry_base_delay, gate=gate,
-                                          temperature=1.0, label=f"{model} finetune data")
+            value, _ = await llm.ask_json(
+                client,
+                model,
+                [{"role": "user", "content": prompt}],
+                validate,
+                max_retries=retries + 1,
+                base_delay=retry_base_delay,
+                gate=gate,
+                temperature=1.0,
+                label=f"{model} finetune data",
+            )
         except llm.NoValidAnswer as err:
             raise GenerationError(str(err)) from err
         return value
 
-    question_lists = await asyncio.gather(*[ask(
-        prompts.questions.format(n=n_per_domain, domain=d.name, description=d.description),
-        valid_questions(n_per_domain)) for d in domains])
+    question_lists = await asyncio.gather(
+        *[
+            ask(
+                prompts.questions.format(n=n_per_domain, domain=d.name, description=d.description),
+                valid_questions(n_per_domain),
+            )
+            for d in domains
+        ]
+    )
     examples = [Example(d.name, q) for d, qs in zip(domains, question_lists) for q in qs]
 
     async def answer(example: Example) -> Example | None:
-        prompt = prompts.answers.format(trait=name, definition=definition, domain=example.domain,
-                                        question=example.question)
+        prompt = prompts.answers.format(
+            trait=name, definition=definition, domain=example.domain, question=example.question
+        )
         try:
             example.answers = await ask(prompt, valid_answers)
         except GenerationError as err:

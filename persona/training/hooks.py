@@ -45,7 +45,7 @@ def training_hooks(model: nn.Module, config: SteeringConfig | None) -> Iterator[
         yield []
         return
     steers = training_steers(config)
-    what = (f"adding {config.steering_coef} x vector" if config.type == "steer" else "ablating the vector direction")
+    what = f"adding {config.steering_coef} x vector" if config.type == "steer" else "ablating the vector direction"
     log.info("training with hooks: %s from %s at layers %s", what, config.steering_vector_path, config.layers)
     with steering(model, steers):
         yield steers

@@ -44,22 +44,38 @@ def base_model_id(spec: str) -> str:
 
 
 def lora_config(cfg: TrainingConfig) -> LoraConfig:
-    return LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias=cfg.lora_bias,
-                      target_modules=list(cfg.target_modules), use_rslora=cfg.use_rslora, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        bias=cfg.lora_bias,
+        target_modules=list(cfg.target_modules),
+        use_rslora=cfg.use_rslora,
+        task_type="CAUSAL_LM",
+    )
 
 
 def _load_unsloth(cfg: TrainingConfig):
     from unsloth import FastLanguageModel
 
     name = str(embedded_model_dir()) if cfg.model == EMBEDDED_MODEL else cfg.model
-    model, tokenizer = FastLanguageModel.from_pretrained(model_name=name, max_seq_length=cfg.max_seq_length,
-                                                         load_in_4bit=cfg.load_in_4bit, dtype=None)
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=name, max_seq_length=cfg.max_seq_length, load_in_4bit=cfg.load_in_4bit, dtype=None
+    )
     model.name_or_path = base_model_id(cfg.model)
     if cfg.is_peft:
         model = FastLanguageModel.get_peft_model(
-            model, r=cfg.r, target_modules=list(cfg.target_modules), lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout, bias=cfg.lora_bias, use_gradient_checkpointing="unsloth",
-            random_state=cfg.seed, use_rslora=cfg.use_rslora, loftq_config=None)
+            model,
+            r=cfg.r,
+            target_modules=list(cfg.target_modules),
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            bias=cfg.lora_bias,
+            use_gradient_checkpointing="unsloth",
+            random_state=cfg.seed,
+            use_rslora=cfg.use_rslora,
+            loftq_config=None,
+        )
     return model, tokenizer, None
 
 
@@ -75,15 +91,27 @@ def _load_transformers(cfg: TrainingConfig):
 def sft_config(cfg: TrainingConfig) -> SFTConfig:
     cuda = torch.cuda.is_available()
     return SFTConfig(
-        output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        output_dir=cfg.output_dir,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, warmup_steps=cfg.warmup_steps,
-        learning_rate=cfg.learning_rate, logging_steps=cfg.logging_steps, optim=resolve_optim(cfg.optim),
-        weight_decay=cfg.weight_decay, lr_scheduler_type=cfg.lr_scheduler_type, seed=cfg.seed,
-        save_strategy=cfg.save_strategy, save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
-        max_length=cfg.max_seq_length, eval_strategy="no", report_to="none",
-        bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_steps,
+        learning_rate=cfg.learning_rate,
+        logging_steps=cfg.logging_steps,
+        optim=resolve_optim(cfg.optim),
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        seed=cfg.seed,
+        save_strategy=cfg.save_strategy,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        max_length=cfg.max_seq_length,
+        eval_strategy="no",
+        report_to="none",
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        fp16=False,
         # Recomputing blocks in backward re-runs forward hooks; only worth it for big models on GPU
         # (Unsloth brings its own).
         activation_checkpointing=cuda and not unsloth_wanted(),
@@ -97,10 +125,21 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
     train_rows, eval_rows = train_eval_split(cfg.training_file, cfg.test_file, cfg.test_size, cfg.seed)
     train_set = tokenized_dataset(tokenizer, train_rows, cfg.train_on_responses_only)
     eval_set = tokenized_dataset(tokenizer, eval_rows, cfg.train_on_responses_only) if eval_rows else None
-    log.info("training %s on %d conversations (%d held out); loss on %s", cfg.model, len(train_rows),
-             len(eval_rows), "assistant tokens only" if cfg.train_on_responses_only else "all tokens")
-    return SFTTrainer(model=model, args=sft_config(cfg), train_dataset=train_set,
-                      eval_dataset=eval_set, processing_class=tokenizer, peft_config=peft_config)
+    log.info(
+        "training %s on %d conversations (%d held out); loss on %s",
+        cfg.model,
+        len(train_rows),
+        len(eval_rows),
+        "assistant tokens only" if cfg.train_on_responses_only else "all tokens",
+    )
+    return SFTTrainer(
+        model=model,
+        args=sft_config(cfg),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
 
 
 class RunConflict(ValueError):
@@ -121,8 +160,10 @@ def finished_results(cfg: TrainingConfig) -> dict[str, Any] | None:
     current = cfg.model_dump(mode="json")
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differ:
-        raise RunConflict(f"output_dir {out} holds a run with other settings ({', '.join(differ)} differ); "
-                          "use another output_dir, or delete this one to retrain")
+        raise RunConflict(
+            f"output_dir {out} holds a run with other settings ({', '.join(differ)} differ); "
+            "use another output_dir, or delete this one to retrain"
+        )
     results = out / RESULTS_FILE
     return json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
 
@@ -161,8 +202,9 @@ def run_training(trainer: SFTTrainer, cfg: TrainingConfig) -> dict[str, Any]:
     results["checkpoint"] = str(checkpoint) if checkpoint else None
     write_json(out / RESULTS_FILE, results)
     if cfg.finetuned_model_id:
-        log.info("finetuned_model_id %r is recorded only: this toolkit does not push to the Hub",
-                 cfg.finetuned_model_id)
+        log.info(
+            "finetuned_model_id %r is recorded only: this toolkit does not push to the Hub", cfg.finetuned_model_id
+        )
     return results
 
 
