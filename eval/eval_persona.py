@@ -39,11 +39,11 @@ from persona.evaluation import (
     sweep_jobs,
 )
 from persona.fingerprint import check_finished, model_ref, read_record, record_path
-from persona.generation import SamplingParams
 from persona.io import write_json
 from persona.judge.cache import model_identity
 from persona.judge.sidecar import judge_record, write_sidecar
 from persona.models import load_model
+from persona.sampling import study_sampling
 from persona.steering import POSITIONS, check_steers
 from persona.traits import load_trait
 from persona.vectors import PersonaVector, VectorShapeError
@@ -181,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         instruction_type=args.persona_instruction_type,
         assistant_name=args.assistant_name,
     )
-    temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
-    params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
+    params = study_sampling(
+        args.n_per_question,
+        args.max_tokens,
+        args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_new_tokens=args.min_new_tokens,
+    )
     judged_by = judge_record(judge_settings(args), trait=trait)
     model_key = json.dumps(model_ref(args.model), sort_keys=True)  # known without loading the model
     made_with = {

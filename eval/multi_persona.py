@@ -42,12 +42,13 @@ from persona.analysis.results import load_vectors, score_means
 from persona.cli import add_judge_args, add_model_args, judges_from_args, run_cli, setup_logging, split_list
 from persona.evaluation import Cell, Job, answers_with_resume, build_samples, finish_job, judge_frame, split_done
 from persona.fingerprint import model_ref, tensor_sha256
-from persona.generation import HFBackend, SamplingParams
+from persona.generation import HFBackend
 from persona.io import read_table, write_csv
 from persona.judge import COHERENCE
 from persona.judge.cache import model_identity
 from persona.layout import Layout
 from persona.models import load_model
+from persona.sampling import study_sampling
 from persona.steering import POSITIONS, check_steers
 from persona.traits import Trait, load_trait
 from viz.common import save_figure, warn_missing
@@ -172,8 +173,7 @@ def run_jobs(args: argparse.Namespace, traits: list[Trait], jobs: list[Job]) -> 
     for job in todo:  # fail fast on a bad vector or layer, before generating
         check_steers(lm.model, job.cell.steers)
     samples = [s for t in traits for s in build_samples(t, n_per_question=args.n_per_question)]
-    temperature = args.temperature if args.temperature is not None else (0.0 if args.n_per_question == 1 else 1.0)
-    params = SamplingParams(max_new_tokens=args.max_tokens, temperature=temperature)
+    params = study_sampling(args.n_per_question, args.max_tokens, args.temperature)
     frames = answers_with_resume(
         todo, samples, HFBackend(lm, args.batch_size), lm.tokenizer, params, args.seed, model_identity(lm)
     )

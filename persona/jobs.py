@@ -47,7 +47,7 @@ from persona.evaluation import (
 )
 from persona.extraction import extraction_settings, persona_vectors, read_pairs, save_persona_vectors, vectors_done
 from persona.fingerprint import check_finished, model_ref, read_record, record_path
-from persona.generation import GenerationBackend, SamplingParams
+from persona.generation import GenerationBackend
 from persona.io import write_json
 from persona.judge.cache import model_identity
 from persona.judge.factory import JudgeSettings, make_judges, resolve_spec
@@ -55,6 +55,7 @@ from persona.judge.runner import Judge
 from persona.judge.sidecar import judge_record, write_sidecar
 from persona.models import LoadedModel, load_model
 from persona.projection import add_projection_columns, column_name
+from persona.sampling import SamplingParams, study_sampling
 from persona.steering import check_steers
 from persona.traits import Trait, load_trait
 from persona.vllm_backend import make_backend
@@ -87,6 +88,9 @@ class EvalSpec:
     assistant_name: str | None = None
     max_tokens: int = 1000
     temperature: float | None = None
+    top_p: float = 1.0
+    top_k: int = 0
+    min_new_tokens: int = 1
     seed: int = 0
     batch_size: int = 16
     backend: str = "auto"
@@ -110,6 +114,9 @@ class EvalSpec:
             "assistant_name": args.assistant_name,
             "max_tokens": args.max_tokens,
             "temperature": args.temperature,
+            "top_p": getattr(args, "top_p", 1.0),  # eval.grid has no sampling flags beyond temperature
+            "top_k": getattr(args, "top_k", 0),
+            "min_new_tokens": getattr(args, "min_new_tokens", 1),
             "seed": args.seed,
             "batch_size": args.batch_size,
             "backend": args.backend,
@@ -146,9 +153,14 @@ class EvalSpec:
 
     def sampling(self) -> SamplingParams:
         """Greedy for one sample per question, temperature 1 otherwise (as eval_persona)."""
-        default = 0.0 if self.n_per_question == 1 else 1.0
-        temperature = self.temperature if self.temperature is not None else default
-        return SamplingParams(max_new_tokens=self.max_tokens, temperature=temperature)
+        return study_sampling(
+            self.n_per_question,
+            self.max_tokens,
+            self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_new_tokens=self.min_new_tokens,
+        )
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)

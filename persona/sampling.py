@@ -46,6 +46,23 @@ class SamplingParams:
             raise ValueError(f"min_new_tokens must be >= 0, got {self.min_new_tokens}")
 
 
+def study_sampling(
+    n_per_question: int,
+    max_new_tokens: int,
+    temperature: float | None = None,
+    *,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    min_new_tokens: int = 1,
+) -> SamplingParams:
+    """The study's rule: greedy for one sample per question, temperature 1 for several, unless given."""
+    if temperature is None:
+        temperature = 0.0 if n_per_question == 1 else 1.0
+    return SamplingParams(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, min_new_tokens=min_new_tokens
+    )
+
+
 def _splitmix64(z: np.ndarray) -> np.ndarray:
     """The splitmix64 finaliser on uint64 arrays (numpy wraps modulo 2**64)."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -59,7 +76,7 @@ def uniforms(seeds: Sequence[int], steps: int) -> torch.Tensor:
     state = np.array([s & _MASK64 for s in seeds], dtype=np.uint64)[:, None]
     counter = np.arange(1, steps + 1, dtype=np.uint64)[None, :]
     bits = _splitmix64(state + counter * _GOLDEN) >> np.uint64(64 - _UNIFORM_BITS)
-    return torch.from_numpy(bits.astype(np.float32) * np.float32(2.0 ** -_UNIFORM_BITS))
+    return torch.from_numpy(bits.astype(np.float32) * np.float32(2.0**-_UNIFORM_BITS))
 
 
 def _top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -77,8 +94,9 @@ def _top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     return torch.empty_like(logits).scatter_(-1, order, ranked)
 
 
-def draw(scores: torch.Tensor, u: torch.Tensor, *, temperature: float, top_k: int = 0,
-         top_p: float = 1.0) -> torch.Tensor:
+def draw(
+    scores: torch.Tensor, u: torch.Tensor, *, temperature: float, top_k: int = 0, top_p: float = 1.0
+) -> torch.Tensor:
     """One token per row from softmax(scores / temperature) restricted by top-k then top-p.
 
     `u` holds one uniform in [0, 1) per row; the token is the first whose running weight
@@ -107,14 +125,20 @@ class RowSampler(LogitsProcessor):
     (`prompt_length` = the padded prompt width), so the processor holds no mutable state.
     """
 
-    def __init__(self, seeds: Sequence[int], params: SamplingParams, prompt_length: int,
-                 device: torch.device | str) -> None:
+    def __init__(
+        self, seeds: Sequence[int], params: SamplingParams, prompt_length: int, device: torch.device | str
+    ) -> None:
         self.u = uniforms(seeds, params.max_new_tokens).to(device)
         self.params = params
         self.prompt_length = prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         step = min(input_ids.shape[1] - self.prompt_length, self.u.shape[1] - 1)
-        picks = draw(scores, self.u[:, step], temperature=self.params.temperature,
-                     top_k=self.params.top_k, top_p=self.params.top_p)
+        picks = draw(
+            scores,
+            self.u[:, step],
+            temperature=self.params.temperature,
+            top_k=self.params.top_k,
+            top_p=self.params.top_p,
+        )
         return cast(torch.FloatTensor, torch.full_like(scores, float("-inf")).scatter_(-1, picks.view(-1, 1), 0.0))
