@@ -78,13 +78,16 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
-    """Write `df` atomically, every text cell quoted.
+    """Write `df` atomically, quoting as little as the text allows.
 
-    Minimal quoting leaves a bare carriage return in an answer unquoted, and readers then split
-    the row there; quoting all text keeps any answer one cell (numbers stay unquoted).
+    Minimal quoting (pandas' default, the original study's format) leaves a bare carriage
+    return in an answer unquoted, and readers then split the row there; a frame holding one
+    gets every text cell quoted instead (numbers stay unquoted).
     """
+    text = df.select_dtypes(exclude="number")
+    bare_cr = any(text[c].astype(str).str.contains("\r", regex=False).any() for c in text.columns)
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC)
+        df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC if bare_cr else csv.QUOTE_MINIMAL)
 
 
 def save_tensor(path: str | os.PathLike, tensor: torch.Tensor) -> None:

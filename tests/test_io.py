@@ -37,6 +37,8 @@ def test_any_answer_text_survives_a_write_and_read(tmp_path):
     assert back["answer"].tolist()[:4] == answers[:4] and pd.isna(back["answer"][4])
     assert back["evil"].tolist()[0] == 1.5 and pd.isna(back["evil"][1])
     assert read_table(tmp_path / "x.csv", text=True)["answer"].tolist() == answers
+    write_csv(tmp_path / "plain.csv", df.iloc[1:])  # without a carriage return: pandas' usual minimal quoting
+    assert (tmp_path / "plain.csv").read_text().startswith("question,answer,evil\nq,")
 
 
 def test_extraction_and_projection_read_the_same_answers(tmp_path):
