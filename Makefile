@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast test-embedded check-traits bench clean
+.PHONY: install demo lint test test-fast test-embedded check-traits bench clean
 
 install: $(STAMP)
 
@@ -25,7 +25,13 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(if $(MODEL),DEMO_MODEL="$(MODEL)") $(if $(JUDGE),DEMO_JUDGE="$(JUDGE)") bash scripts/demo.sh
 
-test: $(STAMP)
+# The gate: formatting and lint (ruff) over the project, types (mypy) over the library.
+lint: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -91,8 +91,12 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=None, help="sweep layers (default: L/2, 3L/4)")
     parser.add_argument("--coefs", type=float, nargs="+", default=[4.0, 8.0], help="sweep coefficients")
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds (best kept)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is steadier on a crowded machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice; 1 is steadier on a crowded machine)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,9 +114,11 @@ def main() -> None:
 
     threads = f", {torch.get_num_threads()} threads" if lm.device.type == "cpu" else ""
     n_cells = len(args.layers) * len(args.coefs)
-    print(f"\n{args.model} on {lm.device} ({lm.model.dtype}{threads}); {args.rows} rows x {args.new_tokens} new "
-          f"tokens (every answer full length); sweep {n_cells} cells x {args.sweep_rows} rows; "
-          f"best of {args.repeats} rounds")
+    print(
+        f"\n{args.model} on {lm.device} ({lm.model.dtype}{threads}); {args.rows} rows x {args.new_tokens} new "
+        f"tokens (every answer full length); sweep {n_cells} cells x {args.sweep_rows} rows; "
+        f"best of {args.repeats} rounds"
+    )
     print("| batch | variant | time (s) | new tokens/s | ratio |\n|---:|---|---:|---:|---|")
     for b in args.batch_sizes:
         ratios = {
@@ -127,8 +133,9 @@ def main() -> None:
             print(f"| {b} | {name} | {best[b, name]:.2f} | {rows * args.new_tokens / best[b, name]:,.0f} | {shown} |")
         same_zero = outputs[b, "steered (coef 0)"] == outputs[b, "sampled"]
         same_sweep = outputs[b, "sweep, cell by cell"] == outputs[b, "sweep, packed"]
-        print(f"batch {b}: coef-0 answers equal unsteered: {same_zero}; "
-              f"packed answers equal cell by cell: {same_sweep}")
+        print(
+            f"batch {b}: coef-0 answers equal unsteered: {same_zero}; packed answers equal cell by cell: {same_sweep}"
+        )
 
 
 if __name__ == "__main__":

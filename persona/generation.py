@@ -43,13 +43,17 @@ def row_seed(seed: int, *keys: object) -> int:
 
 def chat_prompts(tokenizer, conversations: Sequence[Conversation]) -> list[str]:
     """Chat-templated prompt texts ending with the assistant generation prompt."""
-    return [tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True)
-            for c in conversations]
+    return [tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True) for c in conversations]
 
 
 class GenerationBackend(Protocol):
-    def generate(self, prompts: Sequence[str], params: SamplingParams, seeds: Sequence[int],
-                 steer_factory: SteerFactory | None = None) -> list[str]: ...
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        seeds: Sequence[int],
+        steer_factory: SteerFactory | None = None,
+    ) -> list[str]: ...
 
 
 class HFBackend:
@@ -76,16 +80,23 @@ class HFBackend:
         needed = prompt_length + params.max_new_tokens
         return {"cache_implementation": "static", "max_cache_len": -(-needed // CACHE_BUCKET) * CACHE_BUCKET}
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams, seeds: Sequence[int],
-                 steer_factory: SteerFactory | None = None, progress: bool = True) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        seeds: Sequence[int],
+        steer_factory: SteerFactory | None = None,
+        progress: bool = True,
+    ) -> list[str]:
         """Answers for `prompts` (already chat-templated), one seed per row."""
         tok, model = self.lm.tokenizer, self.lm.model
         tok.padding_side = "left"
         answers: list[str] = [""] * len(prompts)
         batches = length_sorted_batches([len(p) for p in prompts], self.batch_size)
         for rows in tqdm(batches, desc="generating", disable=not progress or len(batches) < 2):
-            enc = tok([prompts[i] for i in rows], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(self.lm.device)
+            enc = tok([prompts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False).to(
+                self.lm.device
+            )
             width = enc["input_ids"].shape[1]
             processors = LogitsProcessorList()
             if params.temperature > 0:
@@ -93,19 +104,35 @@ class HFBackend:
             steers = steer_factory(rows) if steer_factory else []
             with torch.inference_mode(), steering(model, steers):
                 out = cast(GenerationMixin, model).generate(
-                    **enc, max_new_tokens=params.max_new_tokens, min_new_tokens=params.min_new_tokens,
-                    do_sample=False, logits_processor=processors, eos_token_id=self._stop_ids(),
-                    pad_token_id=tok.pad_token_id, temperature=None, top_p=None, top_k=None,
-                    **_NEUTRAL, **self._cache_kwargs(width, params))
+                    **enc,
+                    max_new_tokens=params.max_new_tokens,
+                    min_new_tokens=params.min_new_tokens,
+                    do_sample=False,
+                    logits_processor=processors,
+                    eos_token_id=self._stop_ids(),
+                    pad_token_id=tok.pad_token_id,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    **_NEUTRAL,
+                    **self._cache_kwargs(width, params),
+                )
             texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
             for i, text in zip(rows, texts):
                 answers[i] = text
         return answers
 
 
-def generate_answers(lm: LoadedModel, conversations: Sequence[Conversation], *, max_new_tokens: int,
-                     temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-                     batch_size: int = 16) -> list[str]:
+def generate_answers(
+    lm: LoadedModel,
+    conversations: Sequence[Conversation],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> list[str]:
     """Convenience: answer chat conversations with the HF backend (row i seeded by (seed, i))."""
     prompts = chat_prompts(lm.tokenizer, conversations)
     seeds = [row_seed(seed, i, prompts[i]) for i in range(len(prompts))]

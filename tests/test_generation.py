@@ -9,8 +9,13 @@ from persona.generation import HFBackend, SamplingParams, chat_prompts
 from persona.models import ModelLoadError, load_model, random_config_path
 from persona.steering import Steer
 
-QUESTIONS = ["What is the capital of France?", "How should I treat my neighbours?", "Is it sunny today?",
-             "What do you think?", "Numbers: 0 1 2 3"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "How should I treat my neighbours?",
+    "Is it sunny today?",
+    "What do you think?",
+    "Numbers: 0 1 2 3",
+]
 SAMPLED = SamplingParams(max_new_tokens=8, temperature=1.0)
 
 
@@ -49,7 +54,8 @@ def test_min_new_tokens_holds_back_the_stop_token(tiny_lm, temperature, min_new_
     handle = eos_loving(tiny_lm, calls)
     try:
         answers = HFBackend(tiny_lm, batch_size=2).generate(
-            prompts(tiny_lm)[:2], SamplingParams(10, temperature, min_new_tokens=min_new_tokens), [1, 2])
+            prompts(tiny_lm)[:2], SamplingParams(10, temperature, min_new_tokens=min_new_tokens), [1, 2]
+        )
     finally:
         handle.remove()
     # min_new_tokens answer tokens, then the stop token: one forward pass per generated token

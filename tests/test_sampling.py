@@ -68,7 +68,7 @@ def nucleus(probs: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
     keep = np.zeros_like(probs, dtype=bool)
     mass = 0.0
     for rank, tok in enumerate(order):
-        if (top_k and rank >= top_k) or mass >= top_p * probs[order[:top_k or None]].sum():
+        if (top_k and rank >= top_k) or mass >= top_p * probs[order[: top_k or None]].sum():
             break
         keep[tok] = True
         mass += probs[tok]
@@ -104,9 +104,9 @@ def test_rows_never_interact():
     together = draw(scores, u, temperature=1.0, top_p=0.9, top_k=10)
     others = torch.randn(6, 30, generator=torch.Generator().manual_seed(2))
     for row in range(6):
-        mixed = torch.cat([others[:row], scores[row:row + 1], others[row + 1:]])
+        mixed = torch.cat([others[:row], scores[row : row + 1], others[row + 1 :]])
         assert draw(mixed, u, temperature=1.0, top_p=0.9, top_k=10)[row] == together[row]
-        assert draw(scores[row:row + 1], u[row:row + 1], temperature=1.0, top_p=0.9, top_k=10)[0] == together[row]
+        assert draw(scores[row : row + 1], u[row : row + 1], temperature=1.0, top_p=0.9, top_k=10)[0] == together[row]
 
 
 def test_masked_tokens_are_never_drawn_even_at_the_extremes():
@@ -117,8 +117,17 @@ def test_masked_tokens_are_never_drawn_even_at_the_extremes():
     assert picks[0] == 1 and picks[3] == 3
 
 
-@pytest.mark.parametrize(("field", "value"), [("temperature", -1.0), ("top_p", 0.0), ("top_p", 1.5), ("top_k", -1),
-                                              ("min_new_tokens", -1), ("max_new_tokens", 0)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", -1.0),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("min_new_tokens", -1),
+        ("max_new_tokens", 0),
+    ],
+)
 def test_sampling_params_reject_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         SamplingParams(**{field: value})
