@@ -435,7 +435,16 @@ def plan(
             Stage(
                 f"{t}: unsteered baseline ({s.eval_questions} eval questions)",
                 [paths.baseline(t)],
-                _eval_command(s, t, "--max_questions", str(s.eval_questions), "--output_path", str(paths.baseline(t))),
+                _eval_command(
+                    s,
+                    t,
+                    "--version",
+                    "eval",
+                    "--max_questions",
+                    str(s.eval_questions),
+                    "--output_path",
+                    str(paths.baseline(t)),
+                ),
             )
         )
         cells = [paths.sweep(t, layer, coef) for layer in s.layers for coef in s.coefs]
@@ -447,6 +456,8 @@ def plan(
                 _eval_command(
                     s,
                     t,
+                    "--version",
+                    "eval",
                     "--max_questions",
                     str(s.eval_questions),
                     "--vector_path",

@@ -185,6 +185,10 @@ def test_plan_runs_one_sweep_per_trait_and_names_every_output(tmp_path):
     for st in sweeps:
         assert st.command[st.command.index("--layer") + 1 : st.command.index("--coef")] == ["6", "10"]
         assert len(st.outputs) == 4 and "--judge_model" in st.command
+    for st in stages:  # vectors come from the extract questions; baselines and sweeps use the held-out ones
+        if "eval.eval_persona" in st.command:
+            extraction = "--persona_instruction_type" in st.command
+            assert st.command[st.command.index("--version") + 1] == ("extract" if extraction else "eval")
     outputs = [p for st in stages for p in st.outputs]
     assert len(outputs) == len(set(outputs)) and all(tmp_path in p.parents for p in outputs)
     assert any(st.needs == "eval.multi_persona" for st in stages)
