@@ -268,7 +268,11 @@ def answers_with_resume(
     model_id: str,
 ) -> list[pd.DataFrame]:
     """Answers for every job: saved ones whose settings match, the rest generated in shared batches."""
-    prints = [generation_fingerprint(model_id, samples, params, seed, job.cell) for job in jobs]
+    # the backend too: HF and vLLM draw different samples from the same seed
+    prints = [
+        {**generation_fingerprint(model_id, samples, params, seed, job.cell), "backend": type(backend).__name__}
+        for job in jobs
+    ]
     frames: dict[int, pd.DataFrame] = {}
     for i, job in enumerate(jobs):
         frame = load_saved_answers(job, prints[i])
