@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,25 +92,17 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-def embedded_model_dir() -> Path:
-    """The safetensors copy of the embedded model, converted once from GGUF and cached."""
-    target = cache_dir() / "models" / "smollm2-135m-instruct"
+def model_dir_once(target: Path, write: Callable[[Path], None]) -> Path:
+    """`target`, written once by `write(folder)` into a temporary sibling renamed into place.
+
+    A model folder is either complete or absent, also when several processes race or one is killed.
+    """
     if (target / "config.json").is_file():
         return target
-    gguf = embedded_gguf_path()
-    log.info("converting %s to %s (once)", gguf.name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=".write-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # GGUF weights are dequantized to plain float on load; the quantizer only blocks saving.
-        model.hf_quantizer = None  # type: ignore[assignment]
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.config._name_or_path = EMBEDDED_MODEL
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        write(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first
@@ -118,6 +111,25 @@ def embedded_model_dir() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _convert_embedded(folder: Path) -> None:
+    gguf = embedded_gguf_path()
+    log.info("converting %s to safetensors (once)", gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # GGUF weights are dequantized to plain float on load; the quantizer only blocks saving.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config._name_or_path = EMBEDDED_MODEL
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def embedded_model_dir() -> Path:
+    """The safetensors copy of the embedded model, converted once from GGUF and cached."""
+    return model_dir_once(cache_dir() / "models" / "smollm2-135m-instruct", _convert_embedded)
 
 
 CHECKPOINT_DONE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is half-written

@@ -32,8 +32,6 @@ import importlib.util
 import inspect
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +42,7 @@ from torch import Tensor, nn
 
 from persona.generation import GenerationBackend, HFBackend, SteerFactory
 from persona.judge.cache import model_identity
-from persona.models import RANDOM_PREFIX, LoadedModel, newest_checkpoint
+from persona.models import RANDOM_PREFIX, LoadedModel, model_dir_once, newest_checkpoint
 from persona.sampling import SamplingParams
 from persona.settings import cache_dir
 from persona.sites import decoder_layers, decoder_stack
@@ -97,23 +95,13 @@ def vllm_model_dir(lm: LoadedModel) -> Path:
     if (source / "config.json").is_file() and not lm.name.startswith(RANDOM_PREFIX) and not _merges_adapter(lm.name):
         return source
     key = hashlib.sha256(model_identity(lm).encode()).hexdigest()[:16]
-    target = cache_dir() / "vllm-models" / key
-    if (target / "config.json").is_file():
-        return target
-    log.info("saving %s to %s for vLLM (once)", lm.name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=target.parent))
-    try:
-        lm.model.save_pretrained(tmp)
-        lm.tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    def save(folder: Path) -> None:
+        log.info("saving %s for vLLM (once)", lm.name)
+        lm.model.save_pretrained(folder)
+        lm.tokenizer.save_pretrained(folder)
+
+    return model_dir_once(cache_dir() / "vllm-models" / key, save)
 
 
 # ---------------------------------------------------------------- steering inside vLLM's forward pass
