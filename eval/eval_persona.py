@@ -18,6 +18,7 @@ from pathlib import Path
 from persona.cli import (
     add_judge_args,
     add_model_args,
+    add_ray_arg,
     judge_settings,
     judges_from_args,
     load_steers,
@@ -121,16 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (per-row, batch-independent)")
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="ADDRESS",
-        help="run a sweep's cells on a Ray cluster, one worker per GPU (per CPU without GPUs): "
-        "the cluster at ADDRESS, or without one $RAY_ADDRESS, else a cluster started in "
-        "this process. Same files as a local run (see README, 'Several GPUs and nodes')",
-    )
+    add_ray_arg(parser, "a sweep's cells")
     add_backend_args(parser)
     add_judge_args(parser)
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from persona.cli import add_judge_args, add_model_args, run_cli, setup_logging, split_list
+from persona.cli import add_judge_args, add_model_args, add_ray_arg, run_cli, setup_logging, split_list
 from persona.evaluation import Cell, Job
 from persona.jobs import CheckpointUnit, EvalSpec, EvalUnit, LocalRunner, RayRunner, TraitVectorsUnit, Unit
 from persona.projection import PROJECTION_TYPES
@@ -34,15 +34,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=16, help="generation and forward-pass batch size")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (per-row, batch-independent)")
     parser.add_argument("--overwrite", action="store_true", help="recompute units whose outputs exist")
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="ADDRESS",
-        help="run the units on a Ray cluster: ADDRESS, or without one $RAY_ADDRESS, else a "
-        "cluster started in this process",
-    )
+    add_ray_arg(parser, "the units")
     add_backend_args(parser)
     add_judge_args(parser)
 

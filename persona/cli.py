@@ -91,6 +91,20 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def add_ray_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--ray [ADDRESS]`: run `what` on a Ray cluster (None: locally; "": $RAY_ADDRESS or an in-process cluster)."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help=f"run {what} on a Ray cluster, one worker per GPU (per CPU without GPUs): the cluster at ADDRESS, "
+        "or without one $RAY_ADDRESS, else a cluster started in this process. Same files as a local run "
+        "(see README, 'Several GPUs and nodes')",
+    )
+
+
 def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
     """The model flag (default: the embedded model) plus device/dtype overrides."""
     parser.add_argument(
