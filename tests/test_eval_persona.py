@@ -1,7 +1,5 @@
 """The `eval.eval_persona` CLI end to end (tiny model with the likelihood judge; embedded model marked)."""
 
-import json
-
 import pandas as pd
 import pytest
 import torch
@@ -11,6 +9,7 @@ from persona.judge import make_judge, score_all
 from persona.models import load_model
 from persona.traits import load_trait
 from persona.vectors import save_vector
+from tests.trait_files import short_trait_file
 
 COLUMNS = ["question", "prompt", "answer", "question_id", "evil", "coherence"]
 
@@ -18,18 +17,7 @@ COLUMNS = ["question", "prompt", "answer", "question_id", "evil", "coherence"]
 @pytest.fixture
 def small_trait(tmp_path):
     """The shipped evil_2 variant cut to 2 questions, as a trait file (variant name kept)."""
-    trait = load_trait("evil_2", "eval")
-    path = tmp_path / "evil_2.json"
-    path.write_text(
-        json.dumps(
-            {
-                "instruction": [{"pos": p, "neg": n} for p, n in trait.instructions],
-                "questions": trait.questions[:2],
-                "eval_prompt": trait.eval_prompt,
-            }
-        )
-    )
-    return path
+    return short_trait_file("evil_2", tmp_path)
 
 
 def _run(model, trait_path, out, *extra):

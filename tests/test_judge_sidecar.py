@@ -21,6 +21,7 @@ from persona.judge.prompts import coherence_prompt
 from persona.judge.sidecar import judge_record, read_sidecar, sidecar_path, write_sidecar
 from persona.models import load_model
 from persona.traits import Trait, load_trait
+from tests.trait_files import short_trait_file
 
 TRAIT = Trait(
     name="evil_2",
@@ -117,18 +118,7 @@ def test_sidecar_round_trip(tmp_path):
 
 @pytest.fixture
 def small_trait(tmp_path):
-    trait = load_trait("evil", "eval")
-    path = tmp_path / "evil.json"
-    path.write_text(
-        json.dumps(
-            {
-                "instruction": [{"pos": p, "neg": n} for p, n in trait.instructions],
-                "questions": trait.questions[:2],
-                "eval_prompt": trait.eval_prompt,
-            }
-        )
-    )
-    return path
+    return short_trait_file("evil", tmp_path)
 
 
 def test_eval_persona_writes_the_sidecar_and_accepts_original_flags(tiny_llama_dir, small_trait, tmp_path, capsys):

@@ -196,20 +196,10 @@ def test_eval_persona_with_vllm_backend_unsteered_and_steered(lm, backend, vecto
     import pandas as pd
 
     from eval.eval_persona import main
-    from persona.traits import load_trait
     from persona.vectors import save_vector
+    from tests.trait_files import short_trait_file
 
-    trait = load_trait("evil", "eval")
-    trait_path = tmp_path / "evil.json"
-    trait_path.write_text(
-        json.dumps(
-            {
-                "instruction": [{"pos": p, "neg": n} for p, n in trait.instructions],
-                "questions": trait.questions[:2],
-                "eval_prompt": trait.eval_prompt,
-            }
-        )
-    )
+    trait_path = short_trait_file("evil", tmp_path)
     save_vector(tmp_path / "v.pt", vectors[0] * 12)
     common = [
         "--model",
