@@ -39,10 +39,9 @@ from persona.evaluation import (
     summarize,
     sweep_jobs,
 )
-from persona.fingerprint import check_finished, model_ref, read_record, record_path
-from persona.io import write_json
+from persona.fingerprint import check_finished, model_ref, read_record
 from persona.judge.cache import model_identity
-from persona.judge.sidecar import judge_record, write_sidecar
+from persona.judge.sidecar import judge_record
 from persona.models import load_model
 from persona.sampling import study_sampling
 from persona.steering import POSITIONS, check_steers
@@ -214,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     judges = judges_from_args(args, trait=trait, eval_model=lm)
     for job, frame in zip(todo, frames):
         scored = judge_frame(frame, judges, max_concurrent=args.max_concurrent_judges)
-        finish_job(job, scored)
-        write_sidecar(job.output, judged_by)
-        write_json(record_path(job.output), made_with[job.output])
+        finish_job(job, scored, judged_by, made_with[job.output])
         print(f"\n{job.output} ({len(scored)} rows)" + (f" [{job.cell.name}]" if is_sweep else ""))
         print(summarize(scored, [trait.judge_column, "coherence"]))
     return 0

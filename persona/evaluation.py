@@ -24,9 +24,11 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
+from persona.fingerprint import record_path
 from persona.generation import GenerationBackend, SamplingParams, chat_prompts, row_seed
 from persona.io import read_table, write_csv, write_json
 from persona.judge.runner import Judge, score_all
+from persona.judge.sidecar import write_sidecar
 from persona.steering import Positions, Steer
 from persona.traits import Trait
 from persona.vectors import PersonaVector, as_tensor
@@ -197,9 +199,15 @@ def sweep_jobs(
 
 
 def split_done(jobs: Sequence[Job], overwrite: bool = False) -> tuple[list[Job], list[Job]]:
-    """(jobs still to run, jobs whose scored CSV already exists); `overwrite` reruns everything."""
+    """(jobs still to run, jobs whose scored CSV already exists); `overwrite` reruns everything.
+
+    A finished job's answers still waiting for judging (a kill just after its CSV) are dropped.
+    """
     todo = [job for job in jobs if overwrite or not job.output.exists()]
-    return todo, [job for job in jobs if job not in todo]
+    done = [job for job in jobs if job not in todo]
+    for job in done:
+        drop_answers(job)
+    return todo, done
 
 
 def _digest(data: bytes) -> str:
@@ -289,8 +297,25 @@ def answers_with_resume(
     return [frames[i] for i in range(len(jobs))]
 
 
-def finish_job(job: Job, scored: pd.DataFrame) -> None:
-    """Write the scored CSV, then drop the answers that waited for judging."""
-    write_csv(job.output, scored)
+def drop_answers(job: Job) -> None:
+    """Delete the answers (and their settings) that waited for judging."""
     job.answers_path.unlink(missing_ok=True)
     job.settings_path.unlink(missing_ok=True)
+
+
+def finish_job(
+    job: Job, scored: pd.DataFrame, judged_by: dict[str, Any] | None = None, made_with: dict[str, Any] | None = None
+) -> None:
+    """Write the scored CSV last, after its judge sidecar and settings record; then drop the answers.
+
+    So every CSV a rerun sees has its records, and a kill before the CSV is in place leaves the
+    answers to judge again. An older CSV there (`--overwrite`) goes first: new records never sit
+    beside a CSV they do not describe.
+    """
+    job.output.unlink(missing_ok=True)
+    if judged_by is not None:
+        write_sidecar(job.output, judged_by)
+    if made_with is not None:
+        write_json(record_path(job.output), made_with)
+    write_csv(job.output, scored)
+    drop_answers(job)

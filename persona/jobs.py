@@ -41,18 +41,18 @@ from persona.evaluation import (
     Sample,
     answers_with_resume,
     build_samples,
+    drop_answers,
     finish_job,
     generation_fingerprint,
     judge_frame,
 )
 from persona.extraction import extraction_settings, persona_vectors, read_pairs, save_persona_vectors, vectors_done
-from persona.fingerprint import check_finished, model_ref, read_record, record_path
+from persona.fingerprint import check_finished, model_ref, read_record
 from persona.generation import GenerationBackend
-from persona.io import write_json
 from persona.judge.cache import model_identity
 from persona.judge.factory import JudgeSettings, make_judges, resolve_spec
 from persona.judge.runner import Judge
-from persona.judge.sidecar import judge_record, write_sidecar
+from persona.judge.sidecar import judge_record
 from persona.models import LoadedModel, load_model
 from persona.projection import add_projection_columns, column_name
 from persona.sampling import SamplingParams, study_sampling
@@ -213,10 +213,14 @@ class EvalUnit:
         return self.job.output.name
 
     def is_done(self, since: float | None = None) -> bool:
-        """The CSV exists; one made with other settings stops the run (SettingsMismatch), as eval_persona."""
+        """The CSV exists; one made with other settings stops the run (SettingsMismatch), as eval_persona.
+
+        Answers of a finished cell left waiting (a kill just after its CSV) are dropped.
+        """
         if not _fresh(self.job.output, since):
             return False
         check_finished(str(self.job.output), read_record(self.job.output), self.made_with())
+        drop_answers(self.job)
         return True
 
     def pack_key(self) -> str:
@@ -245,9 +249,7 @@ class EvalUnit:
         judges = spec.judges(trait, lm)
         for unit, frame in zip(units, frames):
             scored = judge_frame(frame, judges, max_concurrent=spec.judge.max_concurrent_judges)
-            finish_job(unit.job, scored)
-            write_sidecar(unit.job.output, spec.judged_by)
-            write_json(record_path(unit.job.output), unit.made_with(samples))
+            finish_job(unit.job, scored, spec.judged_by, unit.made_with(samples))
             report(Outcome(unit.name, "done"))
 
 

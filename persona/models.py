@@ -135,10 +135,22 @@ def embedded_model_dir() -> Path:
 CHECKPOINT_DONE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is half-written
 
 
+def checkpoint_complete(folder: Path) -> bool:
+    """Whether the Trainer finished saving `folder`: its `trainer_state.json` is there and whole.
+
+    The Trainer writes that file last and not atomically, so a kill can also leave it cut short.
+    """
+    try:
+        json.loads((folder / CHECKPOINT_DONE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, cut short (JSONDecodeError is a ValueError)
+        return False
+    return True
+
+
 def checkpoints(path: Path) -> list[tuple[int, Path, bool]]:
     """`(N, folder, complete)` for every `checkpoint-N` subfolder, in step order."""
     found = [
-        (int(m.group(1)), p, (p / CHECKPOINT_DONE).is_file())
+        (int(m.group(1)), p, checkpoint_complete(p))
         for p in path.iterdir()
         if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
     ]
@@ -148,7 +160,7 @@ def checkpoints(path: Path) -> list[tuple[int, Path, bool]]:
 def newest_checkpoint(path: Path) -> Path | None:
     """The complete `checkpoint-N` subfolder with the highest N (else the highest N at all), or None.
 
-    A training run killed while saving leaves a newer folder without `trainer_state.json`;
+    A training run killed while saving leaves a newer folder without a whole `trainer_state.json`;
     it is passed over. Folders copied from elsewhere without any trainer state still load.
     """
     found = checkpoints(path)

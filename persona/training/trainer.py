@@ -177,7 +177,7 @@ def resume_point(out: Path) -> Path | None:
     newest = complete[-1][0] if complete else -1
     for n, path, done in found:
         if not done and n > newest:
-            log.warning("removing %s: a save that did not finish (no %s)", path, CHECKPOINT_DONE)
+            log.warning("removing %s: a save that did not finish (no whole %s)", path, CHECKPOINT_DONE)
             shutil.rmtree(path)
     return complete[-1][1] if complete else None
 
