@@ -88,10 +88,14 @@ class EvalFile:
             self.records = read_jsonl(self.path)
             if any("messages" not in r for r in self.records):
                 raise ValueError(f"{self.path}: every JSONL line needs a 'messages' list")
-            self.columns = list(dict.fromkeys(k for r in self.records for k in r))
         else:
             self.table = read_table(self.path, ("prompt", "answer"), text=True)
-            self.columns = list(self.table.columns)
+
+    @property
+    def columns(self) -> list[str]:
+        if self.is_jsonl:
+            return list(dict.fromkeys(k for r in self.records for k in r))
+        return list(self.table.columns)
 
     def __len__(self) -> int:
         return len(self.records) if self.is_jsonl else len(self.table)
@@ -116,6 +120,15 @@ class EvalFile:
         if self.is_jsonl:
             return texts_sha256(json.dumps(r["messages"], ensure_ascii=False, sort_keys=True) for r in self.records)
         return texts_sha256([*self.table["prompt"], *self.table["answer"]])
+
+    def drop_columns(self, names: Sequence[str]) -> None:
+        """Remove columns (in memory; `save` writes the file)."""
+        if self.is_jsonl:
+            for r in self.records:
+                for name in names:
+                    r.pop(name, None)
+        else:
+            self.table = self.table.drop(columns=list(names))
 
     def set_column(self, name: str, values: Sequence[float]) -> None:
         if self.is_jsonl:
@@ -193,8 +206,9 @@ def add_projection_columns(
 ) -> list[str]:
     """Add projection columns to an eval CSV/JSONL in place (atomically); return the columns written.
 
-    Existing columns are kept unless `overwrite`. All vectors and layers come from one pass
-    of each model over the data. Rows without an answer get NaN for response-based types.
+    Existing columns are kept unless `overwrite` (recomputed ones move to the end). All vectors
+    and layers come from one pass of each model over the data. Rows without an answer get NaN for
+    response-based types.
     """
     data = EvalFile(file_path)
     vectors = {p: load_vector(p) for p in dict.fromkeys(vector_paths)}
@@ -245,21 +259,44 @@ def add_projection_columns(
             )
         base = capture(lm, prompts, answers, layers=needed, batch_size=batch_size)
 
+    values: dict[str, list[float]] = {}
     for c in todo:
         kind = PROJECTION_TYPES[c.projection_type]
         a = acts.at_layer(kind, c.layer)
         if base_model is not None:
             a = a - base.at_layer(kind, c.layer)
-        data.set_column(c.name, project(a, rows[c.vector_path, c.layer], c.projection_type).tolist())
-        records[c.name] = settings[c.name]
+        values[c.name] = project(a, rows[c.vector_path, c.layer], c.projection_type).tolist()
+    _save_columns(data, records, values, settings)
+    return list(values)
+
+
+def _save_columns(
+    data: EvalFile, records: dict[str, Any], values: dict[str, list[float]], settings: dict[str, Any]
+) -> None:
+    """Write new columns so that a kill at any point leaves each one absent or with its own record.
+
+    Three atomic writes: (1) only when recomputing existing columns, the file without them (their
+    old records then name absent columns, which a rerun computes); (2) the records, with those of
+    the new columns and without those of columns the file lacks; (3) the file with the new
+    columns, appended at the end. No column is ever visible without its record (it would be kept
+    as made before records existed) or beside a record of other settings.
+    """
+    stale = [name for name in values if name in data.columns]
+    if stale:
+        data.drop_columns(stale)
+        data.save()
+    present = set(data.columns)
+    kept = {name: record for name, record in records.items() if name in present}
+    write_json(records_path(data.path), kept | {name: settings[name] for name in values})
+    for name, column in values.items():
+        data.set_column(name, column)
     data.save()
-    write_json(records_path(data.path), records)  # after the data: a record never vouches for unwritten values
-    return [c.name for c in todo]
 
 
 def _column_done(data: EvalFile, name: str, record: dict[str, Any] | None, settings: dict[str, Any]) -> bool:
     """Whether an existing column is kept: True when made with `settings` or before records existed.
 
+    A column the file lacks is computed, whatever its record says (a run killed before writing it).
     Raises `SettingsMismatch` (what differs) when its record shows other settings.
     """
     if name not in data.columns:

@@ -210,6 +210,11 @@ def test_jsonl_input_matches_the_csv_path(tiny_model_dir, tmp_path, eval_csv, ve
     expected = pd.read_csv(eval_csv)[col]
     assert [r[col] for r in out[:2]] == pytest.approx(expected[:2].tolist(), abs=1e-6)
 
+    text = jsonl.read_text()
+    argv = ["--file_path", str(jsonl), "--vector_path_list", str(vectors[0]), "--layer_list", "2"]
+    assert main([*argv, "--model_name", str(tiny_model_dir), "--overwrite"]) == 0
+    assert jsonl.read_text() == text  # the old key dropped, then the same values written again
+
 
 def test_bad_arguments_are_clear_errors(tiny_model_dir, eval_csv, vectors, capsys):
     with pytest.raises(SystemExit):

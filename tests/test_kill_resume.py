@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,7 @@ from persona.io import read_table, write_jsonl
 from persona.judge.sidecar import read_sidecar
 from persona.layout import Layout
 from persona.models import checkpoints, newest_checkpoint
+from persona.projection import records_path
 from persona.training.trainer import RESULTS_FILE
 from persona.vectors import VECTOR_KINDS, load_vector, save_vector
 from tests.test_generate_vec import NEG_ANSWERS, POS_ANSWERS, frame
@@ -332,6 +334,12 @@ def test_generate_vec_killed_between_vector_files(hook_dir, pairs, tiny_llama_di
     assert {p: p.stat().st_mtime_ns for p in run.iterdir()} == stamps
 
 
+def projection_argv(path: Path, vector: str | Path, model: Path, *extra: str) -> list[str]:
+    """`python -m eval.cal_projection` on `path`: one vector, layers 1 and 3."""
+    argv = ["--file_path", str(path), "--vector_path_list", str(vector), "--layer_list", "1", "3"]
+    return [*argv, "--model_name", str(model), "--device", "cpu", *extra]
+
+
 def test_cal_projection_killed_while_rewriting_the_file(hook_dir, pairs, inputs, tiny_llama_dir, tmp_path):
     from eval.cal_projection import main
 
@@ -341,28 +349,114 @@ def test_cal_projection_killed_while_rewriting_the_file(hook_dir, pairs, inputs,
         copy.write_bytes(pairs[0].read_bytes())
     original = run.read_bytes()
 
-    def argv(path: Path) -> list[str]:
-        return [
-            "--file_path",
-            str(path),
-            "--vector_path_list",
-            inputs["vector"],
-            "--layer_list",
-            "1",
-            "3",
-            "--model_name",
-            str(tiny_llama_dir),
-            "--device",
-            "cpu",
-        ]
-
-    assert main(argv(reference)) == 0
-    assert killed_run(hook_dir, tmp_path, ["-m", "eval.cal_projection", *argv(run)], "1:inside") == run
+    assert main(projection_argv(reference, inputs["vector"], tiny_llama_dir)) == 0
+    argv = ["-m", "eval.cal_projection", *projection_argv(run, inputs["vector"], tiny_llama_dir)]
+    assert killed_run(hook_dir, tmp_path, argv, "pos.csv:inside") == run
     assert run.read_bytes() == original and len(hidden_temporaries(run.parent)) == 1  # the old file, whole
 
-    assert main(argv(run)) == 0
+    assert main(projection_argv(run, inputs["vector"], tiny_llama_dir)) == 0
     assert_same_table(run, reference)
     assert not hidden_temporaries(run.parent)
+
+
+@dataclass(frozen=True)
+class Projected:
+    """An uninterrupted cal_projection run: its `pos.csv` (beside its records) and the vector used."""
+
+    csv: Path
+    vector: Path
+
+
+@pytest.fixture
+def projected(pairs, inputs, tiny_llama_dir, tmp_path) -> dict[str, Projected]:
+    """Uninterrupted runs on copies of pos.csv: `first` with inputs' v.pt, `second` with another
+    v.pt (the same column names, other values)."""
+    from eval.cal_projection import main
+
+    second = tmp_path / "second" / "v.pt"
+    save_vector(second, torch.randn(4, 64, generator=torch.Generator().manual_seed(1)) * 4)
+    runs = {}
+    for name, vector in {"first": Path(inputs["vector"]), "second": second}.items():
+        runs[name] = Projected(tmp_path / f"{name}_reference" / "pos.csv", vector)
+        runs[name].csv.parent.mkdir()
+        runs[name].csv.write_bytes(pairs[0].read_bytes())
+        assert main(projection_argv(runs[name].csv, vector, tiny_llama_dir)) == 0
+    return runs
+
+
+def copy_projected(source: Path, folder: Path) -> Path:
+    """A copy of an eval CSV and its projection records in `folder`."""
+    folder.mkdir()
+    for path in (source, records_path(source)):
+        if path.exists():
+            (folder / path.name).write_bytes(path.read_bytes())
+    return folder / source.name
+
+
+def assert_columns_match_records(path: Path, references: list[Path]) -> None:
+    """Every projection column of `path` has a record, and holds what an uninterrupted run with the
+    vector that record names (one of `references`) wrote: no column without its record or a stale one."""
+    records = json.loads(records_path(path).read_text()) if records_path(path).exists() else {}
+    made_with = {
+        record["vector_sha256"]: reference
+        for reference in references
+        for record in json.loads(records_path(reference).read_text()).values()
+    }
+    table = read_table(path)
+    for name in projection_columns(path):
+        assert name in records, f"column {name} of {path} has no record"
+        reference = read_table(made_with[records[name]["vector_sha256"]])
+        pd.testing.assert_series_equal(table[name], reference[name], rtol=1e-4)
+
+
+def projection_columns(path: Path) -> list[str]:
+    """The columns `projection_argv` adds that `path` has."""
+    return [c for c in read_table(path).columns if c.endswith(("_layer1", "_layer3"))]
+
+
+def assert_same_projections(path: Path, reference: Path) -> None:
+    assert_same_table(path, reference)
+    assert json.loads(records_path(path).read_text()) == json.loads(records_path(reference).read_text())
+
+
+def test_cal_projection_killed_between_its_records_and_its_columns(
+    hook_dir, pairs, projected, tiny_llama_dir, tmp_path
+):
+    """Killed after its first write (the records, then the file with the new columns): the columns
+    are absent, not kept as made before records existed, so the same command computes them and one
+    with another vector of the same name computes them with that vector."""
+    from eval.cal_projection import main
+
+    run = tmp_path / "run" / "pos.csv"
+    run.parent.mkdir()
+    run.write_bytes(pairs[0].read_bytes())
+    argv = ["-m", "eval.cal_projection", *projection_argv(run, projected["first"].vector, tiny_llama_dir)]
+    written = killed_run(hook_dir, tmp_path, argv, "1:after")
+    assert_columns_match_records(run, [projected["first"].csv])
+    assert written == records_path(run) and run.read_bytes() == pairs[0].read_bytes()
+    other = copy_projected(run, tmp_path / "other")
+
+    assert main(projection_argv(run, projected["first"].vector, tiny_llama_dir)) == 0
+    assert_same_projections(run, projected["first"].csv)
+    assert main(projection_argv(other, projected["second"].vector, tiny_llama_dir)) == 0
+    assert_same_projections(other, projected["second"].csv)
+
+
+@pytest.mark.parametrize("pause_at", ["1:after", "2:after"], ids=["old-columns-dropped", "records-written"])
+def test_cal_projection_overwrite_killed_between_its_writes(projected, hook_dir, tiny_llama_dir, tmp_path, pause_at):
+    """`--overwrite` with another vector over finished columns, killed after its first or second
+    write (the file without the old columns, the new records, the file with the new columns): every
+    visible column holds what its record says, and the same command then ends as a run on a fresh file."""
+    from eval.cal_projection import main
+
+    run = copy_projected(projected["first"].csv, tmp_path / "run")
+    argv = projection_argv(run, projected["second"].vector, tiny_llama_dir, "--overwrite")
+    killed_run(hook_dir, tmp_path, ["-m", "eval.cal_projection", *argv], pause_at)
+    assert_columns_match_records(run, [projected["first"].csv, projected["second"].csv])
+    assert not projection_columns(run)
+
+    assert main(argv) == 0
+    assert_same_projections(run, projected["second"].csv)
 
 
 def training_config(model_dir: Path, folder: Path, name: str) -> tuple[Path, Path]:
