@@ -18,7 +18,6 @@ import dataclasses
 import importlib.util
 import json
 import os
-import re
 import runpy
 import shlex
 import shutil
@@ -31,12 +30,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from persona.analysis.results import parse_sweep_name
+from persona.evaluation import sweep_filename
 from persona.io import read_table, write_csv, write_json, write_text
+from persona.steering import POSITIONS
 
 COHERENCE_FLOOR = 80.0
-STEERING_TYPE = "response"
 VECTOR_KIND = "response_avg"
-SWEEP_FILE = re.compile(r"^(?P<trait>.+)_steer_(?P<type>[a-z]+)_layer_(?P<layer>\d+)_coef_(?P<coef>-?[\d.e+-]+)\.csv$")
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,21 @@ class DemoSettings:
 
     model: str = "smollm2-135m"
     judge: str = ""  # empty: the library default (OpenAI if a key is set, else likelihood)
-    traits: tuple[str, ...] = ("evil", "optimistic")
-    extract_questions: int = 2  # x 5 instructions, for pos and for neg
-    eval_questions: int = 3
+    # Chosen by measurement (README, "Why these settings"): SmolLM2-135M already answers
+    # optimistically, and its steered answers lean recognisably evil or pessimistic only with
+    # a vector from enough judge-filtered pairs and with every position steered.
+    traits: tuple[str, ...] = ("evil", "pessimistic")
+    extract_questions: int = 5  # x 5 instructions x extract_samples, for pos and for neg
+    extract_samples: int = 2  # sampled answers (temperature 1) per question and instruction
+    eval_questions: int = 5
     max_tokens: int = 48
-    layers: tuple[int, ...] = (6, 10, 14)
-    # |v[L]| is about 0.3 x the residual norm at these layers for SmolLM2-135M: coef 2 already
-    # drives most answers into loops, which the headline must then show as incoherent.
-    coefs: tuple[float, ...] = (0.5, 1.0, 2.0)
+    steering_type: str = "all"  # response-only steering moved no trait readably on the 135M model
+    layers: tuple[int, ...] = (6, 8, 10)
+    # |v[L]| is about 0.1 x the residual norm at these layers: coef 4 drives many answers
+    # into loops, which the headline must then show as incoherent.
+    coefs: tuple[float, ...] = (2.0, 3.0, 4.0)
     focus_layer: int = 10  # preventative steering, finetuning shift, interference
-    focus_coef: float = 1.0  # preventative steering and interference coefficient
+    focus_coef: float = 3.0  # preventative steering and interference coefficient
     interference_questions: int = 2  # eval questions per trait in the interference experiment
     finetune_trait: str = "evil"  # needs dataset.zip's dataset/<trait>/misaligned_2.jsonl
     finetune_steps: int = 4
@@ -94,6 +99,8 @@ class DemoSettings:
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.traits:
             raise ValueError("DEMO_TRAITS is empty: name at least one trait, e.g. DEMO_TRAITS=evil")
+        if settings.steering_type not in POSITIONS:
+            raise ValueError(f"DEMO_STEERING_TYPE={settings.steering_type!r}: expected one of {', '.join(POSITIONS)}")
         return settings
 
     def record(self) -> dict:
@@ -137,15 +144,12 @@ class Stage:
         return bool(self.outputs) and all(p.exists() for p in self.outputs)
 
 
-def sweep_name(trait: str, layer: int, coef: float) -> str:
-    return f"{trait}_steer_{STEERING_TYPE}_layer_{layer}_coef_{float(coef)!r}.csv"
-
-
 @dataclass(frozen=True)
 class DemoPaths:
-    """Where every artifact of a demo run lives (all under `out`)."""
+    """Where every artifact of a demo run lives (all under `out`); sweep cells are named by `steering_type`."""
 
     out: Path
+    steering_type: str = DemoSettings.steering_type
 
     @property
     def figs(self) -> Path:
@@ -161,7 +165,7 @@ class DemoPaths:
         return self.out / "steering" / f"{trait}_baseline.csv"
 
     def sweep(self, trait: str, layer: int, coef: float) -> Path:
-        return self.out / "steering" / sweep_name(trait, layer, coef)
+        return self.out / "steering" / sweep_filename(trait, self.steering_type, layer, coef)
 
     def projections(self, trait: str) -> Path:
         return self.out / "projection" / f"{trait}_projections.csv"
@@ -201,9 +205,10 @@ def cell_table(files: Sequence[Path], column: str) -> pd.DataFrame:
     """
     rows = []
     for path in files:
-        m = SWEEP_FILE.match(path.name)
-        if m:
-            layer, coef, cell = int(m["layer"]), float(m["coef"]), f"layer {m['layer']}, coef {float(m['coef']):g}"
+        parsed = parse_sweep_name(path.name)
+        if parsed:
+            _, _, layer, coef = parsed
+            cell = f"layer {layer}, coef {coef:g}"
         elif path.name.endswith("_baseline.csv"):
             layer, coef, cell = None, None, "baseline"
         else:
@@ -357,13 +362,14 @@ def projection_summary(files: Sequence[Path]) -> pd.DataFrame:
 # --- the plan -------------------------------------------------------------------------------------
 
 
-def _eval_args(s: DemoSettings) -> list[str]:
+def _eval_args(s: DemoSettings, samples: int = 1) -> list[str]:
+    """Model, judge and generation flags; one greedy answer per question unless `samples` > 1."""
     judge = ["--judge_model", s.judge] if s.judge else []
     return [
         "--model",
         s.model,
         "--n_per_question",
-        "1",
+        str(samples),
         "--max_tokens",
         str(s.max_tokens),
         "--batch_size",
@@ -372,8 +378,8 @@ def _eval_args(s: DemoSettings) -> list[str]:
     ]
 
 
-def _eval_command(s: DemoSettings, trait: str, *rest: str) -> list[str]:
-    return ["python", "-m", "eval.eval_persona", "--trait", trait, *rest, *_eval_args(s)]
+def _eval_command(s: DemoSettings, trait: str, *rest: str, samples: int = 1) -> list[str]:
+    return ["python", "-m", "eval.eval_persona", "--trait", trait, *rest, *_eval_args(s, samples)]
 
 
 def _fmt(values: Sequence[object]) -> list[str]:
@@ -394,7 +400,8 @@ def plan(
         for kind in ("pos", "neg"):
             stages.append(
                 Stage(
-                    f"{t}: {kind} persona evaluation ({s.extract_questions} extract questions x 5 {kind} prompts)",
+                    f"{t}: {kind} persona evaluation ({s.extract_questions} extract questions x 5 {kind} prompts "
+                    f"x {s.extract_samples} {'samples' if s.extract_samples > 1 else 'greedy answer'})",
                     [paths.extract(t, kind)],
                     _eval_command(
                         s,
@@ -407,6 +414,7 @@ def plan(
                         kind,
                         "--output_path",
                         str(paths.extract(t, kind)),
+                        samples=s.extract_samples,
                     ),
                 )
             )
@@ -467,7 +475,7 @@ def plan(
                     "--coef",
                     *_fmt(s.coefs),
                     "--steering_type",
-                    STEERING_TYPE,
+                    s.steering_type,
                     "--output_dir",
                     str(paths.baseline(t).parent),
                 ),
@@ -524,7 +532,7 @@ def plan(
                 "--data_dir",
                 str(paths.baseline(ft).parent),
                 "--steering_type",
-                STEERING_TYPE,
+                s.steering_type,
                 "--output_dir",
                 str(paths.figs),
             ],
@@ -549,6 +557,8 @@ def plan(
                     str(s.focus_layer),
                     "--coef",
                     f"{s.focus_coef:g}",
+                    "--steering_type",
+                    s.steering_type,
                     "--max_questions",
                     str(s.interference_questions),
                     "--output_dir",
@@ -766,7 +776,7 @@ def run_demo(s: DemoSettings) -> None:
     from persona.traits import load_trait
 
     columns = {t: load_trait(t).judge_column for t in s.traits}  # unknown trait names fail here, before any work
-    paths = DemoPaths(Path(s.out))
+    paths = DemoPaths(Path(s.out), s.steering_type)
     check_settings_record(paths.out, s)
     skipped = run_plan(plan(s, paths, judge_column=columns.__getitem__))
     tables = trait_tables(s, paths, columns.__getitem__)

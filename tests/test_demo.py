@@ -25,11 +25,16 @@ from persona.demo import (
     headline_rows,
     plan,
     summary_text,
-    sweep_name,
     typical_row,
 )
+from persona.evaluation import sweep_filename
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def cell_name(layer: int, coef: float) -> str:
+    """An evil sweep cell's file name as the demo writes it (its default steering type)."""
+    return sweep_filename("evil", DemoSettings.steering_type, layer, coef)
 
 
 def synthetic_table(rows: list[tuple]) -> pd.DataFrame:
@@ -114,11 +119,9 @@ def write_cell(folder: Path, name: str, trait_scores: list, coherence: list, ans
 def test_headline_and_summary_show_low_coherence_cells_only_as_such(tmp_path):
     long_answer = "I would make them pay.\nEvery one of them, slowly, " + "and without mercy " * 20 + "(the end)"
     write_cell(tmp_path, "evil_baseline.csv", [20.0, 20.0, 20.0], [95.0, 95.0, 95.0], ["kind 0", "kind 1", "kind 2"])
-    write_cell(
-        tmp_path, sweep_name("evil", 6, 4.0), [50.0, 60.0, 55.0], [85.0, 85.0, 85.0], ["mean 0", "mean 1", long_answer]
-    )
-    write_cell(tmp_path, sweep_name("evil", 6, 8.0), [97.0, 97.0, 97.0], [40.0, 40.0, 40.0])
-    files = [tmp_path / name for name in ("evil_baseline.csv", sweep_name("evil", 6, 4.0), sweep_name("evil", 6, 8.0))]
+    write_cell(tmp_path, cell_name(6, 4.0), [50.0, 60.0, 55.0], [85.0, 85.0, 85.0], ["mean 0", "mean 1", long_answer])
+    write_cell(tmp_path, cell_name(6, 8.0), [97.0, 97.0, 97.0], [40.0, 40.0, 40.0])
+    files = [tmp_path / name for name in ("evil_baseline.csv", cell_name(6, 4.0), cell_name(6, 8.0))]
     table = cell_table(files, "evil")
     head = headline_rows({"evil": table}).iloc[0]
     assert (head["best_layer"], head["best_coef"], head["best_trait"]) == (6, 4.0, 55.0)
@@ -131,16 +134,16 @@ def test_headline_and_summary_show_low_coherence_cells_only_as_such(tmp_path):
     # the examples: the best cell's median answer in full (every line), and the baseline's answer to that question
     assert "question: question 2" in text and "kind 2" in text
     assert all(line in text for line in long_answer.splitlines())
-    write_cell(tmp_path, sweep_name("evil", 6, 4.0), [50.0], [70.0])
+    write_cell(tmp_path, cell_name(6, 4.0), [50.0], [70.0])
     none = summary_text({"evil": cell_table(files, "evil")}, {"evil": "evil"}, judge="likelihood")
     assert "no steering win" in none and "question:" not in none
 
 
 def test_cell_table_reads_baseline_and_sweep_files(tmp_path):
     write_cell(tmp_path, "evil_baseline.csv", [10.0, 30.0], [90.0, 100.0])
-    write_cell(tmp_path, sweep_name("evil", 6, 4.0), [50.0, 70.0, None], [80.0, 70.0, 90.0])  # an unscored answer
-    write_cell(tmp_path, sweep_name("evil", 14, 4.0), [99.0], [99.0])  # another run's cell: not asked for
-    files = [tmp_path / "evil_baseline.csv", tmp_path / sweep_name("evil", 6, 4.0)]
+    write_cell(tmp_path, cell_name(6, 4.0), [50.0, 70.0, None], [80.0, 70.0, 90.0])  # an unscored answer
+    write_cell(tmp_path, cell_name(14, 4.0), [99.0], [99.0])  # another run's cell: not asked for
+    files = [tmp_path / "evil_baseline.csv", tmp_path / cell_name(6, 4.0)]
     table = cell_table(files, "evil").set_index("cell")
     assert table.loc["baseline", ["trait", "coherence", "n"]].tolist() == [20.0, 95.0, 2]
     steered = table.loc["layer 6, coef 4"]
@@ -167,6 +170,8 @@ def test_settings_from_environment_and_bad_values():
     assert s.max_tokens == 12 and s.model == "Qwen/Qwen3-4B" and s.judge == DemoSettings.judge
     with pytest.raises(ValueError, match="DEMO_MAX_TOKENS='many'"):
         DemoSettings.from_env({"DEMO_MAX_TOKENS": "many"})
+    with pytest.raises(ValueError, match="DEMO_STEERING_TYPE='everywhere'.*response, prompt, all"):
+        DemoSettings.from_env({"DEMO_STEERING_TYPE": "everywhere"})
 
 
 def test_a_folder_made_with_other_settings_is_refused(tmp_path):
@@ -177,18 +182,28 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path):
 
 
 def test_plan_runs_one_sweep_per_trait_and_names_every_output(tmp_path):
-    s = DemoSettings(traits=("evil", "optimistic"), layers=(6, 10), coefs=(4.0, 8.0), judge="likelihood")
-    paths = DemoPaths(tmp_path)
+    s = DemoSettings(
+        traits=("evil", "optimistic"), layers=(6, 10), coefs=(4.0, 8.0), judge="likelihood", steering_type="prompt"
+    )
+    paths = DemoPaths(tmp_path, s.steering_type)
     stages = plan(s, paths, judge_column=lambda t: t)
     sweeps = [st for st in stages if "--vector_path" in st.command and "eval.eval_persona" in st.command]
     assert len(sweeps) == 2
     for st in sweeps:
         assert st.command[st.command.index("--layer") + 1 : st.command.index("--coef")] == ["6", "10"]
         assert len(st.outputs) == 4 and "--judge_model" in st.command
+        assert all("_steer_prompt_layer_" in p.name for p in st.outputs)
     for st in stages:  # vectors come from the extract questions; baselines and sweeps use the held-out ones
         if "eval.eval_persona" in st.command:
             extraction = "--persona_instruction_type" in st.command
             assert st.command[st.command.index("--version") + 1] == ("extract" if extraction else "eval")
+        if "--steering_type" in st.command:  # the sweep, its figure and the interference steer alike
+            assert st.command[st.command.index("--steering_type") + 1] == s.steering_type
+        if "--persona_instruction_type" in st.command:  # extraction samples; the rest is greedy
+            assert st.command[st.command.index("--n_per_question") + 1] == str(s.extract_samples)
+        elif "--n_per_question" in st.command:
+            assert st.command[st.command.index("--n_per_question") + 1] == "1"
+    assert sum("--steering_type" in st.command for st in stages) == 4  # 2 sweeps, 1 figure, 1 interference
     outputs = [p for st in stages for p in st.outputs]
     assert len(outputs) == len(set(outputs)) and all(tmp_path in p.parents for p in outputs)
     assert any(st.needs == "eval.multi_persona" for st in stages)
@@ -213,6 +228,7 @@ def test_tiny_demo_end_to_end(tmp_path):
         "DEMO_OUT": str(out),
         "DEMO_TRAITS": "evil",
         "DEMO_EXTRACT_QUESTIONS": "1",
+        "DEMO_EXTRACT_SAMPLES": "1",
         "DEMO_EVAL_QUESTIONS": "2",
         "DEMO_MAX_TOKENS": "16",
         "DEMO_LAYERS": "6 10",
@@ -231,7 +247,7 @@ def test_tiny_demo_end_to_end(tmp_path):
     vector = torch.load(out / "vectors" / "evil_response_avg_diff.pt", weights_only=True)
     assert vector.shape == (31, 576) and torch.isfinite(vector).all() and vector[10].norm() > 0
     steering = out / "steering"
-    for name in ["evil_baseline.csv", sweep_name("evil", 6, 4.0), sweep_name("evil", 10, 4.0)]:
+    for name in ["evil_baseline.csv", cell_name(6, 4.0), cell_name(10, 4.0)]:
         df = pd.read_csv(steering / name)
         assert len(df) == 2 and {"answer", "evil", "coherence"} <= set(df.columns)
         assert {f"smollm2-135m_evil_response_avg_diff_proj_layer{layer}" for layer in (6, 10)} <= set(df.columns)
