@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -224,7 +225,12 @@ def report_interference(args: argparse.Namespace, traits: list[Trait], vectors: 
     write_csv(out / "interference_matrix.csv", matrix.reset_index())
     print(f"change in judged B when steering with v_A (rows A, columns B):\n{matrix.round(2).to_string()}")
     fig, _ = interference_figure(table, args.layer, args.coef)
-    print(f"Pearson r(cos(v_A, v_B), change in B) over A != B: {interference_r(table):.3f}")
+    r = interference_r(table)
+    print(
+        f"Pearson r(cos(v_A, v_B), change in B) over A != B: {r:.3f}"
+        if not math.isnan(r)
+        else "Pearson r(cos(v_A, v_B), change in B): undefined (too few distinct cosines; use 3+ traits)"
+    )
     save_figure(fig, out / "interference_vs_cos.png")
 
 

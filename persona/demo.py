@@ -60,8 +60,8 @@ class DemoSettings:
     max_tokens: int = 48
     steering_type: str = "all"  # response-only steering moved no trait readably on the 135M model
     layers: tuple[int, ...] = (6, 8, 10)
-    # |v[L]| is about 0.1 x the residual norm at these layers: coef 4 drives many answers
-    # into loops, which the headline must then show as incoherent.
+    # |v[10]| is about 7, the residual norm there about 130: coef 4 drives many answers into
+    # loops, which the headline must then show as incoherent.
     coefs: tuple[float, ...] = (2.0, 3.0, 4.0)
     focus_layer: int = 10  # preventative steering, finetuning shift, interference
     focus_coef: float = 3.0  # preventative steering and interference coefficient
