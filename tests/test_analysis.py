@@ -32,6 +32,7 @@ from persona.analysis.results import (
 )
 from persona.analysis.stats import cosine_matrix, fit_line, pearson_r
 from persona.evaluation import sweep_filename
+from persona.judge.sidecar import write_sidecar
 from persona.projection import column_name
 
 
@@ -166,8 +167,10 @@ def test_load_steering_sweep(tmp_path):
     _eval_csv(tmp_path / sweep_filename("anxious_2", "response", 8, 1.0), "anxious", [50, 70, 90], [60, 60, 60])
     _eval_csv(tmp_path / "anxious_2_baseline.csv", "anxious", [5, 15, 25], [99, 99, 99])
     (tmp_path / "notes.csv").write_text("x\n1\n")
+    write_sidecar(tmp_path / sweep_filename("anxious_2", "response", 4, 1.0), {"judge": "likelihood"})
     cells, baselines = load_steering_sweep(tmp_path)
     assert cells[["layer", "score", "coherence", "n"]].values.tolist() == [[4, 20.0, 90.0, 3], [8, 70.0, 60.0, 3]]
+    assert cells["judge"].iloc[0] == "likelihood" and pd.isna(cells["judge"].iloc[1])  # older file: no sidecar
     assert baselines[["trait", "score"]].values.tolist() == [["anxious_2", 15.0]]
     with pytest.raises(FileNotFoundError, match=r"no files matching \{trait\}_steer_prompt_layer"):
         load_steering_sweep(tmp_path, "prompt")

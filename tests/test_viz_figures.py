@@ -86,6 +86,14 @@ def test_steering_layer_plot(tmp_path, caplog):
     assert plot_best_steering_layer.steering_grid(cells, "anxious_2", "coherence").to_numpy() == pytest.approx(65.0)
 
 
+def test_steering_axis_names_the_judge_and_flags_the_proxy():
+    label = plot_best_steering_layer.axis_label
+    assert label("score", [None, float("nan")]) == "trait score"
+    assert label("score", ["likelihood", "likelihood", None]) == "trait score\n(judge: likelihood proxy)"
+    assert label("coherence", ["likelihood:smollm2-135m"]) == "coherence\n(judge: likelihood:smollm2-135m proxy)"
+    assert label("score", ["gpt-4.1-mini", "likelihood"]) == "trait score\n(judge: gpt-4.1-mini, likelihood proxy)"
+
+
 def _save_vectors(folder, names, shape=(6, 16), seed=0):
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)

@@ -9,6 +9,7 @@ drawn as a dashed line) and writes `steering_layer_plots.png` and `steering_laye
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -16,11 +17,24 @@ from matplotlib.figure import Figure
 
 from persona.analysis.results import load_steering_sweep
 from persona.cli import run_cli, setup_logging
+from persona.judge.factory import is_proxy
 from persona.layout import Layout
 from persona.steering import POSITIONS
 from viz.common import panel_grid, save_figure, warn_missing
 
 METRIC_LABELS = {"score": "trait score", "coherence": "coherence"}
+
+
+def axis_label(metric: str, judges: Sequence[object]) -> str:
+    """The y label, naming the judge(s) from the cells' sidecars so a proxy score never passes as an LLM judge's.
+
+    Cells without a sidecar (None/NaN) name no judge.
+    """
+    names = sorted({j for j in judges if isinstance(j, str) and j})
+    if not names:
+        return METRIC_LABELS[metric]
+    kinds = [f"{n} proxy" if is_proxy(n) else n for n in names]
+    return f"{METRIC_LABELS[metric]}\n(judge: {', '.join(kinds)})"
 
 
 def steering_grid(cells: pd.DataFrame, trait: str, metric: str) -> pd.DataFrame:
@@ -57,7 +71,8 @@ def steering_layer_figure(cells: pd.DataFrame, baselines: pd.DataFrame, metric: 
         base = baselines[baselines["trait"] == trait]
         if len(base):
             ax.axhline(float(base[metric].iloc[0]), color="gray", ls="--", label="unsteered")
-        ax.set(title=trait, xlabel="layer", ylabel=METRIC_LABELS[metric], ylim=(-2, 102))
+        judges = cells.loc[cells["trait"] == trait, "judge"] if "judge" in cells else []
+        ax.set(title=trait, xlabel="layer", ylabel=axis_label(metric, list(judges)), ylim=(-2, 102))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

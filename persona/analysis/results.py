@@ -19,6 +19,7 @@ import torch
 
 from persona.analysis.geometry import check_same_shape
 from persona.io import read_table
+from persona.judge.sidecar import read_sidecar
 from persona.projection import PROJECTION_TYPES, SHIFT_SUFFIX, column_name
 from persona.steering import POSITIONS
 from persona.traits import base_trait
@@ -67,8 +68,9 @@ def score_means(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
 def load_steering_sweep(folder: str | Path, steering_type: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean scores of every sweep cell and of every baseline in `folder`.
 
-    Returns (cells: trait, steering_type, layer, coef, score, coherence, n) and
-    (baselines: trait, score, coherence, n); `score` is the trait's judge column.
+    Returns (cells: trait, steering_type, layer, coef, score, coherence, n, judge) and
+    (baselines: trait, score, coherence, n); `score` is the trait's judge column and `judge`
+    the judge named in the cell's sidecar (None for files scored before sidecars existed).
     """
     folder = Path(folder)
     rows = []
@@ -88,6 +90,7 @@ def load_steering_sweep(folder: str | Path, steering_type: str | None = None) ->
                 "score": means[base_trait(trait)],
                 "coherence": means["coherence"],
                 "n": len(df),
+                "judge": (read_sidecar(path) or {}).get("judge"),
             }
         )
     if not rows:
