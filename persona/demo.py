@@ -60,9 +60,9 @@ class DemoSettings:
     max_tokens: int = 48
     steering_type: str = "all"  # response-only steering moved no trait readably on the 135M model
     layers: tuple[int, ...] = (6, 8, 10)
-    # |v[10]| is about 7, the residual norm there about 130: coef 4 drives many answers into
-    # loops, which the headline must then show as incoherent.
-    coefs: tuple[float, ...] = (2.0, 3.0, 4.0)
+    # |v[10]| is about 7, the residual norm there about 130: coef 3 already drives many evil
+    # answers into loops, which the headline must then show as incoherent (4 broke most).
+    coefs: tuple[float, ...] = (2.0, 2.5, 3.0)
     focus_layer: int = 10  # preventative steering, finetuning shift, interference
     focus_coef: float = 3.0  # preventative steering and interference coefficient
     interference_questions: int = 2  # eval questions per trait in the interference experiment
