@@ -181,10 +181,13 @@ def test_ray_sweep_survives_a_worker_killed_mid_unit(ray_cluster, local_run, spe
     finished = threading.Event()
 
     def watch_and_kill() -> None:
-        while not finished.is_set():
+        while True:
+            last = finished.is_set()  # one more scan after the run: its last CSV may land just before it ends
             for path in tmp_path.glob("*.csv"):
                 with contextlib.suppress(FileNotFoundError):
                     versions.setdefault(path.name, set()).add(path.stat().st_ino)
+            if last:
+                return
             waiting = {p.name.replace(".answers.csv", ".csv") for p in tmp_path.glob("*.answers.csv")}
             for slot, names in dict(runner.running).items():
                 if not killed and waiting & set(names):  # this worker's unit waits for its judge
