@@ -149,7 +149,12 @@ class DemoPaths:
     """Where every artifact of a demo run lives (all under `out`); sweep cells are named by `steering_type`."""
 
     out: Path
-    steering_type: str = DemoSettings.steering_type
+    steering_type: str
+
+    @classmethod
+    def of(cls, s: DemoSettings) -> DemoPaths:
+        """The paths of a run with settings `s` (so file names always match the commands' settings)."""
+        return cls(Path(s.out), s.steering_type)
 
     @property
     def figs(self) -> Path:
@@ -776,7 +781,7 @@ def run_demo(s: DemoSettings) -> None:
     from persona.traits import load_trait
 
     columns = {t: load_trait(t).judge_column for t in s.traits}  # unknown trait names fail here, before any work
-    paths = DemoPaths(Path(s.out), s.steering_type)
+    paths = DemoPaths.of(s)
     check_settings_record(paths.out, s)
     skipped = run_plan(plan(s, paths, judge_column=columns.__getitem__))
     tables = trait_tables(s, paths, columns.__getitem__)

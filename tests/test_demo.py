@@ -183,9 +183,14 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path):
 
 def test_plan_runs_one_sweep_per_trait_and_names_every_output(tmp_path):
     s = DemoSettings(
-        traits=("evil", "optimistic"), layers=(6, 10), coefs=(4.0, 8.0), judge="likelihood", steering_type="prompt"
+        traits=("evil", "optimistic"),
+        layers=(6, 10),
+        coefs=(4.0, 8.0),
+        judge="likelihood",
+        steering_type="prompt",
+        out=str(tmp_path),
     )
-    paths = DemoPaths(tmp_path, s.steering_type)
+    paths = DemoPaths.of(s)
     stages = plan(s, paths, judge_column=lambda t: t)
     sweeps = [st for st in stages if "--vector_path" in st.command and "eval.eval_persona" in st.command]
     assert len(sweeps) == 2

@@ -61,7 +61,7 @@ def missing_cells(cells: pd.DataFrame) -> list[str]:
 
 
 def steering_layer_figure(cells: pd.DataFrame, baselines: pd.DataFrame, metric: str = "score") -> Figure:
-    """One panel per trait: `metric` (score or coherence) vs layer, a line per coefficient, baseline dashed."""
+    """One panel per trait (`cells`, `baselines` from `load_steering_sweep`): `metric` vs layer, a line per coef."""
     traits = sorted(cells["trait"].unique())
     fig, axes = panel_grid(len(traits))
     for ax, trait in zip(axes, traits, strict=True):
@@ -71,8 +71,8 @@ def steering_layer_figure(cells: pd.DataFrame, baselines: pd.DataFrame, metric: 
         base = baselines[baselines["trait"] == trait]
         if len(base):
             ax.axhline(float(base[metric].iloc[0]), color="gray", ls="--", label="unsteered")
-        judges = cells.loc[cells["trait"] == trait, "judge"] if "judge" in cells else []
-        ax.set(title=trait, xlabel="layer", ylabel=axis_label(metric, list(judges)), ylim=(-2, 102))
+        judges = list(cells.loc[cells["trait"] == trait, "judge"])
+        ax.set(title=trait, xlabel="layer", ylabel=axis_label(metric, judges), ylim=(-2, 102))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
