@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from eval.eval_persona import parse_args as eval_args
-from persona.cli import split_list
+from persona.cli import eval_spec_from_args, split_list
 from persona.evaluation import sweep_jobs
-from persona.jobs import EvalSpec, LocalRunner, RayRunner, Summary, sweep_units
+from persona.jobs import LocalRunner, RayRunner, Summary, sweep_units
 from persona.models import load_model
 from persona.vectors import PersonaVector
 
@@ -81,7 +81,7 @@ def main() -> None:
         "--device",
         "cpu",
     ]
-    spec = EvalSpec.from_args(eval_args(flags))
+    spec = eval_spec_from_args(eval_args(flags))
     layers, coefs = split_list(args.layers, int), split_list(args.coefs, float)
 
     def units(folder: str) -> list:

@@ -12,42 +12,24 @@ one process and writes {trait}_steer_{type}_layer_{L}_coef_{c}.csv per cell to -
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from persona.cli import (
+    add_backend_args,
     add_judge_args,
     add_model_args,
     add_ray_arg,
-    judge_settings,
-    judges_from_args,
+    add_seed_args,
+    eval_spec_from_args,
     load_steers,
     require_positive,
     run_cli,
     setup_logging,
     split_list,
 )
-from persona.evaluation import (
-    Cell,
-    Job,
-    answers_with_resume,
-    build_samples,
-    finish_job,
-    generation_fingerprint,
-    judge_frame,
-    split_done,
-    summarize,
-    sweep_jobs,
-)
-from persona.fingerprint import check_finished, model_ref, read_record
-from persona.judge.cache import model_identity
-from persona.judge.sidecar import judge_record
-from persona.models import load_model
-from persona.sampling import study_sampling
-from persona.steering import POSITIONS, check_steers
-from persona.traits import load_trait
+from persona.evaluation import Cell, Job, run_evaluation, summarize, sweep_jobs
+from persona.steering import POSITIONS
 from persona.vectors import PersonaVector, VectorShapeError
-from persona.vllm_backend import add_backend_args, backend_from_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="accepted for the original scripts; a no-op: generation is always batched (--batch_size)",
     )
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (per-row, batch-independent)")
+    add_seed_args(parser)
     add_ray_arg(parser, "a sweep's cells")
     add_backend_args(parser)
     add_judge_args(parser)
@@ -152,70 +134,35 @@ def _jobs(args: argparse.Namespace, trait_name: str) -> tuple[list[Job], bool]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    trait = load_trait(args.trait, version=args.version)
-    if args.max_questions is not None:
-        trait.questions = trait.questions[: args.max_questions]
     if not args.output_path and not args.output_dir:
         raise ValueError("give --output_path (or --output_dir for a sweep)")
-    jobs, is_sweep = _jobs(args, trait.name)
+    spec = eval_spec_from_args(args)
+    jobs, is_sweep = _jobs(args, spec.load_traits()[0].name)
     if args.ray is not None:  # the sweep's cells as units on Ray workers (persona.jobs), resumable the same way
-        from persona.jobs import EvalSpec, RayRunner, sweep_units
+        from persona.jobs import RayRunner, sweep_units
 
         if not is_sweep:
             raise ValueError("--ray runs sweeps: give one --vector_path with several --layer/--coef (or --sweep)")
-        summary = RayRunner(args.ray or None).run(sweep_units(jobs, EvalSpec.from_args(args)), overwrite=args.overwrite)
+        summary = RayRunner(args.ray or None).run(sweep_units(jobs, spec), overwrite=args.overwrite)
         print(summary.report())
         return 1 if summary.failed else 0
-    samples = build_samples(
-        trait,
-        n_per_question=args.n_per_question,
-        instruction_type=args.persona_instruction_type,
-        assistant_name=args.assistant_name,
-    )
-    params = study_sampling(
-        args.n_per_question,
-        args.max_tokens,
-        args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        min_new_tokens=args.min_new_tokens,
-    )
-    judged_by = judge_record(judge_settings(args), trait=trait)
-    model_key = json.dumps(model_ref(args.model), sort_keys=True)  # known without loading the model
-    made_with = {
-        job.output: {
-            **generation_fingerprint(model_key, samples, params, args.seed, job.cell),
-            # the judge, whether named or the default
-            "judge": {k: v for k, v in judged_by.items() if k != "default_judge"},
-        }
-        for job in jobs
-    }
-    todo, done = split_done(jobs, args.overwrite)
-    for job in done:  # a finished CSV made with other settings stops the run: SettingsMismatch says what differs
-        check_finished(str(job.output), read_record(job.output), made_with[job.output])
-        print(f"{job.output} exists, skipping (use --overwrite to recompute)")
-    if not todo:
-        return 0
+    judge_column = spec.load_traits()[0].judge_column
 
-    lm = load_model(args.model, device=args.device, dtype=args.dtype)
-    try:  # fail fast on a bad vector or layer, before generating
-        for job in todo:
-            check_steers(lm.model, job.cell.steers)
-    except VectorShapeError as err:
+    def skipped(job: Job) -> None:
+        print(f"{job.output} exists, skipping (use --overwrite to recompute)")
+
+    def finished(job: Job, scored) -> None:
+        print(f"\n{job.output} ({len(scored)} rows)" + (f" [{job.cell.name}]" if is_sweep else ""))
+        print(summarize(scored, [judge_column, "coherence"]))
+
+    try:
+        run_evaluation(spec, jobs, overwrite=args.overwrite, on_skipped=skipped, on_finished=finished)
+    except VectorShapeError as err:  # a bad vector or layer, found before generating: name the flags
         raise VectorShapeError(
             f"--vector_path {' '.join(split_list(args.vector_path))} with --layer "
             f"{' '.join(split_list(args.layer)) or 20}: {err}; use a vector extracted from "
             f"{args.model} and a layer it has"
         ) from None
-    frames = answers_with_resume(
-        todo, samples, backend_from_args(args, lm), lm.tokenizer, params, args.seed, model_identity(lm)
-    )
-    judges = judges_from_args(args, trait=trait, eval_model=lm)
-    for job, frame in zip(todo, frames):
-        scored = judge_frame(frame, judges, max_concurrent=args.max_concurrent_judges)
-        finish_job(job, scored, judged_by, made_with[job.output])
-        print(f"\n{job.output} ({len(scored)} rows)" + (f" [{job.cell.name}]" if is_sweep else ""))
-        print(summarize(scored, [trait.judge_column, "coherence"]))
     return 0
 
 

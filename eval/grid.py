@@ -19,11 +19,19 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from persona.cli import add_judge_args, add_model_args, add_ray_arg, run_cli, setup_logging, split_list
-from persona.evaluation import Cell, Job
-from persona.jobs import CheckpointUnit, EvalSpec, EvalUnit, LocalRunner, RayRunner, TraitVectorsUnit, Unit
+from persona.cli import (
+    add_backend_args,
+    add_judge_args,
+    add_model_args,
+    add_ray_arg,
+    eval_spec_from_args,
+    run_cli,
+    setup_logging,
+    split_list,
+)
+from persona.evaluation import Cell, EvalSpec, Job
+from persona.jobs import CheckpointUnit, EvalUnit, LocalRunner, RayRunner, TraitVectorsUnit, Unit
 from persona.projection import PROJECTION_TYPES
-from persona.vllm_backend import add_backend_args
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +89,7 @@ def _spec(args: argparse.Namespace, model: str, trait: str, **changes) -> EvalSp
             "version": getattr(args, "version", "extract"),
         }
     )
-    return EvalSpec.from_args(flags, **changes)
+    return eval_spec_from_args(flags, **changes)
 
 
 def _job(path: Path) -> Job:

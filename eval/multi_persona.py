@@ -40,17 +40,23 @@ from persona.analysis.multi_persona import (
     linearity_cells,
 )
 from persona.analysis.results import load_vectors, score_means
-from persona.cli import add_judge_args, add_model_args, judges_from_args, run_cli, setup_logging, split_list
-from persona.evaluation import Cell, Job, answers_with_resume, build_samples, finish_job, judge_frame, split_done
+from persona.cli import (
+    add_backend_args,
+    add_judge_args,
+    add_model_args,
+    add_seed_args,
+    judge_settings,
+    run_cli,
+    seeds_from_args,
+    setup_logging,
+    split_list,
+)
+from persona.evaluation import Cell, EvalSpec, Job, run_evaluation
 from persona.fingerprint import model_ref, tensor_sha256
-from persona.generation import HFBackend
 from persona.io import read_table, write_csv
 from persona.judge import COHERENCE
-from persona.judge.cache import model_identity
 from persona.layout import Layout
-from persona.models import load_model
-from persona.sampling import study_sampling
-from persona.steering import POSITIONS, check_steers
+from persona.steering import POSITIONS
 from persona.traits import Trait, load_trait
 from viz.common import save_figure, warn_missing
 from viz.plot_multi_persona import interference_figure, linearity_figure
@@ -79,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--temperature", type=float, default=None, help="default 1.0, or 0 (greedy) when n_per_question is 1"
     )
     common.add_argument("--batch_size", type=int, default=16, help="generation batch size")
-    common.add_argument("--seed", type=int, default=0, help="sampling seed (per row, batch-independent)")
+    add_seed_args(common)
     common.add_argument(
         "--output_dir",
         type=Path,
@@ -88,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     common.add_argument("--overwrite", action="store_true", help="recompute every cell")
     common.add_argument("--no_run", action="store_true", help="only tabulate and plot the cells already on disk")
+    add_backend_args(common)
     add_judge_args(common)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="experiment", required=True)
@@ -157,34 +164,45 @@ def _plan(args: argparse.Namespace, traits: list[Trait], vectors: dict) -> tuple
         "max_questions": args.max_questions,
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
-        "seed": args.seed,
+        "seed": _spec(args).seed,
         "judge_model": args.judge_model,
         **extra,
     }
     return cells, points, settings
 
 
-def run_jobs(args: argparse.Namespace, traits: list[Trait], jobs: list[Job]) -> None:
-    """Generate the missing cells in one packed sweep, then judge every trait and coherence, cell by cell."""
-    todo, _ = split_done(jobs, args.overwrite)
-    if not todo:
-        print("every cell is on disk; nothing to run")
-        return
-    lm = load_model(args.model, device=args.device, dtype=args.dtype)
-    for job in todo:  # fail fast on a bad vector or layer, before generating
-        check_steers(lm.model, job.cell.steers)
-    samples = [s for t in traits for s in build_samples(t, n_per_question=args.n_per_question)]
-    params = study_sampling(args.n_per_question, args.max_tokens, args.temperature)
-    frames = answers_with_resume(
-        todo, samples, HFBackend(lm, args.batch_size), lm.tokenizer, params, args.seed, model_identity(lm)
+def _spec(args: argparse.Namespace) -> EvalSpec:
+    """Every trait's first --max_questions eval questions, each answer judged for every trait."""
+    names = split_list(args.traits)
+    return EvalSpec(
+        model=args.model,
+        trait=names[0],
+        extra_traits=tuple(names[1:]),
+        version="eval",
+        n_per_question=args.n_per_question,
+        max_questions=args.max_questions,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        seeds=seeds_from_args(args),
+        batch_size=args.batch_size,
+        backend=args.backend,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        device=args.device,
+        dtype=args.dtype,
+        judge=judge_settings(args),
     )
-    judges = {}
-    for t in traits:
-        judges.update({k: v for k, v in judges_from_args(args, trait=t, eval_model=lm).items() if k != COHERENCE})
-    judges[COHERENCE] = judges_from_args(args, trait=traits[0], eval_model=lm)[COHERENCE]
-    for job, frame in zip(todo, frames, strict=True):
-        finish_job(job, judge_frame(frame, judges, max_concurrent=args.max_concurrent_judges))
-        print(f"{job.output} [{job.cell.name}]")
+
+
+def run_jobs(args: argparse.Namespace, jobs: list[Job]) -> None:
+    """Generate the missing cells in one packed sweep, then judge every trait and coherence, cell by cell."""
+    run = run_evaluation(
+        _spec(args),
+        jobs,
+        overwrite=args.overwrite,
+        on_finished=lambda job, _scored: print(f"{job.output} [{job.cell.name}]"),
+    )
+    if not run.written:
+        print("every cell is on disk; nothing to run")
 
 
 def cell_means(jobs: list[Job], columns: list[str]) -> dict[str, dict[str, float]]:
@@ -249,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [Job(c, out / "cells" / f"{c.name}.csv") for c in cells]
     if not args.no_run:
         check_settings(out, settings, overwrite=args.overwrite)
-        run_jobs(args, traits, jobs)
+        run_jobs(args, jobs)
     means = cell_means(jobs, [t.judge_column for t in traits] + [COHERENCE])
     if not means:
         raise FileNotFoundError(f"{out / 'cells'}: no cell files (<cell>.csv); run without --no_run first")

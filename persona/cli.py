@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from persona.defaults import EMBEDDED_MODEL
+from persona.errors import InputError
 
 if TYPE_CHECKING:  # the heavy modules load when used, so light CLIs (layout, traits) start fast
+    from persona.evaluation import EvalSpec
     from persona.judge.factory import JudgeSettings
     from persona.judge.runner import Judge
     from persona.models import LoadedModel
@@ -116,6 +118,25 @@ def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model") -> No
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
 
 
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    """`--backend` and vLLM's memory fraction, for every command that generates."""
+    from persona.vllm_backend import BACKENDS
+
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="generation backend: vllm (needs vLLM; steering runs inside it), hf (transformers), "
+        "auto (default: vllm when installed for the model's device, else hf)",
+    )
+    parser.add_argument(
+        "--gpu_memory_utilization",
+        type=float,
+        default=None,
+        help="vLLM's memory fraction (default: 0.25 on CPU, 0.6 on CUDA)",
+    )
+
+
 VERBOSE_FLAG = "--verbose"
 VERBOSE_ENV = "PERSONA_VERBOSE"
 
@@ -135,12 +156,12 @@ def _os_error_line(err: OSError) -> str:
     return f"{where}: {err.strerror or _one_line(err)}"
 
 
-class _UsageError(Exception):
-    """An argparse usage error, raised instead of printing the usage block and exiting."""
+class UsageError(InputError):
+    """A usage error (bad flag value), raised instead of printing the usage block and exiting."""
 
 
 def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
-    raise _UsageError(f"{parser.prog}: {message} (see --help)")
+    raise UsageError(f"{parser.prog}: {message} (see --help)")
 
 
 def _verbose_requested() -> bool:
@@ -153,23 +174,9 @@ def _verbose_requested() -> bool:
 
 
 def _is_input_error(err: Exception) -> bool:
-    """Errors a user fixes by changing an input; imported late, so training can load unsloth first."""
-    from persona.judge.openai_judge import JudgeConfigError
-    from persona.models import ModelLoadError
-    from persona.settings import MissingSettingError
-
-    return isinstance(
-        err,
-        (
-            ValueError,
-            FileNotFoundError,
-            ModelLoadError,
-            MissingSettingError,
-            JudgeConfigError,
-            argparse.ArgumentTypeError,
-            _UsageError,
-        ),
-    )
+    """Errors a user fixes by changing an input: the library's `InputError`s (ValueErrors, like the
+    built-in ones raised for bad values), a missing file, a bad flag value."""
+    return isinstance(err, (ValueError, FileNotFoundError, argparse.ArgumentTypeError))
 
 
 def _failure_line(err: Exception) -> tuple[str, int]:
@@ -245,6 +252,52 @@ def judges_from_args(
     from persona.judge.factory import make_judges
 
     return make_judges(judge_settings(args), trait=trait, eval_model=eval_model)
+
+
+def add_seed_args(parser: argparse.ArgumentParser) -> None:
+    """`--seed` (one sampling seed) and `--seeds` (several: one CSV with a `seed` column)."""
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (per-row, batch-independent)")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="run every cell under each of these sampling seeds into one CSV with a seed column "
+        "(replaces --seed; the summary treats seed as nested inside question)",
+    )
+
+
+def seeds_from_args(args: argparse.Namespace) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(args.seeds)) if args.seeds else (args.seed,)
+
+
+def eval_spec_from_args(args: argparse.Namespace, **overrides: Any) -> EvalSpec:
+    """The `EvalSpec` of parsed eval_persona-style flags (`overrides` replace any field); judge resolved."""
+    from persona.evaluation import EvalSpec
+
+    values = {
+        "model": args.model,
+        "trait": args.trait,
+        "version": args.version,
+        "n_per_question": args.n_per_question,
+        "max_questions": args.max_questions,
+        "instruction_type": args.persona_instruction_type,
+        "assistant_name": args.assistant_name,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "top_p": getattr(args, "top_p", 1.0),  # eval.grid has no sampling flags beyond temperature
+        "top_k": getattr(args, "top_k", 0),
+        "min_new_tokens": getattr(args, "min_new_tokens", 1),
+        "seeds": seeds_from_args(args) if hasattr(args, "seeds") else (args.seed,),
+        "batch_size": args.batch_size,
+        "backend": args.backend,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+        "device": args.device,
+        "dtype": args.dtype,
+        "judge": judge_settings(args),
+    }
+    values.update(overrides)
+    return EvalSpec(**values).resolve_judge()
 
 
 def traits_main(argv: Sequence[str] | None = None) -> int:

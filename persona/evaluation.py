@@ -1,143 +1,192 @@
-"""Persona evaluation: build the chats for a trait, generate (optionally steered), judge.
+"""The one evaluation recipe: generate (optionally steered) -> answers file -> judge -> CSV + records.
 
-A plain evaluation is a sweep with one cell. A sweep packs the rows of all its cells
-into shared generation batches (per-row coefficients and layers), so a small grid fills
-the batch; per-row seeds keep every cell equal to a run of that cell alone.
+`run_evaluation(spec, jobs)` is what `eval_persona`, `eval.multi_persona`, the job units
+(local and Ray) and the demo call. An `EvalSpec` says what decides the rows and scores
+(model, traits and questions, sampling and seeds, backend, judge); each `Job` is one `Cell`
+(its steers) and the CSV it lands in. All jobs of a call are generated in shared batches.
 
-Resume: each job's generated answers wait for judging in `<out>.answers.csv` with the
-settings that produced them in `<out>.answers.json`; a rerun reuses them only when the
-settings match (model weights, steering vectors and coefficients, sampling, seed,
-questions, code version) and otherwise says what differs and generates anew.
+Resume: a job whose CSV exists is done when its `.settings.json` record matches this run
+(otherwise `SettingsMismatch` says what differs); its empty judge cells on non-empty answers
+(a judge call that failed) are asked again. Generated answers wait in `<csv>.answers.csv`
+while judging, so a kill never costs a regeneration (`persona.answers`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import torch
 
-from persona.fingerprint import record_path
-from persona.generation import GenerationBackend, SamplingParams, chat_prompts, row_seed
-from persona.io import read_table, write_csv, write_json
+from persona.answers import Job, answers_with_resume, finish_job, generation_fingerprint, split_done
+from persona.cells import Cell, Sample, build_samples, generate_cells
+from persona.defaults import EMBEDDED_MODEL
+from persona.fingerprint import check_finished, model_ref, read_record
+from persona.generation import GenerationBackend
+from persona.io import read_table
+from persona.judge.cache import model_identity
+from persona.judge.factory import JudgeSettings, make_judges, resolve_spec
+from persona.judge.prompts import COHERENCE
 from persona.judge.runner import Judge, score_all
-from persona.judge.sidecar import write_sidecar
-from persona.steering import Positions, Steer
-from persona.traits import Trait
-from persona.vectors import PersonaVector, as_tensor
+from persona.judge.sidecar import judge_record
+from persona.models import LoadedModel, load_model
+from persona.sampling import SamplingParams, study_sampling
+from persona.steering import Positions, Steer, check_steers
+from persona.traits import Trait, load_trait
+from persona.vectors import PersonaVector
+
+__all__ = [
+    "Cell",
+    "EvalRun",
+    "EvalSpec",
+    "Job",
+    "Sample",
+    "answers_with_resume",
+    "build_samples",
+    "finish_job",
+    "generate_cells",
+    "judge_frame",
+    "run_evaluation",
+    "split_done",
+    "summarize",
+    "sweep_filename",
+    "sweep_jobs",
+]
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("question", "prompt", "answer", "question_id")
-
 
 @dataclass
-class Sample:
-    """One chat to answer: a question, its system prompt (if any) and its sample index."""
+class EvalSpec:
+    """What decides an evaluation's rows and scores, except the cells' steering.
 
-    question: str
-    question_id: str
-    messages: list[dict[str, str]]
-    sample: int
-
-
-@dataclass
-class Cell:
-    """One evaluation condition: the steers applied to every row of it."""
-
-    name: str
-    steers: list[Steer] = field(default_factory=list)
-
-
-def build_samples(
-    trait: Trait,
-    *,
-    n_per_question: int,
-    instruction_type: Literal["pos", "neg"] | None = None,
-    assistant_name: str | None = None,
-) -> list[Sample]:
-    """The chats of an evaluation, in the original order (question, instruction, sample).
-
-    With an instruction type every question is asked under each of the trait's 5 system
-    prompts, so pos and neg runs pair up row by row.
+    `trait` gives the questions and the judged trait; `extra_traits` (multi-persona
+    experiments) add their questions, and every answer is judged for every trait. `judge`
+    holds the judge settings as given; `resolve_judge` fixes the judge they resolve to and
+    its sidecar record once (on a Ray driver, so every worker scores the same way).
     """
-    samples: list[Sample] = []
-    for i, question in enumerate(trait.questions):
-        variants: list[tuple[str, list[dict[str, str]]]]
-        if instruction_type is None:
-            variants = [(f"{trait.name}_{i}", [])]
-        else:
-            variants = [
-                (
-                    f"{trait.name}_{i}_{instruction_type}_{k}",
-                    [{"role": "system", "content": trait.system_prompt(instruction_type, k, assistant_name)}],
-                )
-                for k in range(len(trait.instructions))
-            ]
-        for qid, system in variants:
-            messages = system + [{"role": "user", "content": question}]
-            samples.extend(Sample(question, qid, messages, s) for s in range(n_per_question))
-    return samples
 
+    model: str = EMBEDDED_MODEL
+    trait: str = ""
+    extra_traits: tuple[str, ...] = ()
+    version: str = "eval"
+    n_per_question: int = 1
+    max_questions: int | None = None
+    instruction_type: Literal["pos", "neg"] | None = None
+    assistant_name: str | None = None
+    max_tokens: int = 1000
+    temperature: float | None = None
+    top_p: float = 1.0
+    top_k: int = 0
+    min_new_tokens: int = 1
+    seeds: tuple[int, ...] = (0,)
+    batch_size: int = 16
+    backend: str = "auto"
+    gpu_memory_utilization: float | None = None
+    device: str | None = None
+    dtype: str | None = None
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    judge_spec: str | None = None
+    judged_by: dict[str, Any] = field(default_factory=dict)
 
-def _steer_factory(cells: Sequence[Cell], cell_of_row: Sequence[int]):
-    """Per-batch steers: one hook per distinct (vector, layer, positions, op), per-row coefs."""
+    def __post_init__(self) -> None:
+        if not self.trait:
+            raise ValueError("EvalSpec needs a trait (a name such as evil, or a trait .json path)")
+        if not self.seeds:
+            raise ValueError("seeds is empty: give at least one sampling seed")
 
-    def factory(rows: Sequence[int]) -> list[Steer]:
-        groups: dict[tuple, tuple[Steer, torch.Tensor]] = {}
-        for slot, row in enumerate(rows):
-            for steer in cells[cell_of_row[row]].steers:
-                key = (id(steer.vector), steer.layer, steer.positions, steer.op)
-                if key not in groups:
-                    groups[key] = (steer, torch.zeros(len(rows)))
-                groups[key][1][slot] += float(steer.coef)
-        return [Steer(s.vector, s.layer, coefs, s.positions, s.op) for s, coefs in groups.values()]
+    @property
+    def seed(self) -> int | tuple[int, ...]:
+        """The seed of a one-seed run (as records always wrote it), else every seed."""
+        return self.seeds[0] if len(self.seeds) == 1 else self.seeds
 
-    return factory
+    def load_traits(self) -> list[Trait]:
+        """The traits whose questions are asked (each cut to `max_questions`) and whose judges score."""
+        traits = []
+        for name in (self.trait, *self.extra_traits):
+            trait = load_trait(name, version=self.version)  # type: ignore[arg-type]
+            if self.max_questions is not None:
+                trait.questions = trait.questions[: self.max_questions]
+            traits.append(trait)
+        return traits
 
-
-def generate_cells(
-    backend: GenerationBackend,
-    tokenizer,
-    samples: Sequence[Sample],
-    cells: Sequence[Cell],
-    params: SamplingParams,
-    seed: int,
-) -> list[pd.DataFrame]:
-    """Answer every sample under every cell in shared batches; one frame per cell."""
-    prompts = chat_prompts(tokenizer, [s.messages for s in samples])
-    seeds = [row_seed(seed, s.question_id, s.sample, s.question) for s in samples]
-    all_prompts = prompts * len(cells)
-    cell_of_row = [c for c in range(len(cells)) for _ in samples]
-    steered = any(cell.steers for cell in cells)
-    factory = _steer_factory(cells, cell_of_row) if steered else None
-    answers = backend.generate(all_prompts, params, seeds * len(cells), factory)
-    frames = []
-    for c in range(len(cells)):
-        chunk = answers[c * len(samples) : (c + 1) * len(samples)]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "question": [s.question for s in samples],
-                    "prompt": prompts,
-                    "answer": chunk,
-                    "question_id": [s.question_id for s in samples],
-                }
+    def samples(self, traits: Sequence[Trait] | None = None) -> list[Sample]:
+        return [
+            sample
+            for trait in traits or self.load_traits()
+            for sample in build_samples(
+                trait,
+                n_per_question=self.n_per_question,
+                instruction_type=self.instruction_type,
+                assistant_name=self.assistant_name,
             )
+        ]
+
+    def sampling(self) -> SamplingParams:
+        """Greedy for one sample per question, temperature 1 otherwise, unless `temperature` is given."""
+        return study_sampling(
+            self.n_per_question,
+            self.max_tokens,
+            self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_new_tokens=self.min_new_tokens,
         )
-    return frames
+
+    def resolve_judge(self) -> EvalSpec:
+        """This spec with the judge that will run and its sidecar record fixed (idempotent)."""
+        if self.judge_spec is not None:
+            return self
+        records = [judge_record(self.judge, trait=t) for t in self.load_traits()]  # paths as the user gave them
+        judge = self.judge
+        if judge.coherence_prompt:  # workers may run elsewhere
+            judge = replace(judge, coherence_prompt=str(Path(judge.coherence_prompt).resolve()))
+        return replace(
+            self,
+            judge=judge,
+            judge_spec=resolve_spec(judge.judge_model, judge.judge_base_url),
+            judged_by=records[0] if len(records) == 1 else _merged_records(records),
+        )
+
+    def judges(self, traits: Sequence[Trait], lm: LoadedModel) -> dict[str, Judge]:
+        """{judge column: judge} for every trait, then coherence, with the judge the spec resolved."""
+        settings = replace(self.judge, judge_model=self.resolve_judge().judge_spec)
+        judges: dict[str, Judge] = {}
+        for trait in traits:
+            judges.update(
+                {k: v for k, v in make_judges(settings, trait=trait, eval_model=lm).items() if k != COHERENCE}
+            )
+        judges[COHERENCE] = make_judges(settings, trait=traits[0], eval_model=lm)[COHERENCE]
+        return judges
+
+    def record(self, cell: Cell, samples: Sequence[Sample] | None = None) -> dict[str, Any]:
+        """The settings record written beside a finished CSV (`<csv>.settings.json`); known without the model."""
+        model_key = json.dumps(model_ref(self.model), sort_keys=True)
+        generation = generation_fingerprint(model_key, samples or self.samples(), self.sampling(), self.seed, cell)
+        judged_by = self.resolve_judge().judged_by
+        return {**generation, "judge": {k: v for k, v in judged_by.items() if k != "default_judge"}}
+
+    def key(self) -> str:
+        """Specs with equal keys share generation batches (`persona.jobs`)."""
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+
+def _merged_records(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One sidecar record for answers judged for several traits: every trait's columns."""
+    columns: dict[str, Any] = {}
+    for record in records:
+        columns.update(record["columns"])
+    return {**records[0], "trait": [r["trait"] for r in records], "columns": columns}
 
 
 def judge_frame(df: pd.DataFrame, judges: dict[str, Judge], *, max_concurrent: int) -> pd.DataFrame:
-    """Add one score column per judge (trait column, then coherence); failures stay None."""
-
+    """Add one score column per judge (trait columns, then coherence); failures stay None."""
     df = df.copy()
     for column, judge in judges.items():
         df[column] = score_all(
@@ -148,6 +197,112 @@ def judge_frame(df: pd.DataFrame, judges: dict[str, Judge], *, max_concurrent: i
             desc=f"judging {column}",
         )
     return df
+
+
+def _rejudge_missing(df: pd.DataFrame, judges: dict[str, Judge], *, max_concurrent: int) -> pd.DataFrame:
+    """Score again exactly the empty judge cells of non-empty answers (judge calls that failed)."""
+    df = df.copy()
+    answered = df["answer"].fillna("").astype(str).str.strip() != ""
+    for column, judge in judges.items():
+        scores = pd.to_numeric(df[column], errors="coerce") if column in df else pd.Series(float("nan"), df.index)
+        rows = df.index[scores.isna() & answered]
+        if len(rows):
+            new = score_all(
+                judge,
+                df.loc[rows, "question"].tolist(),
+                df.loc[rows, "answer"].tolist(),
+                max_concurrent=max_concurrent,
+                desc=f"judging {column} again",
+            )
+            scores = scores.astype(object)
+            scores.loc[rows] = new
+        df[column] = scores
+    return df
+
+
+def _missing_scores(job: Job, columns: Sequence[str]) -> bool:
+    """True when the finished CSV has an empty judge cell on a non-empty answer."""
+    df = read_table(job.output, required=("answer",))
+    answered = df["answer"].fillna("").astype(str).str.strip() != ""
+    return any(
+        column not in df or bool((pd.to_numeric(df[column], errors="coerce").isna() & answered).any())
+        for column in columns
+    )
+
+
+@dataclass
+class EvalRun:
+    """What `run_evaluation` did: jobs skipped (finished with these settings) and jobs written."""
+
+    skipped: list[Job] = field(default_factory=list)
+    written: list[tuple[Job, pd.DataFrame]] = field(default_factory=list)
+
+
+Finished = Callable[[Job, pd.DataFrame], None]
+
+
+def run_evaluation(
+    spec: EvalSpec,
+    jobs: Sequence[Job],
+    *,
+    overwrite: bool = False,
+    lm: LoadedModel | None = None,
+    backend: GenerationBackend | None = None,
+    on_skipped: Callable[[Job], None] | None = None,
+    on_finished: Finished | None = None,
+) -> EvalRun:
+    """Evaluate every job not finished yet: generate all in shared batches, judge, write CSV + records.
+
+    `lm`/`backend` reuse a loaded model and backend (a worker's); otherwise the model loads
+    only when there is work, and the backend is `make_backend(spec.backend)` with its
+    logged fallback. `on_skipped(job)` is called for each job found finished with these settings,
+    `on_finished(job, scored)` as each CSV lands.
+    """
+    from persona.vllm_backend import make_backend
+
+    spec = spec.resolve_judge()
+    traits = spec.load_traits()
+    samples = spec.samples(traits)
+    records = {job.output: spec.record(job.cell, samples) for job in jobs}
+    columns = [t.judge_column for t in traits] + [COHERENCE]
+    todo, done = split_done(jobs, overwrite)
+    run, rejudge = EvalRun(), []
+    for job in done:  # a finished CSV made with other settings stops the run: SettingsMismatch says what differs
+        check_finished(str(job.output), read_record(job.output), records[job.output])
+        if _missing_scores(job, columns):
+            rejudge.append(job)
+        else:
+            run.skipped.append(job)
+            if on_skipped is not None:
+                on_skipped(job)
+    if not todo and not rejudge:
+        return run
+    lm = lm or load_model(spec.model, device=spec.device, dtype=spec.dtype)
+    for job in todo:  # a bad vector or layer fails before generating
+        check_steers(lm.model, job.cell.steers)
+    judges = spec.judges(traits, lm)
+    limit = spec.judge.max_concurrent_judges
+
+    def finish(job: Job, scored: pd.DataFrame) -> None:
+        finish_job(job, scored, spec.judged_by, records[job.output])
+        run.written.append((job, scored))
+        if on_finished is not None:
+            on_finished(job, scored)
+
+    for job in rejudge:
+        log.info("%s has empty judge cells; asking the judge again for exactly those", job.output)
+        finish(job, _rejudge_missing(read_table(job.output), judges, max_concurrent=limit))
+    if todo:
+        if backend is None:
+            backend = make_backend(
+                spec.backend, lm, batch_size=spec.batch_size, gpu_memory_utilization=spec.gpu_memory_utilization
+            )
+        frames = answers_with_resume(
+            todo, samples, backend, lm.tokenizer, spec.sampling(), spec.seed, model_identity(lm)
+        )
+        for job, frame in zip(todo, frames, strict=True):
+            finish(job, judge_frame(frame, judges, max_concurrent=limit))
+    return run
 
 
 def summarize(df: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -165,23 +320,6 @@ def sweep_filename(trait: str, steering_type: str, layer: int, coef: float) -> s
     return f"{trait}_steer_{steering_type}_layer_{layer}_coef_{float(coef)!r}.csv"
 
 
-@dataclass
-class Job:
-    """One cell and the CSV its scored answers go to."""
-
-    cell: Cell
-    output: Path
-
-    @property
-    def answers_path(self) -> Path:
-        """Where generated answers wait for judging, so an interrupted run never regenerates them."""
-        return self.output.with_name(self.output.stem + ".answers.csv")
-
-    @property
-    def settings_path(self) -> Path:
-        return self.output.with_name(self.output.stem + ".answers.json")
-
-
 def sweep_jobs(
     trait_name: str,
     vector: PersonaVector | torch.Tensor,
@@ -196,126 +334,3 @@ def sweep_jobs(
         name = sweep_filename(trait_name, positions, layer, coef)
         jobs.append(Job(Cell(name, [Steer(vector, layer, coef, positions)]), output_dir / name))
     return jobs
-
-
-def split_done(jobs: Sequence[Job], overwrite: bool = False) -> tuple[list[Job], list[Job]]:
-    """(jobs still to run, jobs whose scored CSV already exists); `overwrite` reruns everything.
-
-    A finished job's answers still waiting for judging (a kill just after its CSV) are dropped.
-    """
-    todo = [job for job in jobs if overwrite or not job.output.exists()]
-    done = [job for job in jobs if job not in todo]
-    for job in done:
-        drop_answers(job)
-    return todo, done
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def steer_fingerprint(steer: Steer) -> dict[str, Any]:
-    """What a steer contributes to generated answers: the vector's content, not its file name."""
-    vector = as_tensor(steer.vector).detach().to("cpu", torch.float32).contiguous()
-    coef = steer.coef.tolist() if isinstance(steer.coef, torch.Tensor) else float(steer.coef)
-    return {
-        "vector_sha256": _digest(vector.numpy().tobytes()),
-        "layer": steer.layer,
-        "coef": coef,
-        "positions": steer.positions,
-        "op": steer.op,
-    }
-
-
-def generation_fingerprint(
-    model_id: str, samples: Sequence[Sample], params: SamplingParams, seed: int, cell: Cell
-) -> dict[str, Any]:
-    """Everything that determines a cell's answers (see the module docstring)."""
-    from persona import __version__
-
-    questions = json.dumps([(s.question_id, s.sample, s.messages) for s in samples], ensure_ascii=False)
-    return {
-        "model": model_id,
-        "questions_sha256": _digest(questions.encode()),
-        "n_rows": len(samples),
-        "sampling": asdict(params),
-        "seed": seed,
-        "steers": [steer_fingerprint(s) for s in cell.steers],
-        "code_version": __version__,
-    }
-
-
-def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    return [key for key in sorted(set(saved) | set(wanted)) if saved.get(key) != wanted.get(key)]
-
-
-def load_saved_answers(job: Job, fingerprint: dict[str, Any]) -> pd.DataFrame | None:
-    """The job's saved answers if they were made with exactly these settings, else None (and why, logged)."""
-    if not job.answers_path.exists():
-        return None
-    saved = json.loads(job.settings_path.read_text()) if job.settings_path.exists() else {}
-    differ = _differences(saved, fingerprint)
-    if differ:
-        log.warning(
-            "not reusing %s: made with other settings (%s differ); generating anew", job.answers_path, ", ".join(differ)
-        )
-        return None
-    frame = read_table(job.answers_path, required=OUTPUT_COLUMNS)
-    frame["answer"] = frame["answer"].fillna("")
-    log.info("reusing generated answers from %s", job.answers_path)
-    return frame
-
-
-def answers_with_resume(
-    jobs: Sequence[Job],
-    samples: Sequence[Sample],
-    backend: GenerationBackend,
-    tokenizer,
-    params: SamplingParams,
-    seed: int,
-    model_id: str,
-) -> list[pd.DataFrame]:
-    """Answers for every job: saved ones whose settings match, the rest generated in shared batches."""
-    # the backend too: HF and vLLM draw different samples from the same seed
-    prints = [
-        {**generation_fingerprint(model_id, samples, params, seed, job.cell), "backend": type(backend).__name__}
-        for job in jobs
-    ]
-    frames: dict[int, pd.DataFrame] = {}
-    for i, job in enumerate(jobs):
-        frame = load_saved_answers(job, prints[i])
-        if frame is not None:
-            frames[i] = frame
-    missing = [i for i in range(len(jobs)) if i not in frames]
-    if missing:
-        new = generate_cells(backend, tokenizer, samples, [jobs[i].cell for i in missing], params, seed)
-        for i, frame in zip(missing, new):  # settings last: answers without them are never reused
-            jobs[i].settings_path.unlink(missing_ok=True)
-            write_csv(jobs[i].answers_path, frame)
-            write_json(jobs[i].settings_path, prints[i])
-            frames[i] = frame
-    return [frames[i] for i in range(len(jobs))]
-
-
-def drop_answers(job: Job) -> None:
-    """Delete the answers (and their settings) that waited for judging."""
-    job.answers_path.unlink(missing_ok=True)
-    job.settings_path.unlink(missing_ok=True)
-
-
-def finish_job(
-    job: Job, scored: pd.DataFrame, judged_by: dict[str, Any] | None = None, made_with: dict[str, Any] | None = None
-) -> None:
-    """Write the scored CSV last, after its judge sidecar and settings record; then drop the answers.
-
-    So every CSV a rerun sees has its records, and a kill before the CSV is in place leaves the
-    answers to judge again. An older CSV there (`--overwrite`) goes first: new records never sit
-    beside a CSV they do not describe.
-    """
-    job.output.unlink(missing_ok=True)
-    if judged_by is not None:
-        write_sidecar(job.output, judged_by)
-    if made_with is not None:
-        write_json(record_path(job.output), made_with)
-    write_csv(job.output, scored)
-    drop_answers(job)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from persona.activations import capture
+from persona.errors import InputError
 from persona.fingerprint import check_finished, code_version, file_sha256, model_ref, tensor_sha256
 from persona.io import read_table
 from persona.judge.sidecar import read_sidecar
@@ -31,7 +32,7 @@ from persona.vectors import VECTOR_KINDS, PersonaVector, load_vector
 MIN_COHERENCE = 50
 
 
-class NoEffectiveSamples(ValueError):
+class NoEffectiveSamples(InputError):
     """No pos/neg pair passed the filter; the message gives the count for each condition."""
 
 

@@ -17,11 +17,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from persona.errors import InputError
+
 EDGE_BYTES = 1 << 16  # bytes read at each end of a weight file
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
-class SettingsMismatch(ValueError):
+class SettingsMismatch(InputError):
     """A finished output was made with other settings than this run's."""
 
 

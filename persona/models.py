@@ -24,6 +24,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from persona.defaults import EMBEDDED_MODEL
+from persona.errors import InputError
 from persona.settings import cache_dir
 from persona.sites import decoder_layers
 
@@ -41,7 +42,7 @@ _DTYPES = {
 }
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(InputError):
     """A model spec could not be resolved or loaded; the message says what to pass instead."""
 
 

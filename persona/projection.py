@@ -30,7 +30,8 @@ from persona.fingerprint import check_finished, code_version, model_ref, tensor_
 from persona.generation import chat_prompts
 from persona.io import read_jsonl, read_table, write_csv, write_json, write_jsonl
 from persona.models import load_model
-from persona.vectors import load_vector, vector_at_layer
+from persona.sites import vector_at_layer
+from persona.vectors import load_vector
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from persona.errors import InputError
+
 KNOWN_KEYS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "WANDB_PROJECT")
 _loaded = False
 
 
-class MissingSettingError(RuntimeError):
+class MissingSettingError(InputError):
     """A code path needs an environment variable that is not set."""
 
 

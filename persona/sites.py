@@ -21,6 +21,8 @@ from typing import Any, cast
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from persona.errors import InputError
+
 # Called with the residual tensor; returns a replacement or None to leave it unchanged.
 ResidualHook = Callable[[Tensor], Tensor | None]
 
@@ -53,16 +55,31 @@ def embedding_weight(model: nn.Module) -> Tensor:
     return weight
 
 
-def num_layers(model: nn.Module) -> int:
-    return len(decoder_layers(model))
+class VectorShapeError(InputError):
+    """A vector does not fit the model or the requested layer."""
 
 
 def check_layer(layer: int, n_layers: int) -> None:
     if not 0 <= layer <= n_layers:
-        raise ValueError(
+        raise VectorShapeError(
             f"layer {layer} is out of range: the model has layers 0..{n_layers} "
             "(0 = embeddings, L = output of decoder block L)"
         )
+
+
+def vector_at_layer(vector: Tensor, layer: int, *, num_layers: int, hidden_size: int, source: str = "vector") -> Tensor:
+    """Row `layer` of a `[num_layers+1, hidden]` vector (a 1-D vector is used as is), checked."""
+    check_layer(layer, num_layers)
+    if vector.dim() == 2:
+        if vector.shape[0] != num_layers + 1 or vector.shape[1] != hidden_size:
+            raise VectorShapeError(
+                f"{source} has shape {tuple(vector.shape)} but the model needs "
+                f"[{num_layers + 1}, {hidden_size}] (num_layers+1, hidden)"
+            )
+        vector = vector[layer]
+    elif vector.shape[0] != hidden_size:
+        raise VectorShapeError(f"{source} has size {vector.shape[0]} but the model's hidden size is {hidden_size}")
+    return vector
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,15 @@ import contextlib
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 
-from persona.sites import decoder_layers, decoder_stack, embedding_weight, residual_site
-from persona.vectors import PersonaVector, as_tensor, vector_at_layer
+from persona.sites import decoder_layers, decoder_stack, embedding_weight, residual_site, vector_at_layer
+
+if TYPE_CHECKING:
+    from persona.vectors import PersonaVector
 
 Positions = Literal["response", "prompt", "all"]
 Op = Literal["add", "ablate"]
@@ -50,6 +52,11 @@ class Steer:
     coef: float | torch.Tensor = 1.0
     positions: Positions = "response"
     op: Op = "add"
+
+
+def as_tensor(value: torch.Tensor | PersonaVector) -> torch.Tensor:
+    """The raw `[num_layers+1, hidden]` (or `[hidden]`) tensor of a vector given as a `PersonaVector` or a tensor."""
+    return value if isinstance(value, torch.Tensor) else value.tensor
 
 
 class _CallState:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from persona.errors import InputError
+
 N_INSTRUCTIONS = 5
 N_QUESTIONS = 20
 Version = Literal["extract", "eval"]
@@ -38,7 +40,7 @@ _VARIANT = re.compile(r"(?P<base>.+?)_(?P<n>\d+)")
 _KEYS = ("instruction", "questions", "eval_prompt")
 
 
-class TraitError(ValueError):
+class TraitError(InputError):
     """An artifact is missing or malformed; the message names the file, field and fix."""
 
 

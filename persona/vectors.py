@@ -24,15 +24,15 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from persona.errors import InputError
 from persona.io import save_tensor, write_json
-
-if TYPE_CHECKING:
-    from persona.steering import Op, Positions, Steer
+from persona.sites import VectorShapeError
+from persona.steering import Op, Positions, Steer, steering
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,7 @@ LAYER_CONVENTION = (
 _FILE_NAME = re.compile(r"(?P<trait>.+)_(?P<kind>" + "|".join(VECTOR_KINDS) + r")_diff\.pt")
 
 
-class VectorShapeError(ValueError):
-    """A vector does not fit the model or the requested layer."""
-
-
-class VectorFileError(ValueError):
+class VectorFileError(InputError):
     """A vector file exists but does not hold a persona vector."""
 
 
@@ -78,25 +74,6 @@ def load_vector(path: str | os.PathLike) -> Tensor:
             f"{type(obj).__name__} {tuple(getattr(obj, 'shape', ()))}"
         )
     return obj.float()
-
-
-def vector_at_layer(vector: Tensor, layer: int, *, num_layers: int, hidden_size: int, source: str = "vector") -> Tensor:
-    """Row `layer` of a `[num_layers+1, hidden]` vector (a 1-D vector is used as is), checked."""
-    if not 0 <= layer <= num_layers:
-        raise VectorShapeError(
-            f"layer {layer} is out of range: the model has layers 0..{num_layers} "
-            f"(0 = embeddings, L = output of decoder block L)"
-        )
-    if vector.dim() == 2:
-        if vector.shape[0] != num_layers + 1 or vector.shape[1] != hidden_size:
-            raise VectorShapeError(
-                f"{source} has shape {tuple(vector.shape)} but the model needs "
-                f"[{num_layers + 1}, {hidden_size}] (num_layers+1, hidden)"
-            )
-        vector = vector[layer]
-    elif vector.shape[0] != hidden_size:
-        raise VectorShapeError(f"{source} has size {vector.shape[0]} but the model's hidden size is {hidden_size}")
-    return vector
 
 
 def save_vector(path: str | os.PathLike, vector: Tensor) -> None:
@@ -263,8 +240,6 @@ class PersonaVector:
     # --- steering ------------------------------------------------------------------------
     def steer(self, layer: int, coef: float | Tensor = 1.0, positions: Positions = "response", op: Op = "add") -> Steer:
         """This vector as one `Steer` (add `coef * v[layer]`, or ablate its direction)."""
-        from persona.steering import Steer
-
         return Steer(self, layer=layer, coef=coef, positions=positions, op=op)
 
     @contextlib.contextmanager
@@ -277,8 +252,6 @@ class PersonaVector:
         op: Op = "add",
     ) -> Iterator[None]:
         """Steer `model` inside the `with` block; the hooks are removed on exit, whatever happens."""
-        from persona.steering import steering
-
         with steering(_unwrap(model), [self.steer(layer, coef, positions, op)]):
             yield
 
@@ -319,8 +292,3 @@ def _unwrap(model: Any) -> nn.Module:
 
 def _as_vector(value: PersonaVector | Tensor) -> PersonaVector:
     return value if isinstance(value, PersonaVector) else PersonaVector(value.float())
-
-
-def as_tensor(value: PersonaVector | Tensor) -> Tensor:
-    """The raw tensor of a vector given as a `PersonaVector` or a tensor."""
-    return value.tensor if isinstance(value, PersonaVector) else value

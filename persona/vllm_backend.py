@@ -26,7 +26,6 @@ floating-point ties.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import inspect
@@ -390,42 +389,18 @@ def _nothing() -> Iterator[None]:
 # ---------------------------------------------------------------- choosing a backend
 
 
-def add_backend_args(parser: argparse.ArgumentParser) -> None:
-    """`--backend` and vLLM's memory fraction, for every command that generates."""
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="generation backend: vllm (needs vLLM; steering runs inside it), hf (transformers), "
-        "auto (default: vllm when installed for the model's device, else hf)",
-    )
-    parser.add_argument(
-        "--gpu_memory_utilization",
-        type=float,
-        default=None,
-        help="vLLM's memory fraction (default: 0.25 on CPU, 0.6 on CUDA)",
-    )
-
-
 def make_backend(
     name: str, lm: LoadedModel, *, batch_size: int = 16, gpu_memory_utilization: float | None = None
 ) -> GenerationBackend:
     """The backend `--backend name` asks for; `auto` takes vLLM when it can run here, HF otherwise."""
     if name not in BACKENDS:
-        raise ValueError(f"--backend must be one of {list(BACKENDS)}, got {name!r}")
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
     if name == "hf":
         return HFBackend(lm, batch_size)
     reason = vllm_unusable_reason(lm.device)
     if reason is None:
         return VLLMBackend(lm, batch_size=batch_size, gpu_memory_utilization=gpu_memory_utilization)
     if name == "vllm":
-        raise ValueError(f"--backend vllm: {reason}")
-    log.info("--backend auto: using the HF backend (%s)", reason)
+        raise ValueError(f"backend vllm: {reason}")
+    log.info("backend auto: using the HF backend (%s)", reason)
     return HFBackend(lm, batch_size)
-
-
-def backend_from_args(args: argparse.Namespace, lm: LoadedModel) -> GenerationBackend:
-    """The backend that `add_backend_args`' flags (and `--batch_size` for HF) ask for."""
-    return make_backend(
-        args.backend, lm, batch_size=args.batch_size, gpu_memory_utilization=args.gpu_memory_utilization
-    )

@@ -131,20 +131,19 @@ def test_bad_vector_is_a_clear_error_before_generating(tiny_llama_dir, small_tra
 
 
 def test_interrupted_judging_resumes_from_saved_answers(tiny_llama_dir, small_trait, tmp_path, monkeypatch):
-    import eval.eval_persona as cli
-    from persona import evaluation
+    from persona import answers, evaluation
 
     out = tmp_path / "r.csv"
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "judge_frame", boom)
+    monkeypatch.setattr(evaluation, "judge_frame", boom)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_llama_dir, small_trait, out)
     saved = pd.read_csv(tmp_path / "r.answers.csv", keep_default_na=False)
     monkeypatch.undo()
-    monkeypatch.setattr(evaluation, "generate_cells", lambda *a, **k: pytest.fail("answers should be reused"))
+    monkeypatch.setattr(answers, "generate_cells", lambda *a, **k: pytest.fail("answers should be reused"))
     assert _run(tiny_llama_dir, small_trait, out) == 0
     assert pd.read_csv(out, keep_default_na=False)["answer"].tolist() == saved["answer"].tolist()
 

@@ -18,9 +18,9 @@ import torch
 
 from eval.eval_persona import main as eval_persona
 from eval.eval_persona import parse_args as eval_args
-from persona.cli import run_cli
-from persona.evaluation import Cell, Job, sweep_jobs
-from persona.jobs import EvalSpec, EvalUnit, LocalRunner, Outcome, RayRunner, Summary, sweep_units, tasks_of
+from persona.cli import eval_spec_from_args, run_cli
+from persona.evaluation import Cell, EvalSpec, Job, sweep_jobs
+from persona.jobs import EvalUnit, LocalRunner, RayRunner, Summary, UnitResult, sweep_units, tasks_of
 from persona.vectors import PersonaVector
 
 LAYERS, COEFS = [1, 2], [0.0, 8.0]  # 4 cells
@@ -81,7 +81,7 @@ def sweep_flags(model: Path, vector_file: Path, out: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def spec(tiny_llama_dir, vector_file, tmp_path_factory) -> EvalSpec:
     """The spec eval_persona --ray builds from the sweep's flags."""
-    return EvalSpec.from_args(eval_args(sweep_flags(tiny_llama_dir, vector_file, tmp_path_factory.mktemp("x"))))
+    return eval_spec_from_args(eval_args(sweep_flags(tiny_llama_dir, vector_file, tmp_path_factory.mktemp("x"))))
 
 
 def cells(vector: PersonaVector, spec: EvalSpec, out: Path) -> list[EvalUnit]:
@@ -126,7 +126,7 @@ def test_local_runner_equals_eval_persona_and_resumes(local_run, spec, vector, t
 
 def test_tasks_pack_units_of_one_spec_and_spread_over_workers(spec, vector, tmp_path):
     units = cells(vector, spec, tmp_path)
-    other = sweep_units([Job(Cell("x"), tmp_path / "plain.csv")], EvalSpec(**{**vars(spec), "seed": 9}))
+    other = sweep_units([Job(Cell("x"), tmp_path / "plain.csv")], EvalSpec(**{**vars(spec), "seeds": (9,)}))
     tasks = tasks_of(units + other, workers=2, per_task=4)
     assert [len(t) for t in tasks] == [2, 2, 1]  # 4 cells over 2 workers, the other spec alone
     tasks = tasks_of(units, workers=1, per_task=3)
@@ -135,14 +135,16 @@ def test_tasks_pack_units_of_one_spec_and_spread_over_workers(spec, vector, tmp_
 
 def test_summary_counts_and_reports_failures():
     summary = Summary(skipped=2)
-    summary.add([Outcome("a", "done"), Outcome("b", "skipped"), Outcome("c", "failed", "ValueError: bad layer")])
+    summary.add(
+        [UnitResult("a", "done"), UnitResult("b", "skipped"), UnitResult("c", "failed", "ValueError: bad layer")]
+    )
     assert (summary.done, summary.skipped) == (2, 2)
     assert summary.report().splitlines() == ["units: 2 done, 2 skipped, 1 failed", "failed: c: ValueError: bad layer"]
 
 
 def test_a_failing_pack_fails_its_units_only(spec, vector, tmp_path):
     bad = sweep_units(sweep_jobs("evil", vector, [9], [1.0], "response", tmp_path), spec)  # the model has 3 layers
-    good = sweep_units([Job(Cell("plain"), tmp_path / "plain.csv")], EvalSpec(**{**vars(spec), "seed": 5}))
+    good = sweep_units([Job(Cell("plain"), tmp_path / "plain.csv")], EvalSpec(**{**vars(spec), "seeds": (5,)}))
     summary = LocalRunner().run(bad + good, progress=False)
     assert summary.done == 1 and list(summary.failed) == [bad[0].name]
     assert "layer" in summary.failed[bad[0].name]

@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+import persona.answers
 import persona.evaluation
 import persona.extraction
 import persona.training.trainer as trainer_module
@@ -236,7 +237,7 @@ def test_eval_persona_killed_while_writing_its_csv(hook_dir, inputs, tmp_path, o
     assert [p.name.split(".")[1:3] for p in hidden_temporaries(run.parent)] == [["evil", "csv"]]
     assert_visible_files_whole(run.parent)
 
-    monkeypatch.setattr(persona.evaluation, "generate_cells", no_generation)
+    monkeypatch.setattr(persona.answers, "generate_cells", no_generation)
     assert main([*argv, "--output_path", str(run)]) == 0
     assert_same_table(run, reference)
     assert not hidden_temporaries(run.parent) and not (run.parent / "evil.answers.csv").exists()
@@ -259,7 +260,7 @@ def test_eval_sweep_killed_after_its_first_cell(hook_dir, inputs, tmp_path, offl
     assert len(list(run.glob("*.answers.csv"))) == 2  # cell 1's answers are left: a rerun drops them
     stamp = finished[0].stat().st_mtime_ns
 
-    monkeypatch.setattr(persona.evaluation, "generate_cells", no_generation)
+    monkeypatch.setattr(persona.answers, "generate_cells", no_generation)
     assert main([*argv, "--output_dir", str(run)]) == 0
     assert finished[0].stat().st_mtime_ns == stamp  # the finished cell is not recomputed
     for name in cells:

@@ -103,7 +103,7 @@ def test_linearity_end_to_end(tmp_path, tiny_llama_dir, vector_dir, offline_env,
     def no_generation(*args, **kwargs):
         raise AssertionError("a finished cell was generated again")
 
-    monkeypatch.setattr("persona.evaluation.generate_cells", no_generation)
+    monkeypatch.setattr("persona.answers.generate_cells", no_generation)
     stamp = cells[COEF, COEF].stat().st_mtime_ns
     assert multi_persona.main(argv) == 0
     assert cells[COEF, COEF].stat().st_mtime_ns == stamp

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from persona.projection import EvalFile, column_name, plan_columns, project
-from persona.vectors import load_vector, vector_at_layer
+from persona.sites import vector_at_layer
+from persona.vectors import load_vector
 
 
 def test_projection_math_matches_hand_computed_values():

@@ -30,6 +30,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from persona import llm
+from persona.errors import InputError
 from persona.judge.aggregate import aggregate, aggregate_text, number_tokenization, token_probs
 from persona.judge.cache import open_cache
 from persona.judge.prompts import fill
@@ -42,7 +43,7 @@ T = TypeVar("T")
 _LOGPROB_ARGS = dict(max_tokens=1, temperature=0, logprobs=True, top_logprobs=20, seed=0)
 
 
-class JudgeConfigError(RuntimeError):
+class JudgeConfigError(InputError):
     """The judge endpoint rejects the setup itself (key, model, URL, no logprobs): fix and rerun."""
 
 

@@ -29,11 +29,13 @@ from pydantic_core import ErrorDetails
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
+from persona.errors import InputError
+
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 UNSUPPORTED_LOSSES = ("dpo", "orpo")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A training config is invalid; the message lists every bad key with its fix."""
 
 

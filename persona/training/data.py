@@ -18,6 +18,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
+from persona.errors import InputError
 from persona.io import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ CHATML_TRAINING_TEMPLATE = "{% for message in messages %}" + _ASSISTANT_TURN + "
 TRAINING_TWINS = {SMOLLM2_TEMPLATE: SMOLLM2_TRAINING_TEMPLATE, CHATML_TEMPLATE: CHATML_TRAINING_TEMPLATE}
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A finetuning file or row is malformed; the message names the file, line and fix."""
 
 

@@ -20,6 +20,7 @@ from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 
 from persona.defaults import EMBEDDED_MODEL
+from persona.errors import InputError
 from persona.io import write_json
 from persona.models import CHECKPOINT_DONE, checkpoints, embedded_model_dir, load_model, newest_checkpoint
 from persona.training.backend import resolve_optim, unsloth_wanted
@@ -142,7 +143,7 @@ def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
     )
 
 
-class RunConflict(ValueError):
+class RunConflict(InputError):
     """`output_dir` holds a run made with other settings."""
 
 
