@@ -1,5 +1,5 @@
 # Shared by the pipelines in scripts/ (sourced, never run): the repo root as working directory,
-# $PY, the output layout of a model (defined once, in persona/layout.py), laptop-sized defaults
+# $PY, the output layout of a model (defined once, in persona/layout/), laptop-sized defaults
 # for the embedded model, the GPU argument, a log under the results folder, one-line errors for
 # missing inputs, and skipping of finished outputs so a rerun resumes.
 # shellcheck shell=bash

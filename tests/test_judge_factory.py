@@ -8,10 +8,12 @@ import pytest
 
 from persona.cli import add_judge_args, judges_from_args
 from persona.judge import COHERENCE, DEFAULT_OPENAI_JUDGE, make_judge, score_all
+from persona.judge.factory import JudgeRequest
 from persona.judge.likelihood import LikelihoodJudge
 from persona.judge.local_judge import LocalLogprobJudge
 from persona.judge.openai_judge import OpenAIJudge
 from persona.judge.prompts import coherence_prompt, trait_prompt
+from persona.judge.runner import BaseJudge
 from persona.traits import Trait
 
 TRAIT = Trait(
@@ -99,3 +101,37 @@ def test_cli_flags_build_the_trait_and_coherence_judges(tiny_lm):
     assert all(j.eval_type == "binary" and j.number_tokens == "split" for j in remote.values())
     with pytest.raises(SystemExit):
         parse("--judge_eval_type", "0_5")
+
+
+class _AnswerLengthJudge(BaseJudge):
+    """A toy judge from outside the package: the score is the answer's length in characters (capped at 100)."""
+
+    def __init__(self, request: JudgeRequest) -> None:
+        self.request = request
+
+    async def __call__(self, *, question: str, answer: str) -> float | None:
+        return float(min(len(answer), 100))
+
+
+def test_a_judge_registered_from_outside_runs_through_the_cli(tiny_llama_dir, tmp_path):
+    import pandas as pd
+
+    from eval import eval_persona
+    from persona.judge.factory import JUDGE_KINDS, JudgeKind, register_judge
+    from persona.judge.sidecar import read_sidecar
+    from tests.trait_files import short_trait_file
+
+    register_judge(JudgeKind("length", "length", _AnswerLengthJudge, "toy: answer length"))
+    out = tmp_path / "toy.csv"
+    trait = short_trait_file("evil", tmp_path)
+    argv = ["--model", str(tiny_llama_dir), "--trait", str(trait), "--output_path", str(out)]
+    argv += ["--n_per_question", "1", "--max_tokens", "6", "--judge_model", "length:v1", "--device", "cpu"]
+    try:
+        assert eval_persona.main(argv) == 0
+    finally:
+        JUDGE_KINDS.pop("length")
+    df = pd.read_csv(out, keep_default_na=False)
+    assert df["evil"].tolist() == [float(min(len(a), 100)) for a in df["answer"]]
+    assert df["coherence"].tolist() == df["evil"].tolist()
+    record = read_sidecar(out)
+    assert record["judge"] == "length:v1" and record["method"] == "toy: answer length" and not record["paper_judge"]

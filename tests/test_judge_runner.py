@@ -5,9 +5,10 @@ import asyncio
 import pytest
 
 from persona.judge import score_all
+from persona.judge.runner import BaseJudge
 
 
-class LengthJudge:
+class LengthJudge(BaseJudge):
     """An async judge whose score is the answer length, so the expected scores are known."""
 
     def __init__(self):

@@ -56,16 +56,19 @@ def coherence_file(tmp_path):
     return path
 
 
-def test_proxy_default_is_announced_once_on_stderr(tiny_lm, capsys, monkeypatch):
+def test_proxy_default_is_announced_once_as_a_warning(tiny_lm, caplog, monkeypatch):
+    def notices() -> int:
+        return sum(PROXY_NOTICE in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
     judges_from_args(parse(), trait=TRAIT, eval_model=tiny_lm)  # trait and coherence judges
     judges_from_args(parse(), trait=TRAIT, eval_model=tiny_lm)
-    err = capsys.readouterr().err
-    assert err.count(PROXY_NOTICE) == 1 and "OPENAI_API_KEY" in err
+    assert notices() == 1 and "OPENAI_API_KEY" in caplog.text
     announce_proxy.cache_clear()
+    caplog.clear()
     judges_from_args(parse("--judge_model", "likelihood"), trait=TRAIT, eval_model=tiny_lm)  # chosen, not defaulted
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     make_judge(None, trait=TRAIT, metric="evil")  # the paper's judge: nothing to announce
-    assert capsys.readouterr().err == ""
+    assert notices() == 0
 
 
 def test_coherence_prompt_file_replaces_the_built_in_template(coherence_file, tmp_path, monkeypatch):
@@ -121,7 +124,7 @@ def small_trait(tmp_path):
     return short_trait_file("evil", tmp_path)
 
 
-def test_eval_persona_writes_the_sidecar_and_accepts_original_flags(tiny_llama_dir, small_trait, tmp_path, capsys):
+def test_eval_persona_writes_the_sidecar_and_accepts_original_flags(tiny_llama_dir, small_trait, tmp_path, caplog):
     args = eval_persona.parse_args(["--trait", "evil", "--batch_process"])
     assert args.version == "extract" and args.batch_process  # the original code's default and flag
     out = tmp_path / "baseline.csv"
@@ -145,7 +148,7 @@ def test_eval_persona_writes_the_sidecar_and_accepts_original_flags(tiny_llama_d
         )
         == 0
     )
-    assert capsys.readouterr().err.count(PROXY_NOTICE) == 1
+    assert sum(PROXY_NOTICE in r.getMessage() for r in caplog.records) == 1
     record = read_sidecar(out)
     assert record["judge"] == "likelihood" and record["default_judge"] and record["trait"] == "evil"
     assert record["columns"]["evil"]["prompt_source"] == "pos/neg instructions of trait 'evil'"

@@ -8,14 +8,19 @@ Spec (`judge_model`):
 - anything else: a model name on the OpenAI API, or on an OpenAI-compatible server when
   `judge_base_url` (or OPENAI_BASE_URL) is given.
 
+Each kind of judge is one `JudgeKind` in `JUDGE_KINDS`: how it is built from a spec and what
+its sidecar says about it (method text, proxy or LLM judge). `register_judge` adds a kind from
+outside the package (`kind:<model>` specs then select it).
+
 The judge is never silent: when the proxy is picked because OPENAI_API_KEY is unset, that is
-said once per process on stderr, and scored files get a `.judge.json` sidecar (`sidecar`).
+said once per process (a logged warning), and scored files get a `.judge.json` sidecar (`sidecar`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -34,6 +39,8 @@ from persona.models import LoadedModel, load_model
 if TYPE_CHECKING:
     from persona.traits import Trait
 
+log = logging.getLogger(__name__)
+
 DEFAULT_OPENAI_JUDGE = DEFAULT_OPENAI_MODEL
 LIKELIHOOD = "likelihood"
 LOCAL_PREFIX = "local:"
@@ -47,8 +54,8 @@ PROXY_NOTICE = (
 
 @lru_cache(maxsize=1)
 def announce_proxy() -> None:
-    """Say once per process, on stderr, that scores come from the proxy judge."""
-    print(PROXY_NOTICE, file=sys.stderr)
+    """Say once per process (a warning, on stderr) that scores come from the proxy judge."""
+    log.warning(PROXY_NOTICE)
 
 
 def default_spec() -> str:
@@ -68,10 +75,6 @@ def resolve_spec(spec: str | None, base_url: str | None = None) -> str:
             "the model name the server serves"
         )
     return default_spec()
-
-
-def is_proxy(spec: str) -> bool:
-    return spec == LIKELIHOOD or spec.startswith(LIKELIHOOD + ":")
 
 
 def load_coherence_prompt(path: str | os.PathLike) -> str:
@@ -110,6 +113,108 @@ def _template(trait: Trait | None, metric: str, coherence_template: str | None, 
     return coherence_template
 
 
+@dataclass(frozen=True)
+class JudgeRequest:
+    """Everything a judge kind may need to build one judge for one metric."""
+
+    spec: str  # the whole judge spec, e.g. "local:Qwen/Qwen2.5-7B-Instruct"
+    model: str  # the part after "<kind>:" ("" when absent)
+    trait: Trait | None
+    metric: str
+    template: Callable[[str], str]  # eval type -> the judge prompt template for this metric
+    base_url: str | None
+    eval_model: LoadedModel | None
+    use_cache: bool
+    eval_type: str
+    number_tokens: str
+    prefill: str
+
+
+@dataclass(frozen=True)
+class JudgeKind:
+    """One kind of judge: how specs select and build it, and what its sidecar records.
+
+    `prefix` selects specs equal to it or starting with `prefix:`; the kind without a prefix
+    (the OpenAI API) takes every other spec. `proxy` judges score without a judge prompt (the
+    sidecar hashes the trait's instructions instead), and `method` says how scores are made.
+    """
+
+    name: str
+    prefix: str | None
+    build: Callable[[JudgeRequest], Judge]
+    method: str
+    proxy: bool = False
+
+
+LLM_METHOD = "LLM judge: expected score from the answer's logprobs"
+JUDGE_KINDS: dict[str, JudgeKind] = {}
+
+
+def register_judge(kind: JudgeKind) -> JudgeKind:
+    """Add (or replace) a judge kind; specs `<prefix>` and `<prefix>:<model>` then build it."""
+    JUDGE_KINDS[kind.name] = kind
+    return kind
+
+
+def judge_kind(spec: str) -> JudgeKind:
+    """The kind a spec selects: the registered prefix it names, else the API judge."""
+    prefix = spec.partition(":")[0]
+    for kind in JUDGE_KINDS.values():
+        if kind.prefix is not None and kind.prefix == prefix:
+            return kind
+    return next(kind for kind in JUDGE_KINDS.values() if kind.prefix is None)
+
+
+def is_proxy(spec: str) -> bool:
+    return judge_kind(spec).proxy
+
+
+def _likelihood(request: JudgeRequest) -> Judge:
+    eval_model = _judge_model(request.model) if request.model else request.eval_model
+    if eval_model is None:
+        raise ValueError(
+            "judge_model likelihood scores with the evaluated model, but none was given; "
+            "pass eval_model or use likelihood:<model>"
+        )
+    return LikelihoodJudge(eval_model, metric=request.metric, trait=request.trait, use_cache=request.use_cache)
+
+
+def _local(request: JudgeRequest) -> Judge:
+    if not request.model:
+        raise ValueError("judge_model local: needs a model, e.g. local:Qwen/Qwen2.5-7B-Instruct")
+    return LocalLogprobJudge(
+        _judge_model(request.model),
+        request.template(request.eval_type),
+        eval_type=request.eval_type,
+        prefill=request.prefill,
+        use_cache=request.use_cache,
+    )
+
+
+def _openai(request: JudgeRequest) -> Judge:
+    return OpenAIJudge(
+        request.spec,
+        request.template,
+        eval_type=request.eval_type,
+        base_url=request.base_url,
+        use_cache=request.use_cache,
+        number_tokens=request.number_tokens,
+    )
+
+
+register_judge(
+    JudgeKind(
+        "likelihood",
+        LIKELIHOOD,
+        _likelihood,
+        "likelihood proxy: log p(answer | pos prompts) - log p(answer | neg prompts); not an LLM judge",
+        proxy=True,
+    )
+)
+register_judge(JudgeKind("local", LOCAL_PREFIX.rstrip(":"), _local, LLM_METHOD))
+register_judge(JudgeKind("openai", None, _openai, LLM_METHOD))
+
+
 def make_judge(
     spec: str | None,
     *,
@@ -138,27 +243,21 @@ def make_judge(
             )
     base_url = base_url or settings.get("OPENAI_BASE_URL")
     spec = resolve_spec(spec, base_url)
-    template = partial(_template, trait, metric, coherence_template)
-    if is_proxy(spec):
-        name = spec.partition(":")[2]
-        if name:
-            eval_model = _judge_model(name)
-        elif eval_model is None:
-            raise ValueError(
-                "judge_model likelihood scores with the evaluated model, but none was given; "
-                "pass eval_model or use likelihood:<model>"
-            )
-        return LikelihoodJudge(eval_model, metric=metric, trait=trait, use_cache=use_cache)
-    if spec.startswith(LOCAL_PREFIX):
-        name = spec[len(LOCAL_PREFIX) :]
-        if not name:
-            raise ValueError("judge_model local: needs a model, e.g. local:Qwen/Qwen2.5-7B-Instruct")
-        return LocalLogprobJudge(
-            _judge_model(name), template(eval_type), eval_type=eval_type, prefill=prefill, use_cache=use_cache
-        )
-    return OpenAIJudge(
-        spec, template, eval_type=eval_type, base_url=base_url, use_cache=use_cache, number_tokens=number_tokens
+    kind = judge_kind(spec)
+    request = JudgeRequest(
+        spec=spec,
+        model=spec.partition(":")[2] if kind.prefix is not None else spec,
+        trait=trait,
+        metric=metric,
+        template=partial(_template, trait, metric, coherence_template),
+        base_url=base_url,
+        eval_model=eval_model,
+        use_cache=use_cache,
+        eval_type=eval_type,
+        number_tokens=number_tokens,
+        prefill=prefill,
     )
+    return kind.build(request)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from persona.batching import length_sorted_batches
 from persona.generation import chat_prompts
 from persona.judge.cache import model_identity, open_cache
 from persona.judge.prompts import COHERENCE, strip_think
-from persona.judge.runner import check_pairs
+from persona.judge.runner import BaseJudge, check_pairs
 from persona.models import LoadedModel
 from persona.steering import is_steered
 
@@ -177,8 +177,10 @@ def answer_logprobs(
     return out
 
 
-class LikelihoodJudge:
+class LikelihoodJudge(BaseJudge):
     """Trait or coherence scores from answer likelihoods under `lm` (see the module docstring)."""
+
+    batched = True
 
     backend = "likelihood"
 

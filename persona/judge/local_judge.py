@@ -25,7 +25,7 @@ from persona.generation import chat_prompts
 from persona.judge.aggregate import aggregate, candidates
 from persona.judge.cache import model_identity, open_cache
 from persona.judge.prompts import fill
-from persona.judge.runner import check_pairs
+from persona.judge.runner import BaseJudge, check_pairs
 from persona.models import LoadedModel
 
 _DIGIT_TOKEN = re.compile(r"[0-9]|<0x3[0-9]>")  # a digit, or a SentencePiece byte-fallback digit
@@ -77,8 +77,10 @@ def candidate_logprobs(lm: LoadedModel, prompt: str, answers: Sequence[str]) -> 
     return out
 
 
-class LocalLogprobJudge:
+class LocalLogprobJudge(BaseJudge):
     """A local HF model as a logprob judge (exact expectation; see the module docstring)."""
+
+    batched = True
 
     def __init__(
         self, lm: LoadedModel, template: str, *, eval_type: str = "0_100", prefill: str = "", use_cache: bool = True

@@ -34,6 +34,7 @@ from persona.errors import InputError
 from persona.judge.aggregate import aggregate, aggregate_text, number_tokenization, token_probs
 from persona.judge.cache import open_cache
 from persona.judge.prompts import fill
+from persona.judge.runner import BaseJudge
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class JudgeUnavailable(Exception):
     """One judgment could not be obtained (outage after retries, or a rejected request)."""
 
 
-class OpenAIJudge:
+class OpenAIJudge(BaseJudge):
     """Async judge over the chat completions API; `template(eval_type)` gives the prompt template.
 
     The key comes from OPENAI_API_KEY via `llm.make_async_client`, checked here so that a

@@ -16,9 +16,34 @@ BATCH_ANSWERS = 16  # answers per `score_batch` call for local judges (one progr
 
 
 class Judge(Protocol):
-    """Scores one answer 0-100, or None (refusal, no clear answer, or an outage)."""
+    """Scores one answer 0-100, or None (refusal, no clear answer, or an outage).
+
+    `batched` judges (local models, where batching matters on CPU) are run through
+    `score_batch`; the others as concurrent `__call__`s, after which `aclose` releases their
+    connections. `failures` counts calls that failed after retries, for the summary.
+    """
+
+    failures: int
+    batched: bool
 
     async def __call__(self, *, question: str, answer: str) -> float | None: ...
+
+    def score_batch(self, questions: Sequence[str], answers: Sequence[str]) -> list[float | None]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BaseJudge:
+    """The defaults of the optional `Judge` members: unbatched, nothing to close, no failures yet."""
+
+    failures = 0
+    batched = False
+
+    def score_batch(self, questions: Sequence[str], answers: Sequence[str]) -> list[float | None]:
+        raise NotImplementedError(f"{type(self).__name__} scores one answer at a time (batched = False)")
+
+    async def aclose(self) -> None:
+        return None
 
 
 def check_pairs(questions: Sequence[str], answers: Sequence[str]) -> None:
@@ -38,20 +63,19 @@ def score_all(
     check_pairs(questions, answers)
     if max_concurrent < 1:
         raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
-    failures_before = getattr(judge, "failures", 0)
-    batch = getattr(judge, "score_batch", None)
-    if batch is not None:
+    failures_before = judge.failures
+    if judge.batched:
         scores: list[float | None] = []
         with tqdm(total=len(answers), desc=desc, disable=not answers) as bar:
             for start in range(0, len(answers), BATCH_ANSWERS):
                 end = start + BATCH_ANSWERS
-                scores.extend(batch(list(questions[start:end]), list(answers[start:end])))
+                scores.extend(judge.score_batch(list(questions[start:end]), list(answers[start:end])))
                 bar.update(len(answers[start:end]))
     else:
         scores = llm.run_coroutine(lambda: _score_concurrently(judge, questions, answers, max_concurrent, desc))
     missing = sum(s is None for s in scores)
     if missing:
-        failed = getattr(judge, "failures", 0) - failures_before
+        failed = judge.failures - failures_before
         log.warning(
             "%s: %d of %d answers have no score (%d judge calls failed after retries; the rest "
             "were refusals or had no clear answer)",
@@ -78,7 +102,5 @@ async def _score_concurrently(
         try:
             await asyncio.gather(*(one(i) for i in range(len(answers))))
         finally:
-            close = getattr(judge, "aclose", None)
-            if close is not None:
-                await close()
+            await judge.aclose()
     return scores

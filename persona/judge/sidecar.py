@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persona.io import write_json
-from persona.judge.factory import DEFAULT_OPENAI_JUDGE, JudgeSettings, is_proxy, load_coherence_prompt, resolve_spec
+from persona.judge.factory import DEFAULT_OPENAI_JUDGE, JudgeSettings, judge_kind, load_coherence_prompt, resolve_spec
 from persona.judge.prompts import COHERENCE, coherence_prompt, trait_prompt
 
 if TYPE_CHECKING:
@@ -38,8 +38,9 @@ def _sha256(text: str) -> str:
 def judge_record(args: JudgeSettings, *, trait: Trait) -> dict[str, Any]:
     """What `args` score `trait` with: spec, eval type, prompt hashes."""
     spec = resolve_spec(args.judge_model, args.judge_base_url)
+    kind = judge_kind(spec)
     trait_source = f"eval_prompt of trait {trait.name!r}" + (f" ({trait.source})" if trait.source else "")
-    if is_proxy(spec):
+    if kind.proxy:
         pairs = json.dumps(trait.instructions, ensure_ascii=False)
         columns = {
             trait.judge_column: {
@@ -48,7 +49,6 @@ def judge_record(args: JudgeSettings, *, trait: Trait) -> dict[str, Any]:
             },
             COHERENCE: {"prompt_sha256": None, "prompt_source": "none (mean answer log-prob)"},
         }
-        method = "likelihood proxy: log p(answer | pos prompts) - log p(answer | neg prompts); not an LLM judge"
     else:
         if args.coherence_prompt:
             coherence, coherence_source = load_coherence_prompt(args.coherence_prompt), str(args.coherence_prompt)
@@ -61,10 +61,9 @@ def judge_record(args: JudgeSettings, *, trait: Trait) -> dict[str, Any]:
             },
             COHERENCE: {"prompt_sha256": _sha256(coherence), "prompt_source": coherence_source},
         }
-        method = "LLM judge: expected score from the answer's logprobs"
     return {
         "judge": spec,
-        "method": method,
+        "method": kind.method,
         "default_judge": args.judge_model is None,
         "paper_judge": spec == DEFAULT_OPENAI_JUDGE,
         "base_url": args.judge_base_url,

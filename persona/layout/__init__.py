@@ -85,9 +85,3 @@ def shell_assignments(layout: Layout, trait: str | None = None) -> str:
     if trait:
         values["PROJECTION_DIR"] = layout.projection_dir(trait)
     return "\n".join(f"{key}={shlex.quote(str(value))}" for key, value in values.items())
-
-
-if __name__ == "__main__":
-    from persona.cli import layout_main, run_cli
-
-    run_cli(layout_main)

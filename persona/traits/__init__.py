@@ -32,7 +32,7 @@ N_QUESTIONS = 20
 Version = Literal["extract", "eval"]
 VERSIONS: tuple[Version, ...] = ("extract", "eval")
 DEFINITIONS_FILE = "trait_definitions.json"
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data_generation"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data_generation"
 PLACEHOLDERS = frozenset({"question", "answer"})
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -350,9 +350,3 @@ def format_table(reports: Sequence[TraitReport]) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
-if __name__ == "__main__":
-    from persona.cli import run_cli, traits_main
-
-    run_cli(traits_main)
