@@ -43,6 +43,36 @@ def test_every_relative_link_in_the_readme_points_to_an_existing_file():
     assert not missing, f"README.md links to missing files: {missing}"
 
 
+CLI_SOURCES = ["*.py", "eval/*.py", "viz/*.py", "data_generation/*.py", "scripts/*.py", "persona/**/*.py"]
+ADD_ARGUMENT = re.compile(r"""add_argument\(\s*((?:["']-{1,2}[\w-]+["']\s*,\s*)+)""")  # its option strings
+
+
+def cli_flags() -> dict[str, list[str]]:
+    """Every option of every command-line tool, read from the source: `file:line` -> its option strings."""
+    found = {}
+    for pattern in CLI_SOURCES:
+        for path in sorted(REPO.glob(pattern)):
+            text = path.read_text()
+            for match in ADD_ARGUMENT.finditer(text):
+                options = re.findall(r"""["'](--[\w-]+)["']""", match.group(1))
+                if options:
+                    line = text.count("\n", 0, match.start()) + 1
+                    found[f"{path.relative_to(REPO)}:{line}"] = options
+    return found
+
+
+def test_every_command_line_flag_is_documented():
+    """A flag counts as documented when one of its spellings appears on some page in docs/."""
+    docs = "\n".join(page.read_text() for page in (REPO / "docs").glob("*.md"))
+    flags = cli_flags()
+    assert len(flags) > 100, "the flag scan found too few add_argument calls"
+    documented = set(
+        re.findall(r"(?<![\w-])(--[\w-]+)", docs)
+    )  # whole options only: `--layer` is not in `--layer_list`
+    undocumented = {where: options for where, options in flags.items() if documented.isdisjoint(options)}
+    assert not undocumented, f"flags missing from docs/: {undocumented}"
+
+
 needs_mkdocs = pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed")
 
 
