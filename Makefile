@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo lint test test-fast test-embedded check-traits bench clean
+.PHONY: install demo lint docs test test-fast test-embedded check-traits bench clean
 
 install: $(STAMP)
 
@@ -31,7 +31,13 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-test: lint
+# The reference in docs/ as a site in site/; strict: a broken link or anchor, or a page missing from the
+# nav, fails the build (mkdocs.yml). Offline: no web fonts, no plugin that fetches anything. No --quiet:
+# it hides the warnings from the counter that --strict aborts on, so a broken link would pass.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+test: lint docs
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -68,4 +74,4 @@ bench: $(STAMP)
 	$(PY) bench/extraction.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

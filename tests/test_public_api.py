@@ -1,4 +1,4 @@
-"""The names a notebook needs are importable from `persona`, and the README's Python example runs."""
+"""The names a notebook needs are importable from `persona`, and the docs' Python example runs."""
 
 import re
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 import persona
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PYTHON_API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
 
 
 def test_every_exported_name_resolves_and_all_lists_them():
@@ -38,17 +38,17 @@ def test_import_persona_is_cheap():
     assert out.split() == ["False", "False"]
 
 
-def _readme_python_example() -> str:
-    section = README.read_text().split("## Use from Python", 1)[1].split("\n## ", 1)[0]
+def _docs_python_example() -> str:
+    section = PYTHON_API_PAGE.read_text().split("## Use from Python", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks, "the README's 'Use from Python' section has no python example"
+    assert blocks, "docs/python-api.md's 'Use from Python' section has no python example"
     return "\n".join(blocks)
 
 
-def test_readme_python_example_runs(tiny_llama_dir, tmp_path, monkeypatch, offline_env):
-    """The README example, run as written, with the embedded model swapped for a tiny one."""
-    code = _readme_python_example()
+def test_docs_python_example_runs(tiny_llama_dir, tmp_path, monkeypatch, offline_env):
+    """The docs' example, run as written, with the embedded model swapped for a tiny one."""
+    code = _docs_python_example()
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "readme_example"}
-    exec(compile(code.replace('"smollm2-135m"', repr(str(tiny_llama_dir))), "README.md", "exec"), namespace)
+    exec(compile(code.replace('"smollm2-135m"', repr(str(tiny_llama_dir))), str(PYTHON_API_PAGE), "exec"), namespace)
     assert not persona.is_steered(namespace["lm"].model)
