@@ -101,6 +101,14 @@ class _CallState:
         return self._masks[positions]
 
 
+def steer_change(op: Op, direction: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+    """The change one unit of coefficient makes to the residual `stream`: the direction itself
+    (`add`), or minus the stream's component along the unit direction (`ablate`)."""
+    if op == "ablate":
+        return -(stream @ direction).unsqueeze(-1) * direction
+    return direction
+
+
 def _make_hook(steer: Steer, direction: torch.Tensor, state: _CallState):
     def hook(hidden: torch.Tensor) -> torch.Tensor:
         mask = state.mask(steer.positions).to(hidden.dtype)
@@ -109,11 +117,7 @@ def _make_hook(steer: Steer, direction: torch.Tensor, state: _CallState):
             if coef.shape[0] != hidden.shape[0]:
                 raise ValueError(f"per-row coef has {coef.shape[0]} rows but the batch has {hidden.shape[0]}")
             coef = coef.to(hidden.device, hidden.dtype).view(-1, 1, 1)
-        if steer.op == "ablate":
-            change = -(hidden @ direction).unsqueeze(-1) * direction
-        else:
-            change = direction
-        return hidden + mask * (coef * change)
+        return hidden + mask * (coef * steer_change(steer.op, direction, hidden))
 
     return hook
 

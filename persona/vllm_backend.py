@@ -44,8 +44,8 @@ from persona.judge.cache import model_identity
 from persona.models import RANDOM_PREFIX, LoadedModel, model_dir_once, newest_checkpoint
 from persona.sampling import SamplingParams
 from persona.settings import cache_dir
-from persona.sites import decoder_layers, decoder_stack
-from persona.steering import Steer, check_steers
+from persona.sites import decoder_layers, decoder_stack, residual_site
+from persona.steering import Steer, check_steers, steer_change
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +147,6 @@ class _TokenTable:
         return (float(coef) * mask).unsqueeze(-1)
 
 
-def _steer_change(steer: Steer, direction: Tensor, coef: Tensor, stream: Tensor) -> Tensor:
-    """What `steer` adds to the residual stream `stream` ([tokens, hidden])."""
-    if steer.op == "ablate":
-        return coef * (-(stream @ direction).unsqueeze(-1) * direction)
-    return coef * direction
-
-
 def _layer_hook(steer: Steer, direction: Tensor, table: _TokenTable) -> Callable[..., Any]:
     """Forward hook on decoder block L-1: `(mlp_out, residual)` sums to the stream; change `mlp_out` only."""
 
@@ -161,7 +154,7 @@ def _layer_hook(steer: Steer, direction: Tensor, table: _TokenTable) -> Callable
         out, residual = output
         stream = out if residual is None else out + residual
         coef = table.coefficients(steer, out)
-        return (out + _steer_change(steer, direction, coef, stream), residual)
+        return (out + coef * steer_change(steer.op, direction, stream), residual)
 
     return hook
 
@@ -172,7 +165,7 @@ def _input_hook(steer: Steer, direction: Tensor, table: _TokenTable) -> Callable
     def hook(_module: nn.Module, args: tuple, kwargs: dict) -> Any:
         positions, hidden, residual = _block_inputs(args, kwargs)
         stream = hidden if residual is None else hidden + residual
-        new = hidden + _steer_change(steer, direction, table.coefficients(steer, hidden), stream)
+        new = hidden + table.coefficients(steer, hidden) * steer_change(steer.op, direction, stream)
         if len(args) >= 2:
             return (args[0], new, *args[2:]), kwargs
         return args, {**kwargs, "hidden_states": new}
@@ -185,7 +178,7 @@ def _norm_hook(steer: Steer, direction: Tensor, table: _TokenTable) -> Callable[
 
     def hook(_module: nn.Module, _args: tuple, output: Any) -> Any:
         normed = output[0] if isinstance(output, tuple) else output
-        new = normed + _steer_change(steer, direction, table.coefficients(steer, normed), normed)
+        new = normed + table.coefficients(steer, normed) * steer_change(steer.op, direction, normed)
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
     return hook
@@ -218,8 +211,7 @@ def unsteerable_reason(model: nn.Module) -> str | None:
 def steering_in_vllm(runner: Any, steers: Sequence[Steer], directions: Sequence[Tensor]) -> Iterator[None]:
     """Hooks that apply `steers` inside the runner's model while the block runs; always removed."""
     model = runner.get_model()
-    layers, norm = decoder_layers(model), decoder_stack(model).norm
-    assert isinstance(norm, nn.Module)  # checked by `unsteerable_reason`
+    layers = decoder_layers(model)
     param = next(model.parameters())
     table = _TokenTable(runner)
     handles = [
@@ -230,12 +222,13 @@ def steering_in_vllm(runner: Any, steers: Sequence[Steer], directions: Sequence[
     try:
         for steer, direction in zip(steers, directions):
             d = direction.to(param.device, param.dtype)
-            if steer.layer == 0:
-                handles.append(layers[0].register_forward_pre_hook(_input_hook(steer, d, table), with_kwargs=True))
-            elif steer.layer == len(layers):
-                handles.append(norm.register_forward_hook(_norm_hook(steer, d, table)))
-            else:
-                handles.append(layers[steer.layer - 1].register_forward_hook(_layer_hook(steer, d, table)))
+            site = residual_site(model, steer.layer)  # the same layer -> module map as HF steering
+            if site.is_input:
+                handles.append(site.module.register_forward_pre_hook(_input_hook(steer, d, table), with_kwargs=True))
+            elif site.module is decoder_stack(model).norm:
+                handles.append(site.module.register_forward_hook(_norm_hook(steer, d, table)))
+            else:  # a vLLM decoder block returns (mlp_out, residual), not the stream
+                handles.append(site.module.register_forward_hook(_layer_hook(steer, d, table)))
         yield
     finally:
         for handle in handles:

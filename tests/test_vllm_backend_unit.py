@@ -158,9 +158,9 @@ def test_make_backend_without_vllm(tiny_lm, monkeypatch):
     monkeypatch.setattr(vllm_backend, "vllm_unusable_reason", lambda device: "vLLM is not installed")
     assert isinstance(make_backend("auto", tiny_lm), HFBackend)
     assert isinstance(make_backend("hf", tiny_lm), HFBackend)
-    with pytest.raises(ValueError, match="--backend vllm: vLLM is not installed"):
+    with pytest.raises(ValueError, match="backend vllm: vLLM is not installed"):
         make_backend("vllm", tiny_lm)
-    with pytest.raises(ValueError, match="--backend must be one of"):
+    with pytest.raises(ValueError, match="backend must be one of"):
         make_backend("tgi", tiny_lm)
 
 
