@@ -8,6 +8,7 @@ import dataclasses
 import errno
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -86,9 +87,29 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error(f"{flag} must be at least 1, got {value}")
 
 
+_FLAGS: set[str] = set()  # the option strings of every parser this process parsed with
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def as_flags(text: str) -> str:
+    """The library names parameters in backticks (`overwrite`); a CLI with that flag shows it as `--overwrite`."""
+    return _PARAMETER.sub(lambda m: f"--{m[1]}" if f"--{m[1]}" in _FLAGS else m[0], text)
+
+
+class _FlagNames(logging.Filter):
+    """Log lines name the flags of the running CLI, as its error lines do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = as_flags(record.getMessage()), None
+        return True
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Scripts print summaries; library modules log through `logging` at INFO."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _FlagNames) for f in handler.filters):
+            handler.addFilter(_FlagNames())
     for noisy in ("httpx", "httpx2", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -184,7 +205,7 @@ def _failure_line(err: Exception) -> tuple[str, int]:
     if isinstance(err, FileNotFoundError) and err.filename:  # raised by the OS: "[Errno 2] ..." otherwise
         return f"{err.filename} does not exist (check the path)", 2
     if _is_input_error(err):
-        return _one_line(err), 2
+        return as_flags(_one_line(err)), 2
     if isinstance(err, OSError):
         return _os_error_line(err), 2
     return f"{type(err).__name__}: {_one_line(err)} (rerun with {VERBOSE_FLAG} for the traceback)", 1
@@ -359,13 +380,27 @@ def layout_main(argv: Sequence[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _one_line_usage_errors() -> Iterator[None]:
-    """argparse prints its usage block before a usage error; under `run_cli` it is one line like any error."""
-    original = argparse.ArgumentParser.error
+    """argparse prints its usage block before a usage error; under `run_cli` it is one line like any error.
+
+    Every parser's option strings are remembered, so messages can name flags (`as_flags`).
+    """
+    original_error, original_parse = argparse.ArgumentParser.error, argparse.ArgumentParser.parse_known_args
+
+    def parse_known_args(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+        _FLAGS.update(option for option in self._option_string_actions if option.startswith("--"))
+        for action in self._actions:  # subcommands' own flags
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    _FLAGS.update(option for option in sub._option_string_actions if option.startswith("--"))
+        return original_parse(self, *args, **kwargs)
+
     argparse.ArgumentParser.error = _usage_error  # type: ignore[method-assign,assignment]
+    argparse.ArgumentParser.parse_known_args = parse_known_args  # type: ignore[method-assign]
     try:
         yield
     finally:
-        argparse.ArgumentParser.error = original  # type: ignore[method-assign]
+        argparse.ArgumentParser.error = original_error  # type: ignore[method-assign]
+        argparse.ArgumentParser.parse_known_args = original_parse  # type: ignore[method-assign]
 
 
 def run_cli(main: Callable[[], int]) -> None:

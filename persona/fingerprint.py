@@ -137,6 +137,6 @@ def check_finished(what: str, saved: dict[str, Any] | None, wanted: dict[str, An
     if differences(saved, wanted):
         raise SettingsMismatch(
             f"{what} exists but was made with other settings ({describe(saved, wanted)}); "
-            "pass --overwrite to recompute it, or choose another output"
+            "pass `overwrite` to recompute it, or choose another output"
         )
     return True

@@ -233,7 +233,7 @@ def add_projection_columns(
     todo = [c for c in columns if overwrite or not _column_done(data, c.name, records.get(c.name), settings[c.name])]
     for c in columns:
         if c not in todo:
-            log.info("column %s exists; skipping (pass --overwrite to recompute)", c.name)
+            log.info("column %s exists; skipping (pass `overwrite` to recompute)", c.name)
     if not todo:
         return []
     needed = sorted({c.layer for c in todo})
@@ -254,7 +254,7 @@ def add_projection_columns(
         lm = load_model(base_model, device=device, dtype=dtype)
         if (lm.num_layers, lm.hidden_size) != shape:
             raise ValueError(
-                f"--base_model {base_model} has {lm.num_layers} layers x {lm.hidden_size} hidden but "
+                f"`base_model` {base_model} has {lm.num_layers} layers x {lm.hidden_size} hidden but "
                 f"{model_name} has {shape[0]} x {shape[1]}: a finetuning shift needs the same "
                 "architecture"
             )

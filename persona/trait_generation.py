@@ -162,8 +162,8 @@ class Generator:
         existing = [str(p) for p in paths.values() if p.exists()]
         if existing and not self.overwrite:
             if len(existing) == len(paths):
-                return Outcome(name, "skipped", reason="files exist (pass --overwrite to regenerate)")
-            return Outcome(name, "failed", reason=f"only {existing[0]} exists; pass --overwrite to regenerate both")
+                return Outcome(name, "skipped", reason="files exist (pass `overwrite` to regenerate)")
+            return Outcome(name, "failed", reason=f"only {existing[0]} exists; pass `overwrite` to regenerate both")
         base = traits.base_trait(name)
         if base == name:
             prompt = self.prompts.artifact.format(

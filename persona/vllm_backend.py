@@ -65,7 +65,7 @@ def vllm_unusable_reason(device: torch.device) -> str | None:
 
     built_for = str(current_platform.device_type)
     if built_for != device.type:
-        return f"the installed vLLM runs on {built_for!r} but the model is on {device.type!r} (--device)"
+        return f"the installed vLLM runs on {built_for!r} but the model is on {device.type!r} (`device`)"
     return None
 
 
@@ -385,7 +385,7 @@ def _nothing() -> Iterator[None]:
 def make_backend(
     name: str, lm: LoadedModel, *, batch_size: int = 16, gpu_memory_utilization: float | None = None
 ) -> GenerationBackend:
-    """The backend `--backend name` asks for; `auto` takes vLLM when it can run here, HF otherwise."""
+    """The backend `name` asks for; `auto` takes vLLM when it can run here, HF otherwise."""
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
     if name == "hf":

@@ -46,3 +46,22 @@ def test_load_steers_pairs_and_broadcasts(tmp_path):
     torch.testing.assert_close(steers[1].vector.tensor, vectors["b"])
     with pytest.raises(ValueError, match="--vector_path has 2 values but 3 are needed"):
         load_steers([str(tmp_path / "a.pt"), str(tmp_path / "b.pt")], [1], [1, 2, 3])
+
+
+def test_library_parameters_become_the_running_cli_flags(tmp_path, capsys):
+    import argparse
+
+    from persona.cli import run_cli
+
+    def main() -> int:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--overwrite", action="store_true")
+        parser.parse_args([])
+        raise ValueError("out.csv exists: pass `overwrite` to recompute, or set `no_such_flag`")
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(main)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: out.csv exists: pass --overwrite to recompute, or set `no_such_flag`"
+    )

@@ -182,7 +182,7 @@ def test_generator_end_to_end(tmp_path, serve, no_key, capsys):
     assert rows["calm"] == ["made", "1 attempt"]
     assert rows["bold"] == ["made", "2 attempts"]
     assert rows["calm_2"] == ["made", "1 attempt"]
-    assert rows["old"] == ["skipped", "files exist (pass --overwrite to regenerate)"]
+    assert rows["old"] == ["skipped", "files exist (pass `overwrite` to regenerate)"]
     assert rows["grim"][0] == "failed" and rows["grim"][1].startswith("3 attempts; InternalServerError")
     assert [line.split()[1] for line in summary[1:]] == ["calm", "bold", "grim", "calm_2", "old"]
 

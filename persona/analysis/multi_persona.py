@@ -159,7 +159,7 @@ def check_settings(out_dir: Path, settings: dict, *, overwrite: bool) -> None:
         if differences(recorded, settings):
             raise SettingsMismatch(
                 f"{out_dir} holds results made with other settings "
-                f"({describe(recorded, settings)}); pass --overwrite to recompute or choose "
-                "another --output_dir"
+                f"({describe(recorded, settings)}); pass `overwrite` to recompute or choose "
+                "another `output_dir`"
             )
     write_json(path, settings)

@@ -156,7 +156,7 @@ class Summary:
 
 
 def plan(units: Sequence[Unit], overwrite: bool = False) -> tuple[list[Unit], int, float | None]:
-    """(units to run, how many are done already, the `since` time that --overwrite judges outputs by)."""
+    """(units to run, how many are done already, the `since` time that `overwrite` judges outputs by)."""
     since = time.time() if overwrite else None
     todo = [unit for unit in units if not unit.is_done(since)]
     return todo, len(units) - len(todo), since
@@ -218,7 +218,7 @@ class RayRunner:
         try:
             import ray
         except ImportError:
-            raise ValueError("--ray needs the ray package: pip install ray==2.60.0") from None
+            raise ValueError("`ray` needs the ray package: pip install ray==2.60.0") from None
         if not ray.is_initialized():
             env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
             ray.init(

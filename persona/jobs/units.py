@@ -50,7 +50,7 @@ class Unit(Protocol):
 
 
 def _fresh(path: Path, since: float | None) -> bool:
-    """The file exists (and, with `since`, was written after it: --overwrite redoes older files)."""
+    """The file exists (and, with `since`, was written after it: `overwrite` redoes older files)."""
     return path.exists() and (since is None or path.stat().st_mtime >= since)
 
 

@@ -48,7 +48,7 @@ LOCAL_PREFIX = "local:"
 
 PROXY_NOTICE = (
     "judge: OPENAI_API_KEY is not set, so answers are scored by the offline likelihood proxy judge, "
-    "not an LLM judge (see README, 'Offline judging is a proxy'); pass --judge_model to choose one"
+    "not an LLM judge (see docs/judges.md, 'Offline judging is a proxy'); pass `judge_model` to choose one"
 )
 
 

@@ -144,7 +144,7 @@ class OpenAIJudge(BaseJudge):
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
             raise JudgeConfigError(
                 f"the judge endpoint ({self.base_url or 'OpenAI API'}) rejected model {self.model!r} with "
-                f"HTTP {e.status_code} ({type(e).__name__}): check --judge_model, --judge_base_url and "
+                f"HTTP {e.status_code} ({type(e).__name__}): check `judge_model`, `judge_base_url` and "
                 "OPENAI_API_KEY"
             ) from None
         except (openai.APIStatusError, openai.APIConnectionError) as e:
@@ -160,7 +160,7 @@ class OpenAIJudge(BaseJudge):
         if logprobs is None:
             raise JudgeConfigError(
                 f"the judge endpoint returned no logprobs for model {self.model!r}; "
-                "it must support `logprobs` and `top_logprobs` (or use --judge_eval_type "
+                "it must support `logprobs` and `top_logprobs` (or use `judge_eval_type` "
                 "binary_text)"
             )
         if not logprobs.content:
@@ -204,7 +204,7 @@ class OpenAIJudge(BaseJudge):
             if mode is None:
                 log.warning(
                     "could not tell whether %s tokenizes numbers whole; scoring on the 0_10 scale, "
-                    "which is right either way (declare --judge_number_tokens whole|split to choose)",
+                    "which is right either way (declare `judge_number_tokens` whole|split to choose)",
                     self.model,
                 )
                 return "0_10"
