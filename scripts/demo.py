@@ -5,7 +5,7 @@ LoRA finetune with and without preventative steering -> finetuning shift -> figu
 interference table, headline, HTML report. Everything goes under DEMO_OUT (output/demo);
 finished stages are skipped, so an interrupted run continues where it stopped.
 
-Settings (persona.demo.DemoSettings) come from the environment, DEMO_<NAME>:
+Settings (study.demo.DemoSettings) come from the environment, DEMO_<NAME>:
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 
 from persona.cli import run_cli, setup_logging
-from persona.demo import DemoSettings, run_demo
+from study.demo import DemoSettings, run_demo
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from persona.analysis.headline import best_cell, cell_table, headline_rows, summary_text, typical_row
-from persona.demo import COHERENCE_FLOOR, DemoPaths, DemoSettings, check_settings_record, plan
+from persona.analysis.headline import COHERENCE_FLOOR, best_cell, cell_table, headline_rows, summary_text, typical_row
 from persona.evaluation import sweep_filename
+from study.demo import DemoPaths, DemoSettings, check_settings_record, plan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,27 +183,28 @@ def test_plan_runs_one_sweep_per_trait_and_names_every_output(tmp_path):
     paths = DemoPaths.of(s)
     stages = plan(s, paths, judge_column=lambda t: t)
     sweeps = [st for st in stages if "--vector_path" in st.command and "eval.eval_persona" in st.command]
-    assert len(sweeps) == 2
+    assert len(sweeps) == 4  # per trait: on the held-out eval questions and on the selection questions
     for st in sweeps:
         assert st.command[st.command.index("--layer") + 1 : st.command.index("--coef")] == ["6", "10"]
         assert len(st.outputs) == 4 and "--judge_model" in st.command
         assert all("_steer_prompt_layer_" in p.name for p in st.outputs)
-    for st in stages:  # vectors come from the extract questions; baselines and sweeps use the held-out ones
+    for st in stages:  # vectors and the selection cells come from the extract questions, reported cells from eval
         if "eval.eval_persona" in st.command:
-            extraction = "--persona_instruction_type" in st.command
-            assert st.command[st.command.index("--version") + 1] == ("extract" if extraction else "eval")
+            held_out = all(p.parent == paths.baseline("evil").parent for p in st.outputs)
+            assert st.command[st.command.index("--version") + 1] == ("eval" if held_out else "extract")
         if "--steering_type" in st.command:  # the sweep, its figure and the interference steer alike
             assert st.command[st.command.index("--steering_type") + 1] == s.steering_type
         if "--persona_instruction_type" in st.command:  # extraction samples; the rest is greedy
             assert st.command[st.command.index("--n_per_question") + 1] == str(s.extract_samples)
         elif "--n_per_question" in st.command:
             assert st.command[st.command.index("--n_per_question") + 1] == "1"
-    assert sum("--steering_type" in st.command for st in stages) == 4  # 2 sweeps, 1 figure, 1 interference
+    assert sum("--steering_type" in st.command for st in stages) == 6  # 4 sweeps, 1 figure, 1 interference
     outputs = [p for st in stages for p in st.outputs]
     assert len(outputs) == len(set(outputs)) and all(tmp_path in p.parents for p in outputs)
-    assert any(st.needs == "eval.multi_persona" for st in stages)
+    assert any("eval.multi_persona" in st.command for st in stages)
     assert not any(
-        st.needs == "eval.multi_persona" for st in plan(DemoSettings(traits=("evil",)), paths, judge_column=lambda t: t)
+        "eval.multi_persona" in st.command
+        for st in plan(DemoSettings(traits=("evil",)), paths, judge_column=lambda t: t)
     )
 
 
@@ -225,6 +226,7 @@ def test_tiny_demo_end_to_end(tmp_path):
         "DEMO_EXTRACT_QUESTIONS": "1",
         "DEMO_EXTRACT_SAMPLES": "1",
         "DEMO_EVAL_QUESTIONS": "2",
+        "DEMO_SELECTION_QUESTIONS": "2",
         "DEMO_MAX_TOKENS": "16",
         "DEMO_LAYERS": "6 10",
         "DEMO_COEFS": "4",
@@ -261,7 +263,12 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert report.lstrip().lower().startswith("<!doctype html") and "<img" in report
     head = pd.read_csv(out / "headline.csv")
     cells = pd.read_csv(out / "cells.csv")
-    steered = cells[cells["layer"].notna()]
+    chosen_on, measured_on = (
+        set(head["selection_questions"].iloc[0].split()),
+        set(head["report_questions"].iloc[0].split()),
+    )
+    assert chosen_on and measured_on and not chosen_on & measured_on  # held out: disjoint question sets
+    steered = cells[cells["layer"].notna() & (cells["question_set"] == "selection")]
     if head["best_layer"].notna().iloc[0]:
         layer, coef = head["best_layer"].iloc[0], head["best_coef"].iloc[0]
         best = steered[(steered["layer"] == layer) & (steered["coef"] == coef)]

@@ -1,0 +1,101 @@
+"""Run the demo's plan: a banner per stage, finished stages skipped, the held-out headline at the end."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from persona.analysis.headline import COHERENCE_FLOOR, held_out_text
+from persona.io import read_table
+from study.demo.paths import DemoPaths
+from study.demo.plan import Stage, held_out, plan
+from study.demo.settings import DemoSettings, check_settings_record
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class StageFailed(RuntimeError):
+    """A stage's command exited with an error (its own message is already on stderr)."""
+
+
+def _entry_point(command: Sequence[str]):
+    """The `main(argv)` of `python -m module ...` or `python script.py ...`, imported in this process."""
+    if command[0] != "python":
+        raise ValueError(f"not a python command: {command}")
+    if command[1] == "-m":
+        return importlib.import_module(command[2]).main, list(command[3:])
+    spec = importlib.util.spec_from_file_location(Path(command[1]).stem, REPO / command[1])
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot load {command[1]}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main, list(command[2:])
+
+
+def run_command(command: Sequence[str]) -> None:
+    """Call the command's `main(argv)` directly (what is printed is what runs; no interpreter start-up)."""
+    main, argv = _entry_point(command)
+    status = main(argv)
+    if status not in (0, None):
+        raise StageFailed(f"`{shlex.join(command)}` exited with status {status}")
+
+
+def run_plan(stages: Sequence[Stage]) -> None:
+    """Run every unfinished stage with a banner; a stage must leave every output it names."""
+    for i, stage in enumerate(stages, 1):
+        print(f"\n=== [{i}/{len(stages)}] {stage.title} ===", flush=True)
+        if stage.done():
+            shown = ", ".join(str(p) for p in stage.outputs[:2]) + (" ..." if len(stage.outputs) > 2 else "")
+            print(f"done already ({shown}); skipping")
+            continue
+        if stage.command:
+            print("$ " + shlex.join(stage.command), flush=True)
+            run_command(stage.command)
+        if stage.action:
+            stage.action()
+        missing = [str(p) for p in stage.outputs if not p.exists()]
+        if missing:
+            raise StageFailed(f"stage '{stage.title}' finished without writing {missing}")
+
+
+def closing_lines(s: DemoSettings, paths: DemoPaths, headline: pd.DataFrame) -> str:
+    """The last lines of a demo run: where the report is, and the key numbers (held out)."""
+    lines = [f"\nall files: {paths.out}/"]
+    if paths.shifts.exists():
+        shifts = read_table(paths.shifts)
+        lines.append(
+            f"finetuning shift along {s.finetune_trait} (layer {s.focus_layer}): "
+            + ", ".join(f"{r.run} {r.mean_shift:+.3f}" for r in shifts.itertuples())
+        )
+    for r in headline.itertuples():
+        best = (
+            f"no steered cell kept coherence >= {COHERENCE_FLOOR:g} on the selection questions"
+            if pd.isna(r.best_layer)
+            else f"best cell layer {int(r.best_layer)} coef {r.best_coef:g}: {r.best_trait:.1f} "
+            f"[{r.best_trait_ci_low:.1f}, {r.best_trait_ci_high:.1f}] (coherence {r.best_coherence:.1f}), "
+            f"delta {r.delta:+.1f} [{r.delta_ci_low:+.1f}, {r.delta_ci_high:+.1f}]"
+        )
+        lines.append(
+            f"{r.trait}: baseline {r.baseline_trait:.1f} [{r.baseline_trait_ci_low:.1f}, "
+            f"{r.baseline_trait_ci_high:.1f}]; {best}; {r.cells_below_floor}/{r.cells} cells below the "
+            "coherence floor; " + ("a steering effect" if r.effect else "no demonstrated steering effect")
+        )
+    lines.append(f"report: {paths.report}" if paths.report.exists() else "report: not written")
+    return "\n".join(lines)
+
+
+def run_demo(s: DemoSettings) -> None:
+    """The whole study: every unfinished stage, then the held-out headline and the closing lines."""
+    from persona.traits import load_trait
+
+    columns = {t: load_trait(t).judge_column for t in s.traits}  # unknown trait names fail here, before any work
+    paths = DemoPaths.of(s)
+    check_settings_record(paths.out, s)
+    run_plan(plan(s, paths, judge_column=columns.__getitem__))
+    print("\n" + held_out_text(held_out(s, paths, columns.__getitem__), s.judge))
+    print(closing_lines(s, paths, read_table(paths.headline)))
