@@ -98,9 +98,9 @@ class Browser:
             self.events.append(self._read())
 
     def open(self, url: str, width: int = 1280, height: int = 1000) -> tuple[list[str], bytes]:
-        """Load `url`; return (console errors, exceptions and failed loads; PNG screenshot)."""
+        """Load `url`; return (console errors, exceptions, failed loads and opened dialogs; PNG screenshot)."""
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.session = session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session)
         self.send(
@@ -119,7 +119,16 @@ class Browser:
                 errors.append("exception: " + details.get("exception", {}).get("description", details.get("text", "")))
             elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
                 errors.append(f"log: {params['entry']['text']} {params['entry'].get('url', '')}")
+            elif method == "Page.javascriptDialogOpening":
+                errors.append(f"dialog: {params.get('type')} {params.get('message')}")
         return errors, shot
+
+    def evaluate(self, expression: str) -> object:
+        """The value of a JavaScript expression in the page `open` loaded last."""
+        reply = self.send("Runtime.evaluate", self.session, expression=expression, returnByValue=True)
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"{expression}: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
 
     def close(self) -> None:
         try:
