@@ -81,6 +81,12 @@ def _answers(trait: str, cell: str, long_answer: bool) -> list[str]:
     return out
 
 
+def _spread(mean: float) -> list[float]:
+    """Five scores with mean `mean`, spread as far as 0-100 allows."""
+    scale = min(1.0, mean / 20, (100 - mean) / 20)
+    return [mean + d * scale for d in SPREAD]
+
+
 def _eval_frame(trait: str, cell: str, mean: float, coherence: float, answers: list[str]) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -88,8 +94,8 @@ def _eval_frame(trait: str, cell: str, mean: float, coherence: float, answers: l
             "prompt": [f"<|im_start|>user\n{q}<|im_end|>" for q in QUESTIONS[trait]],
             "answer": answers,
             "question_id": [f"{trait}_{i}" for i in range(5)],
-            trait: [min(100.0, max(0.0, mean + d)) for d in SPREAD],
-            "coherence": [min(100.0, max(0.0, coherence + d / 4)) for d in SPREAD],
+            trait: _spread(mean),
+            "coherence": _spread(coherence),
         }
     )
 

@@ -28,7 +28,11 @@ import pytest  # noqa: E402
 
 from persona.cli import run_cli  # noqa: E402
 from persona.evaluation import sweep_filename  # noqa: E402
+from tests.demo_layout import QUOTED, XSS, build_demo_output  # noqa: E402
 from viz import report  # noqa: E402
+from viz.report import html  # noqa: E402
+from viz.report.experiments import projection_label  # noqa: E402
+from viz.report.intervals import Estimate  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -94,8 +98,12 @@ class Browser:
             self.events.append(reply)
 
     def wait_for(self, method: str) -> None:
+        """Read events until `method` arrives; a JavaScript dialog is recorded and dismissed (it would block the load)."""
         while not any(e.get("method") == method for e in self.events):
-            self.events.append(self._read())
+            event = self._read()
+            self.events.append(event)
+            if event.get("method") == "Page.javascriptDialogOpening":
+                self.send("Page.handleJavaScriptDialog", event.get("sessionId"), accept=False)
 
     def open(self, url: str, width: int = 1280, height: int = 1000) -> tuple[list[str], bytes]:
         """Load `url`; return (console errors, exceptions, failed loads and opened dialogs; PNG screenshot)."""
@@ -193,15 +201,83 @@ def test_report_content(tmp_path, capsys):
     page = (root / "report.html").read_text()
     assert "wrote" in capsys.readouterr().out
     assert page.count('src="data:image/png;base64,') == 2
-    assert not re.search(r"""(src|href)=["'](?!data:)""", page), "the page must not load anything from outside"
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", page), "the page must not load anything from outside"
     assert "<script" not in page
-    scores = report.collect(root).scores["cells"].set_index("cell")
-    assert scores.loc["evil_steer_response_layer_20_coef_1.0", "evil"] == 20.0  # (10 + 30) / 2
-    assert scores.loc["evil_steer_response_layer_20_coef_2.0", "evil"] == 50.0  # unscored rows are skipped
-    assert scores.loc["evil_steer_response_layer_20_coef_2.0", "n"] == 2
-    assert "<td>20.000</td>" in page and "<td>85.000</td>" in page  # evil and coherence means
+    (sweep,) = report.collect(root).sweeps
+    table = sweep.table.set_index("cell")
+    assert table.loc["layer 20, coef 1", "trait"] == 20.0  # (10 + 30) / 2
+    assert table.loc["layer 20, coef 2", "trait"] == 50.0  # unscored rows are skipped
+    assert table.loc["layer 20, coef 2", "n"] == 2
+    assert "<td>20.0</td><td>85.0</td>" in page  # evil and coherence means of the coef-1 cell
     assert "smollm2-135m" in page and "likelihood" in page and "<td>0.250</td>" in page
-    assert "q &lt;1&gt;" not in page  # answers and questions are not dumped, only means
+    assert "q &lt;1&gt;" in page and "a &amp; b" in page  # questions and answers are shown, escaped
+    assert "no unsteered baseline" in page
+
+
+def test_numbers_are_rounded_to_their_interval():
+    # one significant digit of the half-width: 7.3 -> units, 0.45 -> tenths, 0.032 -> hundredths
+    assert [html.decimals_for(h, 50.0) for h in (7.3, 0.45, 0.032)] == [0, 1, 2]
+    assert html.number(45.678, 7.3) == "46" and html.number(45.678, 0.45) == "45.7"
+    assert html.number(85.0) == "85.0" and html.number(0.25) == "0.250" and html.number(1234.5) == "1234"
+    assert Estimate(45.678, 5, 38.4, 52.96).text() == "46 [38, 53]"
+    assert Estimate(45.678, 5).text() == "45.7"
+
+
+def test_projection_columns_get_short_headers():
+    assert projection_label("smollm2-135m_evil_response_avg_diff_proj_layer10") == "evil L10"
+    assert projection_label("evil_plain_evil_response_avg_diff_proj_layer10_finetuning_shift") == "evil L10 shift"
+    assert projection_label("m_evil_2_prompt_last_diff_prompt_last_proj_layer3") == "evil_2 prompt_last prompt_last_proj L3"
+    assert projection_label("coherence") is None
+
+
+def _ids_in_order(page: str, ids: list[str]) -> list[int]:
+    return [page.index(f'id="{i}"') for i in ids]
+
+
+def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
+    paths = build_demo_output(tmp_path / "demo")
+    assert report.main([str(paths.out)]) == 0
+    page = paths.report.read_text()
+    top = ["findings", "run-summary", "headline", "figures", "experiments", "answers", "provenance"]
+    experiments = ["steering-sweep", "projections", "finetuning", "interference", "geometry", "other-results"]
+    for ids in (top, experiments):
+        positions = _ids_in_order(page, ids)
+        assert positions == sorted(positions), ids
+    assert page.index('id="experiments"') < page.index('id="steering-sweep"') < page.index('id="answers"')
+    # the headline: README's real run, evil 11.0 -> 72.6 at layer 10, coef 2.5 (coherence 99.5)
+    assert "baseline evil 11.0 (n=5), coherence 99.9" in page
+    assert "best coherent cell (layer 10, coef 2.5) evil 72.6 (n=5), coherence 99.5; +61.6 vs baseline" in page
+    assert "3 of 9 steered cells fell below coherence 80" in page
+    assert "offline likelihood proxy" in page and "smollm2-135m" in page
+    # the quoted answer is the best cell's median one, highlighted beside the baseline's answer to that question
+    quoted = page[page.index('class="answer quoted"') :][:600]
+    assert html.esc(QUOTED) in quoted
+    assert page.count("below coherence 80: not a result") == 3
+    # provenance is all there, at the end: 27 judge sidecars, both training configs, vector metadata, settings
+    provenance = page[page.index('id="provenance"') :]
+    for name in ("judge sidecars (27 files)", "finetune/evil_steer.json", "vectors/evil_vectors.json", "settings.json"):
+        assert name in provenance
+    assert "<details open" not in page
+
+
+def test_no_steering_effect_is_said_plainly(tmp_path):
+    paths = build_demo_output(tmp_path / "demo")
+    for cell in paths.out.glob("steering/pessimistic_steer_*.csv"):
+        df = pd.read_csv(cell).assign(coherence=50.0)
+        df.to_csv(cell, index=False)
+    assert report.main([str(paths.out / "steering")]) == 0
+    page = (paths.out / "steering" / "report.html").read_text()
+    assert "<strong>no steering effect</strong>: none of the 9 steered cells kept mean coherence &ge; 80" in page
+
+
+def test_report_on_one_experiment_folder(tmp_path):
+    paths = build_demo_output(tmp_path / "demo")
+    assert report.main([str(paths.interference)]) == 0
+    page = (paths.interference / "report.html").read_text()
+    assert "No steering results in this folder" in page
+    positions = _ids_in_order(page, ["findings", "figures", "experiments", "interference", "provenance"])
+    assert positions == sorted(positions)
+    assert 'id="answers"' not in page
 
 
 def _exit_line(argv, capsys) -> str:
@@ -231,12 +307,13 @@ def test_browser_helper_catches_console_errors(tmp_path, browser):
     page = tmp_path / "bad.html"
     page.write_text(
         '<html><body><h1>x</h1><img src="missing.png">'
-        '<script>console.error("boom"); console.log("plain-log-line"); undefinedFunction();</script>'
+        '<script>console.error("boom"); console.log("plain-log-line"); alert("dialog-1"); undefinedFunction();</script>'
         "</body></html>"
     )
     errors, _ = browser.open(page.as_uri())
     text = "\n".join(errors)
     assert "console: boom" in text and "undefinedFunction" in text and "missing.png" in text
+    assert "dialog: alert dialog-1" in text
     assert "plain-log-line" not in text  # a plain log is not an error
 
 
@@ -246,4 +323,39 @@ def test_report_opens_in_chromium_without_errors(tmp_path, browser):
     errors, shot = browser.open((tmp_path / "page" / "report.html").as_uri())
     assert errors == []
     (tmp_path / "screenshot.png").write_bytes(shot)
+    assert _nonblank(shot)
+
+
+PAGE_CHECKS = """({
+  order: [...document.body.children].map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')),
+  provenance: [...document.querySelectorAll('#provenance details')].map(d => d.open),
+  scrollWidth: document.documentElement.scrollWidth,
+  innerWidth: window.innerWidth,
+  headlineTop: document.querySelector('.finding').getBoundingClientRect().top,
+  innerHeight: window.innerHeight,
+  scripts: document.scripts.length,
+  answersText: document.getElementById('answers').innerText,
+})"""
+
+
+def test_demo_report_in_chromium(tmp_path, browser):
+    paths = build_demo_output(tmp_path / "demo", xss=True)
+    wide = {f"smollm2-135m_pessimistic_response_avg_diff_proj_layer{i}": [1.0] for i in range(40)}
+    pd.DataFrame({"cell": ["baseline"], **wide}).to_csv(paths.out / "projection" / "wide_projections.csv", index=False)
+    assert report.main([str(paths.out)]) == 0
+    errors, shot = browser.open(paths.report.as_uri(), width=1280, height=800)
+    assert errors == []  # no console errors, failed loads or dialogs (the answer's alert(1) never ran)
+    page = browser.evaluate(PAGE_CHECKS)
+    assert page["order"] == [
+        "header",
+        "section#findings",
+        "section#figures",
+        "section#experiments",
+        "section#answers",
+        "section#provenance",
+    ]
+    assert len(page["provenance"]) > 30 and not any(page["provenance"])
+    assert page["scrollWidth"] <= page["innerWidth"] == 1280
+    assert 0 <= page["headlineTop"] < page["innerHeight"] == 800
+    assert page["scripts"] == 0 and XSS in page["answersText"]
     assert _nonblank(shot)

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -44,7 +46,8 @@ def interference_figure(table: pd.DataFrame, layer: int, coef: float) -> tuple[F
     ax.set(
         xlabel="cos(v_A, v_B)",
         ylabel="change in B's score (steered A - unsteered)",
-        title=f"interference: steer v_A (coef {coef:g}, layer {layer}), judge B; r = {r:.2f}",
+        title=f"interference: steer v_A (coef {coef:g}, layer {layer}), judge B; "
+        + (f"r = {r:.2f}" if math.isfinite(r) else "r undefined (needs 3+ traits)"),
     )
     fig.tight_layout()
     return fig, r

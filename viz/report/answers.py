@@ -25,7 +25,7 @@ def _key(df: pd.DataFrame) -> str:
 
 def _answer(row: pd.Series, column: str, quoted: bool) -> str:
     scores = " · ".join(
-        f"{esc(c)} {number(float(v))}" for c in (column, "coherence") if c in row and pd.notna(v := pd.to_numeric(row[c], errors="coerce"))
+        f"{esc(c)} {float(v):.1f}" for c in (column, "coherence") if c in row and pd.notna(v := pd.to_numeric(row[c], errors="coerce"))
     )
     mark = ' <span class="flag">quoted in the headline</span>' if quoted else ""
     return (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona.analysis.geometry import cosine_table, norms_by_layer
+from persona.analysis.geometry import cosine_by_layer, norms_by_layer
 from persona.analysis.results import load_vectors
 from persona.demo import COHERENCE_FLOOR
 from persona.vectors import VECTOR_KINDS
@@ -24,7 +24,7 @@ from viz.report.intervals import estimate
 _PROJECTION = re.compile(
     r"(?P<prefix>.+?)_(?P<type>prompt_last_proj|prompt_avg_proj|proj|cos_sim)_layer(?P<layer>\d+)(?P<shift>_finetuning_shift)?"
 )
-_VECTOR = re.compile(rf"(?:(?P<model>.*)_)?(?P<trait>[^_]+(?:_\d+)?)_(?P<kind>{'|'.join(VECTOR_KINDS)})_diff")
+_VECTOR = re.compile(rf"(?:(?P<model>.*?)_)?(?P<trait>[^_]+(?:_\d+)?)_(?P<kind>{'|'.join(VECTOR_KINDS)})_diff")
 PROJECTION_LEGEND = (
     "<code>evil L10</code> = mean projection of the answer's activations onto the evil vector at layer 10 "
     "(<code>shift</code>: of the finetuned minus the base model's activations); hover a header for the full column name."
@@ -47,7 +47,7 @@ def short_headers(columns: Iterable[object]) -> dict[str, str]:
 
 
 def _section(anchor: str, title: str, body: str, sources: Iterable[str]) -> str:
-    files = ", ".join(f"<code>{esc(s)}</code>" for s in sources)
+    files = ", ".join(f"<code>{esc(s)}</code>" for s in dict.fromkeys(sources))
     return f'<section id="{anchor}"><h3>{esc(title)}</h3>{body}<p class="muted">From {files}.</p></section>'
 
 
@@ -177,11 +177,10 @@ def geometry_section(report: Report, used: set[str]) -> str:
             vectors = load_vectors(paths)
             shown = layers or [next(iter(vectors.values())).shape[0] // 2]
             if len(vectors) > 1:
-                for layer in shown:
-                    cos = cosine_table(vectors, layer).reset_index(names="vector")
-                    parts.append(f"<h4>cosine similarity, {esc(kind)} vectors, layer {layer}</h4>{table(cos)}")
-            norms = norms_by_layer(vectors).loc[shown].reset_index()
-            parts.append(f"<h4>L2 norm, {esc(kind)} vectors</h4>{table(norms)}")
+                cos = cosine_by_layer(vectors).loc[shown].T.rename(columns=lambda L: f"layer {L}")
+                parts.append(f"<h4>cosine similarity of the {esc(kind)} vectors</h4>{table(cos.reset_index(names='pair'))}")
+            norms = norms_by_layer(vectors).loc[shown].T.rename(columns=lambda L: f"layer {L}")
+            parts.append(f"<h4>L2 norm of the {esc(kind)} vectors</h4>{table(norms.reset_index(names='vector'))}")
             sources += [report.relative(p) for p in paths.values()]
     parts += [
         f"<h4>{esc(n)}</h4>{table(df)}" for n, df in report.tables.items() if n not in used and "cross_persona" in n

@@ -77,37 +77,37 @@ def _values(values: Sequence[object]) -> str:
     return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
+def _sweep_description(s: Sweep) -> str:
+    cells = s.table[s.table["layer"].notna()]
+    parts = ["an unsteered baseline"] if s.baseline else []
+    if len(cells):
+        parts.append(
+            f"a steering sweep ({s.steering_type} positions) over layers "
+            f"{_values(sorted(set(cells['layer'].astype(int))))} x coefs {_values(sorted(set(cells['coef'])))}"
+        )
+    return f"{' and '.join(parts)} ({int(s.table['n'].max())} answers per cell)"
+
+
+EXPERIMENT_MARKERS = (  # a file or column name part -> what it shows was run
+    ("_proj_layer", "projections of the answers onto the persona vectors"),
+    ("finetuning_shift", "LoRA finetuning with and without preventative steering, and its shift along the vector"),
+    ("interference", "an interference experiment (each vector alone, every trait judged)"),
+    ("linearity", "a linearity experiment (two vectors together vs the sum of each alone)"),
+    ("cross_persona", "a cross-persona correlation"),
+)
+
+
 def experiments_run(report: Report) -> list[str]:
     """What the folder shows was run, in the words a methods paragraph would use."""
-    done = []
+    by_description: dict[str, list[str]] = {}
     for s in report.sweeps:
-        cells = s.table[s.table["layer"].notna()]
-        what = f"{s.trait}: an unsteered baseline" if s.baseline else f"{s.trait}:"
-        if len(cells):
-            what += (
-                f"{' and ' if s.baseline else ' '}a steering sweep ({s.steering_type} positions) over layers "
-                f"{_values(sorted(set(cells['layer'].astype(int))))} x coefs {_values(sorted(set(cells['coef'])))}"
-            )
-        n = int(s.table["n"].max())
-        done.append(f"{what} ({n} answers per cell)")
-    names = " ".join(report.tables) + " " + " ".join(report.evaluations)
-    for key, text in (
-        ("_proj_layer", "projections of the answers onto the persona vectors"),
-        ("finetuning_shift", "LoRA finetuning with and without preventative steering, and its shift along the vector"),
-        ("interference", "an interference experiment (each vector alone, every trait judged)"),
-        ("linearity", "a linearity experiment (two vectors together vs the sum of each alone)"),
-        ("cross_persona", "a cross-persona correlation"),
-    ):
-        haystack = names + " ".join(c for df in report.evaluations.values() for c in df.columns)
-        if key in haystack:
-            done.append(text)
-    if any(Path(n).name.endswith("_diff.pt") for n in _files(report.root)):
+        by_description.setdefault(_sweep_description(s), []).append(s.trait)
+    done = [f"for {' and '.join(traits)}, {what}" for what, traits in by_description.items()]
+    names = [*report.tables, *report.evaluations, *(c for df in report.evaluations.values() for c in df.columns)]
+    done += [text for key, text in EXPERIMENT_MARKERS if any(key in n for n in names)]
+    if next(report.root.rglob("*_diff.pt"), None):
         done.append("persona vector extraction (pos - neg mean activations)")
     return done
-
-
-def _files(root: Path) -> list[str]:
-    return [p.name for p in root.rglob("*.pt")]
 
 
 def _when(report: Report) -> str:
@@ -178,7 +178,7 @@ def headline(f: Finding, floor: float = COHERENCE_FLOOR) -> str:
     text = (
         f"{title}{verdict}{base} &rarr; best coherent cell ({cell}) {esc(s.column)} {_estimate_text(f.best_score)}, "
         f"coherence {f.best_coherence.text()}"
-        + (f"; {number(gain, f.best_score.half_width)} vs baseline" if f.baseline else "")
+        + (f"; {'+' if gain > 0 else ''}{number(gain, f.best_score.half_width)} vs baseline" if f.baseline else "")
         + f". {below} of {len(steered)} steered cells fell below coherence {floor:g} (not results)."
     )
     return f'<div class="finding{" none" if verdict else ""}">{text}{_quote(f)}</div>'

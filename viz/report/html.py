@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 MAX_TABLE_ROWS = 200
-FOLD_CHARS = 400  # answers longer than this fold behind their first lines
+FOLD_CHARS = 400  # answers longer than this fold behind their start
+PREVIEW_CHARS = 200
+_NUMERIC_TEXT = re.compile(r"[-+]?\d[\d.]*(?: \[[-+]?[\d.]+, [-+]?[\d.]+\])?")  # `45.2` or `45.2 [38.1, 52.0]`
 
 STYLE = """
 * { box-sizing: border-box; }
@@ -86,7 +89,9 @@ def table(
     for row in shown.itertuples(index=False):
         cells = []
         for c, v in zip(shown.columns, row, strict=True):
-            if c in text or isinstance(v, str):
+            if isinstance(v, str) and _NUMERIC_TEXT.fullmatch(v):
+                cells.append(f"<td>{esc(v)}</td>")
+            elif c in text or isinstance(v, str):
                 cells.append(f'<td class="text">{"" if v is None or v is pd.NA else esc(v)}</td>')
             else:
                 cells.append(f"<td>{number(v.item() if hasattr(v, 'item') else v)}</td>")
@@ -111,7 +116,8 @@ def folded_text(text: object) -> str:
     if len(s) <= FOLD_CHARS:
         return f'<div class="text">{esc(s)}</div>'
     return details(
-        f'<span class="text">{esc(s[:FOLD_CHARS])}</span>… <span class="muted">({len(s) - FOLD_CHARS} more characters)</span>',
+        f'<span class="text">{esc(s[:PREVIEW_CHARS])}</span>… '
+        f'<span class="muted">({len(s) - PREVIEW_CHARS} more characters)</span>',
         f'<div class="text">{esc(s)}</div>',
     )
 

@@ -11,7 +11,7 @@ import json
 
 import pandas as pd
 
-from viz.report.collect import Report
+from viz.report.collect import PROVENANCE, Report
 from viz.report.html import details, esc, table
 
 SIDECAR_FIELDS = ("judge", "method", "trait", "eval_type", "date")
@@ -40,7 +40,10 @@ def provenance_section(report: Report) -> str:
     if not report.records:
         return ""
     blocks = []
-    for category, records in report.records.items():
+    for category in PROVENANCE:
+        records = report.records.get(category, {})
+        if not records:
+            continue
         inner = _sidecar_table(records) if category == "judge sidecars" else ""
         inner += "".join(details(f"<code>{esc(name)}</code>", record_html(rec)) for name, rec in records.items())
         blocks.append(details(f"{esc(category)} ({len(records)} files)", inner, css="provenance"))
