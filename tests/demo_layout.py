@@ -116,7 +116,9 @@ def build_demo_output(out: Path, *, xss: bool = False) -> DemoPaths:
     for trait in s.traits:
         for kind in ("pos", "neg"):
             score = 80.0 if kind == "pos" else 10.0
-            _write_eval(paths.extract(trait, kind), _eval_frame(trait, kind, score, 95.0, _answers(trait, kind, False)), trait)
+            _write_eval(
+                paths.extract(trait, kind), _eval_frame(trait, kind, score, 95.0, _answers(trait, kind, False)), trait
+            )
         vector = PersonaVector(torch.randn(31, 16), model=s.model, trait=trait, kind="response_avg", judge=trait)
         vector.meta = {"threshold": 50, "n_pos": 12, "n_neg": 14}
         vector.save(paths.vector(trait))
@@ -138,7 +140,7 @@ def build_demo_output(out: Path, *, xss: bool = False) -> DemoPaths:
         rows = []
         for i, path in enumerate(files):
             df = pd.read_csv(path)
-            for v_trait, v_path in vectors.items():
+            for v_path in vectors.values():
                 for layer in s.layers:
                     df[column_name(s.model, v_path, "proj", layer)] = [0.5 * i + 0.1 * j + layer / 10 for j in range(5)]
             write_csv(path, df)
@@ -150,8 +152,8 @@ def build_demo_output(out: Path, *, xss: bool = False) -> DemoPaths:
     shifts = []
     for steered in (False, True):
         run = paths.run_dir(ft, steered)
-        write_json(run.with_suffix(".json"), {"model": s.model, "training_file": str(paths.finetune_data(ft)),
-                                              "max_steps": s.finetune_steps, "enable_steering_during_training": steered})  # fmt: skip
+        config = {"model": s.model, "training_file": str(paths.finetune_data(ft)), "max_steps": s.finetune_steps}
+        write_json(run.with_suffix(".json"), {**config, "enable_steering_during_training": steered})
         write_json(run / "training_results.json", {"train_loss": 1.9 if steered else 1.7, "steps": s.finetune_steps})
         df = pd.read_csv(paths.baseline(ft))
         col = column_name(str(run), vectors[ft], "proj", s.focus_layer, shift=True)
@@ -170,7 +172,9 @@ def build_demo_output(out: Path, *, xss: bool = False) -> DemoPaths:
           "self_delta": 30.0, "relative": 1.0 if a == b else 0.13} for a in s.traits for b in s.traits]
     )  # fmt: skip
     write_csv(inter / "interference.csv", table)
-    write_csv(inter / "interference_matrix.csv", table.pivot(index="steered", columns="judged", values="delta").reset_index())
+    write_csv(
+        inter / "interference_matrix.csv", table.pivot(index="steered", columns="judged", values="delta").reset_index()
+    )
     _png(inter / "interference_vs_cos.png", "interference")
     _png(paths.figs / "steering_layer_plots.png", "trait score")
     _png(paths.figs / "steering_layer_plots_coherence.png", "coherence")

@@ -98,7 +98,7 @@ class Browser:
             self.events.append(reply)
 
     def wait_for(self, method: str) -> None:
-        """Read events until `method` arrives; a JavaScript dialog is recorded and dismissed (it would block the load)."""
+        """Read events until `method` arrives; a JavaScript dialog is recorded and dismissed (it blocks the load)."""
         while not any(e.get("method") == method for e in self.events):
             event = self._read()
             self.events.append(event)
@@ -226,7 +226,10 @@ def test_numbers_are_rounded_to_their_interval():
 def test_projection_columns_get_short_headers():
     assert projection_label("smollm2-135m_evil_response_avg_diff_proj_layer10") == "evil L10"
     assert projection_label("evil_plain_evil_response_avg_diff_proj_layer10_finetuning_shift") == "evil L10 shift"
-    assert projection_label("m_evil_2_prompt_last_diff_prompt_last_proj_layer3") == "evil_2 prompt_last prompt_last_proj L3"
+    assert (
+        projection_label("m_evil_2_prompt_last_diff_prompt_last_proj_layer3")
+        == "evil_2 prompt_last prompt_last_proj L3"
+    )
     assert projection_label("coherence") is None
 
 

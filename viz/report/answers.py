@@ -9,7 +9,6 @@ quotes is highlighted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
@@ -25,7 +24,9 @@ def _key(df: pd.DataFrame) -> str:
 
 def _answer(row: pd.Series, column: str, quoted: bool) -> str:
     scores = " · ".join(
-        f"{esc(c)} {float(v):.1f}" for c in (column, "coherence") if c in row and pd.notna(v := pd.to_numeric(row[c], errors="coerce"))
+        f"{esc(c)} {float(v):.1f}"
+        for c in (column, "coherence")
+        if c in row and pd.notna(v := pd.to_numeric(row[c], errors="coerce"))
     )
     mark = ' <span class="flag">quoted in the headline</span>' if quoted else ""
     return (
@@ -34,29 +35,32 @@ def _answer(row: pd.Series, column: str, quoted: bool) -> str:
     )
 
 
-def side_by_side(
-    left: pd.DataFrame,
-    right: pd.DataFrame | None,
-    labels: tuple[str, str],
-    column: str,
-    quoted_row: int | None = None,
-) -> str:
-    """Answers of two cells to the same questions, in two columns; the right cell's `quoted_row` highlighted."""
-    key = _key(left)
-    order = list(dict.fromkeys(left[key].tolist() + ([] if right is None else right[key].tolist())))
-    parts = [f'<div class="pair"><div class="muted">{esc(labels[0])}</div><div class="muted">{esc(labels[1])}</div></div>']
+NO_ANSWER = '<p class="muted">no answer</p>'
+Column = tuple[str, pd.DataFrame | None, int | None]  # (label, a cell's answers or None, its quoted row)
+
+
+def side_by_side(columns: Sequence[Column], column: str) -> str:
+    """Answers of one or two cells to the same questions, a column each; a column's quoted row is highlighted.
+
+    A column without answers (None) keeps its label and says so in every row.
+    """
+    frames = [df for _, df, _ in columns if df is not None]
+    key = _key(frames[0])
+    order = list(dict.fromkeys(q for df in frames for q in df[key].tolist()))
+    grid = "pair" if len(columns) == 2 else "pair single"
+    parts = [f'<div class="{grid}">' + "".join(f'<div class="muted">{esc(c[0])}</div>' for c in columns) + "</div>"]
     for q in order:
-        mine = left[left[key] == q]
-        theirs = right[right[key] == q] if right is not None else right
-        question = (mine if len(mine) else theirs)["question"].iloc[0] if "question" in left.columns else q
-        lcol = "".join(_answer(r, column, False) for _, r in mine.iterrows()) or '<p class="muted">no answer</p>'
-        rcol = (
-            '<p class="muted">no coherent steered cell</p>'
-            if right is None
-            else "".join(_answer(r, column, i == quoted_row) for i, r in theirs.iterrows())
-            or '<p class="muted">no answer</p>'
-        )
-        parts.append(f'<div class="question">{esc(question)}</div><div class="pair"><div>{lcol}</div><div>{rcol}</div></div>')
+        rows = [df[df[key] == q] for df in frames]
+        question = next(r["question"].iloc[0] for r in rows if len(r)) if "question" in frames[0].columns else q
+        cells = []
+        for _, df, quoted_row in columns:
+            if df is None:
+                cells.append('<div class="muted">none</div>')
+                continue
+            mine = df[df[key] == q]
+            answers = "".join(_answer(r, column, i == quoted_row) for i, r in mine.iterrows())
+            cells.append(f"<div>{answers or NO_ANSWER}</div>")
+        parts.append(f'<div class="question">{esc(question)}</div><div class="{grid}">{"".join(cells)}</div>')
     return "".join(parts)
 
 
@@ -68,22 +72,23 @@ def _cell_label(row: pd.Series, column: str, floor: float) -> str:
 def trait_answers(f: Finding, floor: float = COHERENCE_FLOOR) -> str:
     """One trait: baseline beside the best cell, then every other cell (beside the baseline) in a fold."""
     s = f.sweep
-    table = s.table
-    base = read_table(s.baseline) if s.baseline else None
-    best_path = Path(f.best["path"]) if f.best is not None else None
-    quoted_row = f.quoted[1] if f.quoted else None
-    first = base if base is not None else (read_table(best_path) if best_path else None)
-    head = f'<h3 id="{f.anchor}">{esc(s.trait)}{"" if s.folder == "." else f" ({esc(s.folder)})"}</h3>'
-    parts = [head]
-    if first is not None:
-        best = read_table(best_path) if best_path and base is not None else None
-        right = f"best coherent cell: layer {int(f.best['layer'])}, coef {f.best['coef']:g}" if f.best is not None else "best coherent cell: none"
-        parts.append(side_by_side(first, best, ("baseline (unsteered)" if base is not None else right, right), s.column, quoted_row))
-    others = table[table["layer"].notna() & (table["path"] != (str(best_path) if best_path else ""))]
+    base: list[Column] = [("baseline (unsteered)", read_table(s.baseline), None)] if s.baseline else []
+    if f.best is not None:
+        best: Column = (
+            f"best coherent cell: layer {int(f.best['layer'])}, coef {f.best['coef']:g}",
+            read_table(f.best["path"]),
+            f.quoted[1] if f.quoted else None,
+        )
+    else:
+        best = (f"best coherent cell: none kept mean coherence >= {floor:g}", None, None)
+    parts = [f'<h3 id="{f.anchor}">{esc(s.trait)}{"" if s.folder == "." else f" ({esc(s.folder)})"}</h3>']
+    if base or best[1] is not None:
+        parts.append(side_by_side([*base, best], s.column))
+    best_path = str(f.best["path"]) if f.best is not None else None
+    others = s.table[s.table["layer"].notna() & (s.table["path"] != best_path)]
     for _, row in others.sort_values(["layer", "coef"]).iterrows():
-        cell = read_table(row["path"])
-        body = side_by_side(base, cell, ("baseline (unsteered)", str(row["cell"])), s.column) if base is not None else side_by_side(cell, None, (str(row["cell"]), ""), s.column)
-        parts.append(details(_cell_label(row, s.column, floor), body))
+        cell: Column = (str(row["cell"]), read_table(row["path"]), None)
+        parts.append(details(_cell_label(row, s.column, floor), side_by_side([*base, cell], s.column)))
     return "".join(parts)
 
 

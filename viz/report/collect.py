@@ -93,6 +93,11 @@ class Report:
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.root))
 
+    def traits(self) -> list[str]:
+        """The traits the top settings name, else those of the sweeps found."""
+        named = self.project_settings().get("traits")
+        return [str(t) for t in named] if isinstance(named, list) else sorted({s.trait for s in self.sweeps})
+
     def project_settings(self) -> dict[str, object]:
         """The top folder's `settings.json` (a demo's or an experiment's), or {}."""
         rec = self.records.get("settings", {}).get("settings.json")
@@ -101,9 +106,7 @@ class Report:
 
 def score_columns(df: pd.DataFrame) -> list[str]:
     """The numeric columns of an evaluation CSV: judged traits, coherence, projections."""
-    return [
-        c for c in df.columns if c not in TEXT_COLUMNS and pd.to_numeric(df[c], errors="coerce").notna().any()
-    ]
+    return [c for c in df.columns if c not in TEXT_COLUMNS and pd.to_numeric(df[c], errors="coerce").notna().any()]
 
 
 def cell_scores(df: pd.DataFrame) -> dict[str, float]:

@@ -27,7 +27,8 @@ _PROJECTION = re.compile(
 _VECTOR = re.compile(rf"(?:(?P<model>.*?)_)?(?P<trait>[^_]+(?:_\d+)?)_(?P<kind>{'|'.join(VECTOR_KINDS)})_diff")
 PROJECTION_LEGEND = (
     "<code>evil L10</code> = mean projection of the answer's activations onto the evil vector at layer 10 "
-    "(<code>shift</code>: of the finetuned minus the base model's activations); hover a header for the full column name."
+    "(<code>shift</code>: of the finetuned minus the base model's activations); hover a header for the full column "
+    "name."
 )
 
 
@@ -77,7 +78,9 @@ def steering_section(report: Report, used: set[str]) -> str:
         parts.append(table(sweep_table(s, report)))
         used.update(report.relative(p) for p in s.files)
     used.update(n for n in ("headline.csv", "cells.csv") if n in report.tables)
-    sources = sorted({s.folder + "/" for s in report.sweeps} | {n for n in ("headline.csv", "cells.csv") if n in report.tables})
+    sources = sorted(
+        {s.folder + "/" for s in report.sweeps} | {n for n in ("headline.csv", "cells.csv") if n in report.tables}
+    )
     legend = '<p class="muted">Means over answers (0-100) with their intervals where recorded.</p>'
     return _section("steering-sweep", "Steering sweep", legend + "".join(parts), sources)
 
@@ -119,25 +122,48 @@ def finetuning_section(report: Report, used: set[str]) -> str:
         for r in df.itertuples():
             shift_file = str(Path(name).parent / f"{r.run}_shift.csv")
             data = report.evaluations.get(shift_file)
-            column = next((c for c in (data.columns if data is not None else []) if c.endswith(f"_layer{r.layer}_finetuning_shift")), None)
+            column = next(
+                (
+                    c
+                    for c in (data.columns if data is not None else [])
+                    if c.endswith(f"_layer{r.layer}_finetuning_shift")
+                ),
+                None,
+            )
             mean = estimate(data, column).text() if data is not None and column else f"{r.mean_shift:+.3g}"
             if data is not None:
                 used.add(shift_file)
                 sources.append(shift_file)
-            rows.append({"run": r.run, "steering": "preventative" if r.preventative_steering else "none", "vector": r.vector, "layer": r.layer, "mean shift": mean, "n": r.n})
+            rows.append(
+                {
+                    "run": r.run,
+                    "steering": "preventative" if r.preventative_steering else "none",
+                    "vector": r.vector,
+                    "layer": r.layer,
+                    "mean shift": mean,
+                    "n": r.n,
+                }
+            )
         parts.append(table(pd.DataFrame(rows)))
     if not parts:
         return ""
-    note = '<p class="muted">Mean projection of (finetuned - base) activations onto the vector, over the baseline answers.</p>'
+    note = (
+        '<p class="muted">Mean projection of (finetuned - base) activations onto the vector, '
+        "over the baseline answers.</p>"
+    )
     return _section("finetuning", "Finetuning shift", note + "".join(parts), sources)
 
 
-def _tables_section(anchor: str, title: str, names: Callable[[str], bool], report: Report, used: set[str], note: str) -> str:
+def _tables_section(
+    anchor: str, title: str, names: Callable[[str], bool], report: Report, used: set[str], note: str
+) -> str:
     picked = [n for n in report.tables if names(n) and n not in used]
     if not picked:
         return ""
     used.update(picked)
-    body = "".join(f"<h4>{esc(n)}</h4>{table(report.tables[n], short_headers(report.tables[n].columns))}" for n in picked)
+    body = "".join(
+        f"<h4>{esc(n)}</h4>{table(report.tables[n], short_headers(report.tables[n].columns))}" for n in picked
+    )
     return _section(anchor, title, f'<p class="muted">{note}</p>{body}', picked)
 
 
@@ -148,7 +174,8 @@ def linearity_section(report: Report, used: set[str]) -> str:
         lambda n: Path(n).name.startswith("linearity"),
         report,
         used,
-        "Residual = S(a,b) - S(a,0) - S(0,b) + S(0,0): how far the joint effect of two vectors is from the sum of each alone.",
+        "Residual = S(a,b) - S(a,0) - S(0,b) + S(0,0): how far the joint effect of two vectors is from the sum "
+        "of each alone.",
     )
 
 
@@ -166,8 +193,7 @@ def interference_section(report: Report, used: set[str]) -> str:
 def geometry_section(report: Report, used: set[str]) -> str:
     """Cosine similarity of the persona vectors at the steered layers, and their norms there."""
     folders = sorted({p.parent for p in report.root.rglob("*_diff.pt")})
-    settings = report.project_settings()
-    layers = sorted({int(x) for s in report.sweeps for x in s.table["layer"].dropna()}) or list(settings.get("layers", []))
+    layers = sorted({int(x) for s in report.sweeps for x in s.table["layer"].dropna()})
     parts, sources = [], []
     for folder in folders:
         for kind in VECTOR_KINDS:
@@ -178,7 +204,9 @@ def geometry_section(report: Report, used: set[str]) -> str:
             shown = layers or [next(iter(vectors.values())).shape[0] // 2]
             if len(vectors) > 1:
                 cos = cosine_by_layer(vectors).loc[shown].T.rename(columns=lambda L: f"layer {L}")
-                parts.append(f"<h4>cosine similarity of the {esc(kind)} vectors</h4>{table(cos.reset_index(names='pair'))}")
+                parts.append(
+                    f"<h4>cosine similarity of the {esc(kind)} vectors</h4>{table(cos.reset_index(names='pair'))}"
+                )
             norms = norms_by_layer(vectors).loc[shown].T.rename(columns=lambda L: f"layer {L}")
             parts.append(f"<h4>L2 norm of the {esc(kind)} vectors</h4>{table(norms.reset_index(names='vector'))}")
             sources += [report.relative(p) for p in paths.values()]
@@ -197,7 +225,9 @@ def other_section(report: Report, used: set[str]) -> str:
         if names <= used:
             continue
         parts.append(f"<h4>mean scores per file in {esc(folder)}</h4>{table(scores, short_headers(scores.columns))}")
-    parts += [f"<h4>{esc(n)}</h4>{table(df, short_headers(df.columns))}" for n, df in report.tables.items() if n not in used]
+    parts += [
+        f"<h4>{esc(n)}</h4>{table(df, short_headers(df.columns))}" for n, df in report.tables.items() if n not in used
+    ]
     return f'<section id="other-results"><h3>Other results</h3>{"".join(parts)}</section>' if parts else ""
 
 
@@ -216,4 +246,3 @@ def experiments_section(report: Report) -> str:
     used: set[str] = set()
     body = "".join(section(report, used) for section in SECTIONS)
     return f'<section id="experiments"><h2>Experiments</h2>{body}</section>' if body else ""
-

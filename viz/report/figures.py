@@ -17,7 +17,8 @@ CAPTIONS: dict[str, tuple[str, str]] = {
     "steering_layer_plots.png": (
         "Mean trait score of each steering cell against its coefficient, one line per layer; the dashed line is the "
         "unsteered baseline.",
-        "the sweep cells <code>{trait}_steer_{type}_layer_{L}_coef_{c}.csv</code> and <code>{trait}_baseline.csv</code>",
+        "the sweep cells <code>{trait}_steer_{type}_layer_{L}_coef_{c}.csv</code> and "
+        "<code>{trait}_baseline.csv</code>",
     ),
     "steering_layer_plots_coherence.png": (
         "Mean coherence of the same cells: a cell below 80 is not a result, however high its trait score.",
@@ -38,7 +39,10 @@ CAPTIONS: dict[str, tuple[str, str]] = {
         "Cross-persona relation against the cosine similarity of the vectors.",
         "<code>cross_persona_corr.csv</code>",
     ),
-    "projection_eval_*.png": ("Trait score and projection over finetuning checkpoints.", "<code>checkpoint-*.csv</code>"),
+    "projection_eval_*.png": (
+        "Trait score and projection over finetuning checkpoints.",
+        "<code>checkpoint-*.csv</code>",
+    ),
     "variant_projections_*.png": ("Projections onto each variant of a trait's vector.", "the projection columns"),
 }
 

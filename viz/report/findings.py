@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from persona.demo import COHERENCE_FLOOR, best_cell, typical_row
-from persona.judge.factory import is_proxy
 from persona.io import read_table
+from persona.judge.factory import is_proxy
 from viz.report.collect import Report, Sweep
 from viz.report.html import esc, number
 from viz.report.intervals import Estimate, estimate
@@ -53,7 +53,9 @@ def finding(sweep: Sweep, floor: float = COHERENCE_FLOOR) -> Finding:
 
 def judges(report: Report) -> list[str]:
     """The judges the sidecars name, each said as what it is (LLM judge or offline proxy)."""
-    specs = sorted({str(r.get("judge")) for r in report.records.get("judge sidecars", {}).values() if isinstance(r, dict)})
+    specs = sorted(
+        {str(r.get("judge")) for r in report.records.get("judge sidecars", {}).values() if isinstance(r, dict)}
+    )
     return [
         f"the offline likelihood proxy <code>{esc(s)}</code> (not an LLM judge)"
         if is_proxy(s)
@@ -125,14 +127,16 @@ def _when(report: Report) -> str:
 def summary(report: Report) -> str:
     """The run in one paragraph: model, judge, traits, what ran, when and for how long."""
     model = _model(report)
-    traits = report.project_settings().get("traits") or sorted({s.trait for s in report.sweeps})
+    traits = report.traits()
     judged = judges(report)
     parts = [
         f"Model <code>{esc(model)}</code>." if model else "Model not recorded.",
-        f"Scored by {' and '.join(judged)}." if judged else "Judge not recorded (no <code>.judge.json</code> sidecars).",
+        f"Scored by {' and '.join(judged)}."
+        if judged
+        else "Judge not recorded (no <code>.judge.json</code> sidecars).",
     ]
     if traits:
-        parts.append(f"Traits: {esc(', '.join(map(str, traits)))}.")
+        parts.append(f"Traits: {esc(', '.join(traits))}.")
     run = experiments_run(report)
     if run:
         parts.append("Ran " + "; ".join(esc(r) for r in run) + ".")
@@ -154,7 +158,7 @@ def headline(f: Finding, floor: float = COHERENCE_FLOOR) -> str:
     s, table = f.sweep, f.sweep.table
     steered = table[table["layer"].notna()]
     below = int((steered["coherence"] < floor).sum())
-    where = f" <span class=\"muted\">({esc(s.folder)})</span>" if s.folder != "." else ""
+    where = f' <span class="muted">({esc(s.folder)})</span>' if s.folder != "." else ""
     title = f"<strong>{esc(s.trait)}</strong>{where}: "
     base = f"baseline {esc(s.column)} {_estimate_text(f.baseline)}" if f.baseline else "no unsteered baseline"
     if base and f.baseline is not None and s.baseline is not None:
@@ -201,7 +205,7 @@ def findings_section(report: Report, findings: Sequence[Finding]) -> str:
     """The first section: run summary, then one headline per trait."""
     body = [summary(report)]
     if findings:
-        body.append(f"<h2 id=\"headline\">Headline findings</h2>")
+        body.append('<h2 id="headline">Headline findings</h2>')
         body += [headline(f) for f in findings]
     else:
         body.append('<p id="headline">No steering results in this folder; its other results follow.</p>')

@@ -24,7 +24,8 @@ STYLE = """
 * { box-sizing: border-box; }
 body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 1.5em 2em; color: #222;
        max-width: 1200px; line-height: 1.45; overflow-wrap: anywhere; }
-h1 { font-size: 1.6em; margin: 0 0 .3em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.8em; }
+h1 { font-size: 1.6em; margin: 0 0 .3em; }
+h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.8em; }
 h3 { margin: 1.2em 0 .4em; } .muted { color: #666; font-size: .85em; }
 .scroll { overflow-x: auto; max-width: 100%; margin: .4em 0 1em; }
 table { border-collapse: collapse; font-size: .85em; }
@@ -38,6 +39,7 @@ figure { display: inline-block; margin: 0 1em 1.2em 0; vertical-align: top; max-
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .85em; color: #444; max-width: 560px; }
 .pair { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: .8em; margin: .3em 0 1em; }
+.pair.single { grid-template-columns: minmax(0, 1fr); }
 .answer { border: 1px solid #ddd; border-radius: 4px; padding: .4em .6em; background: #fff; min-width: 0; }
 .answer.quoted { border: 2px solid #2a6; background: #f4faf6; }
 .answer .scores { font-size: .8em; color: #555; }
@@ -76,7 +78,7 @@ def number(value: object, half_width: float | None = None) -> str:
 def table(
     df: pd.DataFrame, headers: Mapping[str, str] | None = None, legend: str = "", max_rows: int = MAX_TABLE_ROWS
 ) -> str:
-    """An escaped table in its own scroll box; `headers` maps a column to its short header (full name in the tooltip)."""
+    """An escaped table in its own scroll box; `headers` maps a column to a short header (full name as tooltip)."""
     headers = headers or {}
     shown = df.head(max_rows)
     text = {c for c in shown.columns if not pd.api.types.is_numeric_dtype(shown[c])}
@@ -126,7 +128,7 @@ def figure(name: str, png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (
         f'<figure><img src="data:image/png;base64,{data}" alt="{esc(name)}">'
-        f"<figcaption>{caption} <span class=\"muted\">File: {esc(name)}</span></figcaption></figure>"
+        f'<figcaption>{caption} <span class="muted">File: {esc(name)}</span></figcaption></figure>'
     )
 
 

@@ -14,9 +14,8 @@ from viz.report.provenance import provenance_section
 
 
 def title(report: Report) -> str:
-    settings = report.project_settings()
-    traits = settings.get("traits") or sorted({s.trait for s in report.sweeps})
-    what = f"Persona study: {', '.join(map(str, traits))}" if traits else "Results"
+    traits = report.traits()
+    what = f"Persona study: {', '.join(traits)}" if traits else "Results"
     return f"{what} ({report.root.name or report.root})"
 
 
