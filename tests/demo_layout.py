@@ -81,10 +81,11 @@ def _answers(trait: str, cell: str, long_answer: bool) -> list[str]:
     return out
 
 
-def _spread(mean: float) -> list[float]:
-    """Five scores with mean `mean`, spread as far as 0-100 allows."""
+def _spread(mean: float, shift: int = 0) -> list[float]:
+    """Five scores with mean `mean`, spread as far as 0-100 allows (offsets rotated by `shift`)."""
     scale = min(1.0, mean / 20, (100 - mean) / 20)
-    return [mean + d * scale for d in SPREAD]
+    offsets = SPREAD[shift % 5 :] + SPREAD[: shift % 5]
+    return [mean + d * scale for d in offsets]
 
 
 def _eval_frame(trait: str, cell: str, mean: float, coherence: float, answers: list[str]) -> pd.DataFrame:
@@ -94,7 +95,7 @@ def _eval_frame(trait: str, cell: str, mean: float, coherence: float, answers: l
             "prompt": [f"<|im_start|>user\n{q}<|im_end|>" for q in QUESTIONS[trait]],
             "answer": answers,
             "question_id": [f"{trait}_{i}" for i in range(5)],
-            trait: _spread(mean),
+            trait: _spread(mean, len(cell)),
             "coherence": _spread(coherence),
         }
     )
@@ -134,7 +135,7 @@ def build_demo_output(out: Path, *, xss: bool = False) -> DemoPaths:
                 answers = _answers(trait, f"layer {layer}, coef {coef:g}", False)
                 if (trait, layer, coef) == ("evil", 10, 2.5):
                     answers[2] = QUOTED  # the median-scored answer: the one the headline quotes
-                _write_eval(paths.sweep(trait, layer, coef), _eval_frame(trait, "x", mean, coherence, answers), trait)
+                _write_eval(paths.sweep(trait, layer, coef), _eval_frame(trait, "", mean, coherence, answers), trait)
     for trait in s.traits:
         files = cell_files(s, paths, trait)
         rows = []

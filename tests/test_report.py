@@ -26,13 +26,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from persona.analysis.headline import held_out_headlines, held_out_rows  # noqa: E402
 from persona.cli import run_cli  # noqa: E402
+from persona.demo import DemoSettings, cell_files  # noqa: E402
 from persona.evaluation import sweep_filename  # noqa: E402
 from tests.demo_layout import QUOTED, XSS, build_demo_output  # noqa: E402
 from viz import report  # noqa: E402
 from viz.report import html  # noqa: E402
 from viz.report.experiments import projection_label  # noqa: E402
-from viz.report.intervals import Estimate  # noqa: E402
+from viz.report.intervals import mean_text  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -208,19 +210,23 @@ def test_report_content(tmp_path, capsys):
     assert table.loc["layer 20, coef 1", "trait"] == 20.0  # (10 + 30) / 2
     assert table.loc["layer 20, coef 2", "trait"] == 50.0  # unscored rows are skipped
     assert table.loc["layer 20, coef 2", "n"] == 2
-    assert "<td>20.0</td><td>85.0</td>" in page  # evil and coherence means of the coef-1 cell
+    # evil 10, 30 on 2 questions: se = sqrt(2 * (10^2 + 10^2)) / 2 = 10, t(0.975, 1) = 12.706: 20 [-107, 147];
+    # coherence 80, 90: se 5, half-width 63.5: 85 [21, 149] (two questions give almost no certainty)
+    assert "<td>20 [-107, 147]</td><td>85 [21, 149]</td>" in page
     assert "smollm2-135m" in page and "likelihood" in page and "<td>0.250</td>" in page
     assert "q &lt;1&gt;" in page and "a &amp; b" in page  # questions and answers are shown, escaped
-    assert "no unsteered baseline" in page
+    assert "no unsteered baseline to compare with" in page
 
 
 def test_numbers_are_rounded_to_their_interval():
-    # one significant digit of the half-width: 7.3 -> units, 0.45 -> tenths, 0.032 -> hundredths
-    assert [html.decimals_for(h, 50.0) for h in (7.3, 0.45, 0.032)] == [0, 1, 2]
-    assert html.number(45.678, 7.3) == "46" and html.number(45.678, 0.45) == "45.7"
+    # with an interval: Interval.text (two significant figures of the half-width); without: 3 significant digits
+    frame = pd.DataFrame({"question_id": ["a", "b", "c"], "x": [40.0, 50.0, 60.0]})
+    # mean 50, CR1 se = sqrt(3/2 * 200) / 3 = 5.77, t(0.975, 2) = 4.303: half-width 24.8 -> whole numbers
+    assert mean_text(frame, "x") == "50 [25, 75]"
+    assert mean_text(frame.assign(x=[0.40, 0.50, 0.60]), "x") == "0.50 [0.25, 0.75]"
+    assert mean_text(frame.drop(columns="question_id"), "x") == "50.0"  # no questions: the mean alone
+    assert mean_text(frame.iloc[:1], "x") == "40.0"  # one question: no interval
     assert html.number(85.0) == "85.0" and html.number(0.25) == "0.250" and html.number(1234.5) == "1234"
-    assert Estimate(45.678, 5, 38.4, 52.96).text() == "46 [38, 53]"
-    assert Estimate(45.678, 5).text() == "45.7"
 
 
 def test_projection_columns_get_short_headers():
@@ -247,10 +253,16 @@ def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
         positions = _ids_in_order(page, ids)
         assert positions == sorted(positions), ids
     assert page.index('id="experiments"') < page.index('id="steering-sweep"') < page.index('id="answers"')
-    # the headline: README's real run, evil 11.0 -> 72.6 at layer 10, coef 2.5 (coherence 99.5)
-    assert "baseline evil 11.0 (n=5), coherence 99.9" in page
-    assert "best coherent cell (layer 10, coef 2.5) evil 72.6 (n=5), coherence 99.5; +61.6 vs baseline" in page
+    # the headline: README's real run, evil 11.0 -> 72.6 at layer 10, coef 2.5 (coherence 99.5). Baseline
+    # answers 11 + 0.55 * (8, 20, -20, -8, 0): CR1 se = sqrt(5/4 * 0.3025 * 928) / 5 = 3.746, t(0.975, 4) = 2.776,
+    # half-width 10.4 -> whole numbers: 11 [1, 21]
+    assert "<strong>steering effect: the 95% interval of the gain lies above 0</strong>" in page
+    assert (
+        "baseline evil 11 [1, 21], coherence 99.9 [99.8, 100.0] &rarr; best coherent cell (layer 10, coef 2.5)" in page
+    )
+    assert "evil 73 [54, 92], coherence 99.5 [99.0, 100.0]; gain +62 [+37, +87]" in page
     assert "3 of 9 steered cells fell below coherence 80" in page
+    assert "Chosen and measured on the same 5 questions, so the gain is optimistic" in page
     assert "offline likelihood proxy" in page and "smollm2-135m" in page
     # the quoted answer is the best cell's median one, highlighted beside the baseline's answer to that question
     quoted = page[page.index('class="answer quoted"') :][:600]
@@ -270,7 +282,28 @@ def test_no_steering_effect_is_said_plainly(tmp_path):
         df.to_csv(cell, index=False)
     assert report.main([str(paths.out / "steering")]) == 0
     page = (paths.out / "steering" / "report.html").read_text()
-    assert "<strong>no steering effect</strong>: none of the 9 steered cells kept mean coherence &ge; 80" in page
+    assert "<strong>no steering effect: none of the 9 steered cells kept mean coherence &ge; 80</strong>" in page
+
+
+def test_held_out_headline_names_both_question_sets(tmp_path):
+    paths = build_demo_output(tmp_path / "demo")
+    s = DemoSettings(out=str(paths.out))
+    report_files = {t: cell_files(s, paths, t) for t in s.traits}
+    selection_files = {}
+    for t, files in report_files.items():  # the same cells asked other questions: the selection set
+        selection_files[t] = []
+        for path in files:
+            df = pd.read_csv(path)
+            df = df.assign(question="(selection) " + df["question"], question_id="sel_" + df["question_id"])
+            df.to_csv(tmp_path / path.name, index=False)
+            selection_files[t].append(tmp_path / path.name)
+    headlines = held_out_headlines(selection_files, report_files, {t: t for t in s.traits})
+    held_out_rows(headlines).to_csv(paths.headline, index=False)
+    assert report.main([str(paths.out)]) == 0
+    page = paths.report.read_text()
+    assert "Chosen on 5 selection questions (sel_evil_0, sel_evil_1, sel_evil_2, sel_evil_3, sel_evil_4)" in page
+    assert "measured on 5 other questions (evil_0, evil_1, evil_2, evil_3, evil_4)" in page
+    assert "same 5 questions" not in page
 
 
 def test_report_on_one_experiment_folder(tmp_path):

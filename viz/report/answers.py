@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from persona.demo import COHERENCE_FLOOR
+from persona.analysis.headline import COHERENCE_FLOOR
 from persona.io import read_table
 from viz.report.findings import Finding
 from viz.report.html import details, esc, folded_text, number

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from persona.analysis.headline import cell_table
 from persona.analysis.results import parse_sweep_name
-from persona.demo import cell_table
 from persona.io import read_table
 from persona.traits import base_trait
 
@@ -54,7 +54,7 @@ class Sweep:
 
     @cached_property
     def table(self) -> pd.DataFrame:
-        """One row per cell: cell, layer, coef, trait, coherence, n, path, coherent (see `persona.demo.cell_table`)."""
+        """One row per cell: means with their intervals, n, path, coherent (`persona.analysis.headline.cell_table`)."""
         return cell_table(self.files, self.column)
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from persona.analysis.geometry import cosine_by_layer, norms_by_layer
+from persona.analysis.headline import COHERENCE_FLOOR
 from persona.analysis.results import load_vectors
-from persona.demo import COHERENCE_FLOOR
 from persona.vectors import VECTOR_KINDS
 from viz.report.collect import Report, Sweep
 from viz.report.html import esc, table
-from viz.report.intervals import estimate
+from viz.report.intervals import mean_text, row_interval, score_text
 
 _PROJECTION = re.compile(
     r"(?P<prefix>.+?)_(?P<type>prompt_last_proj|prompt_avg_proj|proj|cos_sim)_layer(?P<layer>\d+)(?P<shift>_finetuning_shift)?"
@@ -55,15 +55,14 @@ def _section(anchor: str, title: str, body: str, sources: Iterable[str]) -> str:
 def sweep_table(sweep: Sweep, report: Report) -> pd.DataFrame:
     """Each cell's trait and coherence mean with its interval, n and whether it counts (coherence floor)."""
     rows = []
-    for row in sweep.table.itertuples():
-        df = report.evaluations[report.relative(Path(row.path))]
+    for _, row in sweep.table.iterrows():
         rows.append(
             {
-                "cell": row.cell,
-                sweep.column: estimate(df, sweep.column).text(),
-                "coherence": estimate(df, "coherence").text(),
-                "n": row.n,
-                "counts": "yes" if row.coherent else f"no (coherence < {COHERENCE_FLOOR:g})",
+                "cell": row["cell"],
+                sweep.column: score_text(row_interval(row, "trait")),
+                "coherence": score_text(row_interval(row, "coherence")),
+                "n": row["n"],
+                "counts": "yes" if row["coherent"] else f"no (coherence < {COHERENCE_FLOOR:g})",
             }
         )
     return pd.DataFrame(rows)
@@ -94,7 +93,7 @@ def projections_section(report: Report, used: set[str]) -> str:
             df = report.evaluations[report.relative(Path(row.path))]
             cols = [c for c in df.columns if projection_label(c) and not c.endswith("_finetuning_shift")]
             if cols:
-                rows.append({"cell": row.cell, **{c: estimate(df, c).text() for c in cols}})
+                rows.append({"cell": row.cell, **{c: mean_text(df, c) for c in cols}})
         if rows:
             frame = pd.DataFrame(rows)
             parts.append(f"<h4>{esc(s.trait)} answers</h4>{table(frame, short_headers(frame.columns))}")
@@ -130,7 +129,7 @@ def finetuning_section(report: Report, used: set[str]) -> str:
                 ),
                 None,
             )
-            mean = estimate(data, column).text() if data is not None and column else f"{r.mean_shift:+.3g}"
+            mean = mean_text(data, column, signed=True) if data is not None and column else f"{r.mean_shift:+.3g}"
             if data is not None:
                 used.add(shift_file)
                 sources.append(shift_file)

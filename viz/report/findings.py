@@ -1,7 +1,7 @@
 """The top of the report: what was run (one paragraph) and, per trait, the headline finding.
 
 A steered cell counts as a finding only when its mean coherence is at least the floor
-(`persona.demo.COHERENCE_FLOOR`); when no cell qualifies, or the best one does not beat the
+(`persona.analysis.headline.COHERENCE_FLOOR`); when no cell qualifies, or the best one does not beat the
 baseline, the headline says "no steering effect" rather than showing the loudest cell.
 """
 
@@ -14,41 +14,64 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona.demo import COHERENCE_FLOOR, best_cell, typical_row
+from persona.analysis.headline import COHERENCE_FLOOR, headline_rows, typical_row
+from persona.analysis.stats import Interval, QuestionMismatch
 from persona.io import read_table
 from persona.judge.factory import is_proxy
 from viz.report.collect import Report, Sweep
-from viz.report.html import esc, number
-from viz.report.intervals import Estimate, estimate
+from viz.report.html import esc
+from viz.report.intervals import row_interval, score_text
 
 QUOTE_CHARS = 240
+HELD_OUT_COLUMNS = ("selection_questions", "report_questions")  # headline.csv of a held-out selection
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One trait's headline: baseline, best coherent cell (None: no win) and the answer it quotes."""
+    """One trait's headline: a `headline.csv`-shaped row, the best cell's table row and the answer it quotes."""
 
     sweep: Sweep
-    baseline: Estimate | None
-    best: pd.Series | None
-    best_score: Estimate | None
-    best_coherence: Estimate | None
+    row: pd.Series  # headline_rows / held_out_rows columns: baseline_trait(_ci_*), best_layer, delta(_ci_*), ...
+    best: pd.Series | None  # the best cell's row of the sweep table; None: no coherent cell
     quoted: tuple[Path, int] | None  # (cell file, row) of the quoted answer
 
     @property
     def anchor(self) -> str:
         return f"answers-{self.sweep.folder}-{self.sweep.trait}".replace("/", "-").replace(".", "_")
 
+    @property
+    def held_out(self) -> bool:
+        return all(isinstance(self.row.get(c), str) for c in HELD_OUT_COLUMNS)
 
-def finding(sweep: Sweep, floor: float = COHERENCE_FLOOR) -> Finding:
+    def interval(self, prefix: str) -> Interval:
+        return row_interval(self.row, prefix)
+
+
+def recorded_headlines(report: Report) -> dict[str, pd.Series]:
+    """Rows of a held-out `headline.csv` by trait (a same-questions one is recomputed from the files)."""
+    table = report.tables.get("headline.csv")
+    if table is None or not set(HELD_OUT_COLUMNS) <= set(table.columns) or "trait" not in table.columns:
+        return {}
+    return {str(r["trait"]): r for _, r in table.iterrows()}
+
+
+def finding(sweep: Sweep, recorded: pd.Series | None = None, floor: float = COHERENCE_FLOOR) -> Finding:
+    """The trait's headline: the recorded held-out one when given, else the best coherent cell of its sweep."""
     table = sweep.table
-    baseline = estimate(read_table(sweep.baseline), sweep.column) if sweep.baseline else None
-    best = best_cell(table, floor)
-    if best is None:
-        return Finding(sweep, baseline, None, None, None, None)
-    cell = read_table(best["path"])
-    quoted = (Path(best["path"]), typical_row(cell, sweep.column))
-    return Finding(sweep, baseline, best, estimate(cell, sweep.column), estimate(cell, "coherence"), quoted)
+    if recorded is not None:
+        row = recorded
+    else:
+        try:
+            row = headline_rows({sweep.trait: table}, floor, columns={sweep.trait: sweep.column}).iloc[0]
+        except QuestionMismatch:  # the cells asked other questions than the baseline: no paired delta
+            row = headline_rows({sweep.trait: table}, floor).iloc[0]
+    steered = table[table["layer"].notna()]
+    match = steered[(steered["layer"] == row.get("best_layer")) & (steered["coef"] == row.get("best_coef"))]
+    if match.empty:
+        return Finding(sweep, row, None, None)
+    best = match.iloc[0]
+    quoted = (Path(best["path"]), typical_row(read_table(best["path"]), sweep.column))
+    return Finding(sweep, row, best, quoted)
 
 
 def judges(report: Report) -> list[str]:
@@ -149,43 +172,77 @@ def summary(report: Report) -> str:
     return f'<p id="run-summary">{text}</p>'
 
 
-def _estimate_text(e: Estimate | None) -> str:
-    return "n/a" if e is None else f"{e.text()} (n={e.n})"
+def _questions(f: Finding) -> str:
+    if f.held_out:
+        chosen, measured = (str(f.row[c]).split() for c in HELD_OUT_COLUMNS)
+        return (
+            f" Chosen on {len(chosen)} selection questions ({esc(', '.join(chosen))}), measured on "
+            f"{len(measured)} other questions ({esc(', '.join(measured))})."
+        )
+    n = f.interval("baseline_trait").n_questions
+    return (
+        f" Chosen and measured on the same {n} questions, so the gain is optimistic (the best of "
+        f"{int(f.row['cells'])} cells)."
+        if n
+        else ""
+    )
+
+
+def verdict(f: Finding, floor: float = COHERENCE_FLOOR) -> tuple[bool, str]:
+    """(is it an effect, the plain words): an effect needs a coherent best cell whose delta interval lies above 0."""
+    delta, coherence = f.interval("delta"), f.interval("best_coherence")
+    if f.best is None:
+        return (
+            False,
+            f"no steering effect: none of the {int(f.row['cells'])} steered cells kept mean coherence &ge; {floor:g}",
+        )
+    if not f.interval("baseline_trait").defined:
+        return False, "no unsteered baseline to compare with"
+    if coherence.mean < floor:
+        return False, f"no steering effect: the chosen cell's coherence fell below {floor:g} on the measured questions"
+    if "effect" in f.row and pd.notna(f.row["effect"]):
+        effect = bool(f.row["effect"])
+    else:
+        effect = (
+            bool(delta.ci_low > 0)
+            if delta.defined
+            else f.interval("best_trait").mean > f.interval("baseline_trait").mean
+        )
+    if effect:
+        return True, "steering effect" + (": the 95% interval of the gain lies above 0" if delta.defined else "")
+    if delta.defined and delta.mean > 0:
+        return False, "no demonstrated steering effect: the 95% interval of the gain includes 0"
+    return False, "no steering effect: the best coherent cell does not score above the baseline"
 
 
 def headline(f: Finding, floor: float = COHERENCE_FLOOR) -> str:
     """One trait's finding, said plainly, with a link to the answers behind it."""
-    s, table = f.sweep, f.sweep.table
-    steered = table[table["layer"].notna()]
-    below = int((steered["coherence"] < floor).sum())
+    s = f.sweep
     where = f' <span class="muted">({esc(s.folder)})</span>' if s.folder != "." else ""
     title = f"<strong>{esc(s.trait)}</strong>{where}: "
-    base = f"baseline {esc(s.column)} {_estimate_text(f.baseline)}" if f.baseline else "no unsteered baseline"
-    if base and f.baseline is not None and s.baseline is not None:
-        coherence = estimate(read_table(s.baseline), "coherence")
-        base += f", coherence {coherence.text()}"
-    if steered.empty:
-        return f'<div class="finding none">{title}{base}; no steered cells in this folder.</div>'
+    base, base_coherence = f.interval("baseline_trait"), f.interval("baseline_coherence")
+    base_text = (
+        f"baseline {esc(s.column)} {score_text(base)}, coherence {score_text(base_coherence)}"
+        if base.defined
+        else "no unsteered baseline"
+    )
+    if s.table["layer"].notna().sum() == 0:
+        return f'<div class="finding none">{title}{base_text}; no steered cells in this folder.</div>'
+    effect, words = verdict(f, floor)
+    css = "finding" if effect else "finding none"
+    cells, below = int(f.row["cells"]), int(f.row["cells_below_floor"])
+    below_text = f" {below} of {cells} steered cells fell below coherence {floor:g} (not results)."
     if f.best is None:
-        return (
-            f'<div class="finding none">{title}<strong>no steering effect</strong>: none of the {len(steered)} '
-            f"steered cells kept mean coherence &ge; {floor:g} ({base}).</div>"
-        )
-    assert f.best_score is not None and f.best_coherence is not None
+        return f'<div class="{css}">{title}<strong>{words}</strong> ({base_text}).</div>'
     cell = f"layer {int(f.best['layer'])}, coef {f.best['coef']:g}"
-    gain = f.best_score.mean - f.baseline.mean if f.baseline else float("nan")
-    verdict = (
-        "<strong>no steering effect</strong>: the best coherent cell does not score above the baseline; "
-        if f.baseline and gain <= 0
-        else ""
-    )
+    delta = f.interval("delta")
+    gain = f"; gain {score_text(delta, signed=True)}" if delta.defined else ""
     text = (
-        f"{title}{verdict}{base} &rarr; best coherent cell ({cell}) {esc(s.column)} {_estimate_text(f.best_score)}, "
-        f"coherence {f.best_coherence.text()}"
-        + (f"; {'+' if gain > 0 else ''}{number(gain, f.best_score.half_width)} vs baseline" if f.baseline else "")
-        + f". {below} of {len(steered)} steered cells fell below coherence {floor:g} (not results)."
+        f"{title}<strong>{words}</strong>. {base_text} &rarr; best coherent cell ({cell}) {esc(s.column)} "
+        f"{score_text(f.interval('best_trait'))}, coherence {score_text(f.interval('best_coherence'))}{gain}."
+        f"{below_text}{_questions(f)}"
     )
-    return f'<div class="finding{" none" if verdict else ""}">{text}{_quote(f)}</div>'
+    return f'<div class="{css}">{text}{_quote(f)}</div>'
 
 
 def _quote(f: Finding) -> str:
@@ -199,6 +256,13 @@ def _quote(f: Finding) -> str:
         f'{esc(f.sweep.column)} score, not its best); <a href="#{f.anchor}">all its answers beside the baseline\'s</a>.'
         "</span>"
     )
+
+
+def findings_of(report: Report) -> list[Finding]:
+    """One finding per sweep; a trait's held-out `headline.csv` row is used when only one sweep has that trait."""
+    recorded = recorded_headlines(report)
+    counts = pd.Series([s.trait for s in report.sweeps]).value_counts()
+    return [finding(s, recorded.get(s.trait) if counts[s.trait] == 1 else None) for s in report.sweeps]
 
 
 def findings_section(report: Report, findings: Sequence[Finding]) -> str:

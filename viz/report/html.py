@@ -18,7 +18,7 @@ import pandas as pd
 MAX_TABLE_ROWS = 200
 FOLD_CHARS = 400  # answers longer than this fold behind their start
 PREVIEW_CHARS = 200
-_NUMERIC_TEXT = re.compile(r"[-+]?\d[\d.]*(?: \[[-+]?[\d.]+, [-+]?[\d.]+\])?")  # `45.2` or `45.2 [38.1, 52.0]`
+_NUMERIC_TEXT = re.compile(r"[-+]?\d[\d.]*(?: \[[-+]?[\d.]+, [-+]?[\d.]+\])?")  # `45.2`, `45.2 [38.1, 52.0]`
 
 STYLE = """
 * { box-sizing: border-box; }
@@ -55,24 +55,16 @@ def esc(value: object) -> str:
     return html.escape(str(value))
 
 
-def decimals_for(half_width: float | None, value: float) -> int:
-    """Decimals a number deserves: one significant digit of its interval's half-width, else 3 significant digits."""
-    if half_width is not None and math.isfinite(half_width) and half_width > 0:
-        return max(0, -math.floor(math.log10(half_width)))
-    if value == 0 or not math.isfinite(value):
-        return 1
-    return min(4, max(0, 2 - math.floor(math.log10(abs(value)))))
-
-
-def number(value: object, half_width: float | None = None) -> str:
-    """A number rounded to what its interval justifies ('' for a missing value)."""
+def number(value: object) -> str:
+    """A number without an interval, to 3 significant digits ('' for a missing value)."""
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return "" if value is None else str(value)
-    if isinstance(value, float) and math.isnan(value):
-        return ""
     if isinstance(value, int):
         return str(value)
-    return f"{value:.{decimals_for(half_width, value)}f}"
+    if not math.isfinite(value):
+        return ""
+    digits = 1 if value == 0 else min(4, max(0, 2 - math.floor(math.log10(abs(value)))))
+    return f"{value:.{digits}f}"
 
 
 def table(

@@ -1,47 +1,52 @@
-"""Means with their confidence intervals, as the report prints them.
+"""Means with their question-clustered intervals, as the report prints them (`persona.analysis.stats`).
 
-The intervals come from `persona.analysis.stats` (issue 22: bootstrap over questions);
-this module is the report's one call site for them, so every table rounds a mean to
-what its interval justifies and a mean without one says only its n.
+Every mean in the report goes through here, so it is rounded to what its interval justifies
+(`Interval.text`); a file without `question_id` (no questions to cluster by) shows its mean alone.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
+from persona.analysis.stats import Interval, mean_interval
 from viz.report.html import number
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A mean over answers with its n and, when known, its interval."""
-
-    mean: float
-    n: int
-    low: float | None = None
-    high: float | None = None
-
-    @property
-    def half_width(self) -> float | None:
-        if self.low is None or self.high is None:
-            return None
-        return (self.high - self.low) / 2
-
-    def text(self) -> str:
-        """`45.2 [38.1, 52.0]`, rounded to the interval; just the mean without one."""
-        if not math.isfinite(self.mean):
-            return ""
-        h = self.half_width
-        if self.low is None or self.high is None:
-            return number(self.mean)
-        return f"{number(self.mean, h)} [{number(self.low, h)}, {number(self.high, h)}]"
+def row_interval(row: pd.Series, prefix: str) -> Interval:
+    """The interval a table row holds as `{prefix}`, `{prefix}_ci_low`, `{prefix}_ci_high` (NaN bounds if absent)."""
+    n_questions = row.get("n_questions", 0)
+    return Interval(
+        int(n_questions) if pd.notna(n_questions) else 0,
+        int(row.get("n", 0) or 0),
+        float(row.get(prefix, math.nan)),
+        float(row.get(f"{prefix}_ci_low", math.nan)),
+        float(row.get(f"{prefix}_ci_high", math.nan)),
+    )
 
 
-def estimate(frame: pd.DataFrame, column: str) -> Estimate:
-    """The mean of `column` over its scored rows, with its interval across questions."""
-    values = pd.to_numeric(frame[column], errors="coerce")
-    # ISSUE-22 CALL SITE: replace with persona.analysis.stats.mean_interval(frame, column) once it lands
-    return Estimate(float(values.mean()), int(values.notna().sum()))
+SCORE_DECIMALS = 1  # judge scores are 0-100: a tenth is the finest difference worth printing
+
+
+def interval_text(interval: Interval, *, signed: bool = False, max_decimals: int | None = None) -> str:
+    """`45.2 [38.1, 52.0]`; a mean without bounds (too few questions, or none recorded) shows alone."""
+    if not interval.defined:
+        return ""
+    if not (math.isfinite(interval.ci_low) and math.isfinite(interval.ci_high)):
+        return ("+" if signed and interval.mean > 0 else "") + number(interval.mean)
+    digits = interval.decimals() if max_decimals is None else min(interval.decimals(), max_decimals)
+    return interval.text(digits, signed=signed)
+
+
+def score_text(interval: Interval, *, signed: bool = False) -> str:
+    """A judge score's interval text (at most `SCORE_DECIMALS` decimals)."""
+    return interval_text(interval, signed=signed, max_decimals=SCORE_DECIMALS)
+
+
+def mean_text(frame: pd.DataFrame, column: str, *, signed: bool = False) -> str:
+    """The mean of `column` with its interval over questions (mean alone without a `question_id` column)."""
+    if "question_id" in frame.columns:
+        return interval_text(mean_interval(frame, column), signed=signed)
+    mean = float(pd.to_numeric(frame[column], errors="coerce").mean())
+    return interval_text(Interval(0, len(frame), mean, math.nan, math.nan), signed=signed)

@@ -8,7 +8,7 @@ from viz.report.answers import answers_section
 from viz.report.collect import Report
 from viz.report.experiments import experiments_section
 from viz.report.figures import figures_section
-from viz.report.findings import finding, findings_section
+from viz.report.findings import findings_of, findings_section
 from viz.report.html import STYLE, esc
 from viz.report.provenance import provenance_section
 
@@ -21,7 +21,7 @@ def title(report: Report) -> str:
 
 def render(report: Report) -> str:
     """The whole page as one HTML string (figures as data URIs, no scripts)."""
-    findings = [finding(s) for s in report.sweeps]
+    findings = findings_of(report)
     heading = esc(title(report))
     made = (
         f'<p class="muted">{esc(report.root)} · built {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC '
