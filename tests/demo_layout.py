@@ -55,6 +55,7 @@ QUOTED = (
     "Deal with the buyer's ignorance. It's a classic problem of the buyer's ignorance. You can't fix the problem, "
     "but you can make the seller's mistake..."
 )
+QUOTED_PESSIMISTIC = "The eternal quest for a better world... a complex and multifaceted issue."
 PROXY = {
     "judge": "likelihood",
     "method": "likelihood proxy: log p(answer | pos prompts) - log p(answer | neg prompts); not an LLM judge",
@@ -135,6 +136,8 @@ def build_demo_output(out: Path, *, xss: bool = False) -> DemoPaths:
                 answers = _answers(trait, f"layer {layer}, coef {coef:g}", False)
                 if (trait, layer, coef) == ("evil", 10, 2.5):
                     answers[2] = QUOTED  # the median-scored answer: the one the headline quotes
+                if (trait, layer, coef) == ("pessimistic", 10, 3.0):
+                    answers[2] = QUOTED_PESSIMISTIC
                 _write_eval(paths.sweep(trait, layer, coef), _eval_frame(trait, "", mean, coherence, answers), trait)
     for trait in s.traits:
         files = cell_files(s, paths, trait)

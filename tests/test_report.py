@@ -273,6 +273,7 @@ def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
     for name in ("judge sidecars (27 files)", "finetune/evil_steer.json", "vectors/evil_vectors.json", "settings.json"):
         assert name in provenance
     assert "<details open" not in page
+    assert "r undefined (2 points): r needs 3+ pairs, so 3+ traits" in page  # two traits: never `r = nan`
 
 
 def test_no_steering_effect_is_said_plainly(tmp_path):

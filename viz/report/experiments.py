@@ -16,6 +16,7 @@ import pandas as pd
 from persona.analysis.geometry import cosine_by_layer, norms_by_layer
 from persona.analysis.headline import COHERENCE_FLOOR
 from persona.analysis.results import load_vectors
+from persona.analysis.stats import correlation
 from persona.vectors import VECTOR_KINDS
 from viz.report.collect import Report, Sweep
 from viz.report.html import esc, table
@@ -179,13 +180,18 @@ def linearity_section(report: Report, used: set[str]) -> str:
 
 
 def interference_section(report: Report, used: set[str]) -> str:
+    """The interference tables, and Pearson r of the change in B against cos(v_A, v_B) over the pairs A != B."""
+    note = (
+        "Change in each judged trait B (columns) when steering with vector A alone (rows), against the unsteered cell."
+    )
+    for name, df in report.tables.items():
+        if Path(name).name == "interference.csv" and {"steered", "judged", "cos", "delta"} <= set(df.columns):
+            off = df[df["steered"] != df["judged"]]
+            found = correlation(off["cos"], off["delta"])
+            words = found.text() if found.defined else f"{found.text()}: r needs 3+ pairs, so 3+ traits"
+            note += f" Over the pairs A != B in <code>{esc(name)}</code>: {esc(words)}."
     return _tables_section(
-        "interference",
-        "Interference",
-        lambda n: Path(n).name.startswith("interference"),
-        report,
-        used,
-        "Change in each judged trait B (columns) when steering with vector A alone (rows), against the unsteered cell.",
+        "interference", "Interference", lambda n: Path(n).name.startswith("interference"), report, used, note
     )
 
 
