@@ -19,8 +19,8 @@ from persona.analysis.results import load_vectors
 from persona.analysis.stats import correlation
 from persona.vectors import VECTOR_KINDS
 from viz.report.collect import Report, Sweep
-from viz.report.html import esc, table
-from viz.report.intervals import mean_text, row_interval, score_text
+from viz.report.html import details, esc, table
+from viz.report.intervals import mean_text, row_interval, score_text, with_intervals
 
 _PROJECTION = re.compile(
     r"(?P<prefix>.+?)_(?P<type>prompt_last_proj|prompt_avg_proj|proj|cos_sim)_layer(?P<layer>\d+)(?P<shift>_finetuning_shift)?"
@@ -48,6 +48,21 @@ def short_headers(columns: Iterable[object]) -> dict[str, str]:
     return {str(c): label for c in columns if (label := projection_label(str(c)))}
 
 
+def _tables(report: Report, names: Iterable[str]) -> str:
+    """Each named CSV as a table (interval columns merged into `mean [low, high]`, short projection headers)."""
+    parts = []
+    for n in names:
+        df = with_intervals(report.tables[n])
+        parts.append(f"<h4>{esc(n)}</h4>{table(df, short_headers(df.columns))}")
+    return "".join(parts)
+
+
+def _as_written(report: Report, names: Iterable[str]) -> str:
+    """Tables another view already shows, as the files hold them, in a closed fold."""
+    body = _tables(report, names)
+    return details("the same numbers as the files hold them", body) if body else ""
+
+
 def _section(anchor: str, title: str, body: str, sources: Iterable[str]) -> str:
     files = ", ".join(f"<code>{esc(s)}</code>" for s in dict.fromkeys(sources))
     return f'<section id="{anchor}"><h3>{esc(title)}</h3>{body}<p class="muted">From {files}.</p></section>'
@@ -63,7 +78,7 @@ def sweep_table(sweep: Sweep, report: Report) -> pd.DataFrame:
                 sweep.column: score_text(row_interval(row, "trait")),
                 "coherence": score_text(row_interval(row, "coherence")),
                 "n": row["n"],
-                "counts": "yes" if row["coherent"] else f"no (coherence < {COHERENCE_FLOOR:g})",
+                "counts": "yes" if row["coherent"] else f"no (coherence {row['coherence']:.1f} < {COHERENCE_FLOOR:g})",
             }
         )
     return pd.DataFrame(rows)
@@ -77,16 +92,16 @@ def steering_section(report: Report, used: set[str]) -> str:
         parts.append(f"<h4>{esc(s.trait)}{'' if s.folder == '.' else f' ({esc(s.folder)})'}</h4>")
         parts.append(table(sweep_table(s, report)))
         used.update(report.relative(p) for p in s.files)
-    used.update(n for n in ("headline.csv", "cells.csv") if n in report.tables)
-    sources = sorted(
-        {s.folder + "/" for s in report.sweeps} | {n for n in ("headline.csv", "cells.csv") if n in report.tables}
-    )
+    written = [n for n in ("headline.csv", "cells.csv") if n in report.tables]
+    used.update(written)
+    parts.append(_as_written(report, written))
+    sources = sorted({s.folder + "/" for s in report.sweeps} | set(written))
     legend = '<p class="muted">Means over answers (0-100) with their intervals where recorded.</p>'
     return _section("steering-sweep", "Steering sweep", legend + "".join(parts), sources)
 
 
 def projections_section(report: Report, used: set[str]) -> str:
-    """Projection means per cell (with intervals from the cells' own answers); summary CSVs otherwise."""
+    """Projection means per cell with intervals from the cells' own answers; the summary CSVs folded beside them."""
     parts, sources = [], []
     for s in report.sweeps:
         rows = []
@@ -99,13 +114,11 @@ def projections_section(report: Report, used: set[str]) -> str:
             frame = pd.DataFrame(rows)
             parts.append(f"<h4>{esc(s.trait)} answers</h4>{table(frame, short_headers(frame.columns))}")
             sources.append(s.folder + "/")
-    for name, df in report.tables.items():
-        if name.endswith("_projections.csv") or (short_headers(df.columns) and name not in used):
-            used.add(name)
-            sources.append(name)
-            if not parts or not name.endswith("_projections.csv"):
-                parts.append(f"<h4>{esc(name)}</h4>{table(df, short_headers(df.columns))}")
-    if not parts:
+    summaries = [n for n, df in report.tables.items() if n not in used and short_headers(df.columns)]
+    used.update(summaries)
+    sources += summaries
+    parts.append(_as_written(report, summaries) if parts else _tables(report, summaries))
+    if not sources:
         return ""
     return _section("projections", "Projections", "".join(parts) + f'<p class="muted">{PROJECTION_LEGEND}</p>', sources)
 
@@ -161,10 +174,7 @@ def _tables_section(
     if not picked:
         return ""
     used.update(picked)
-    body = "".join(
-        f"<h4>{esc(n)}</h4>{table(report.tables[n], short_headers(report.tables[n].columns))}" for n in picked
-    )
-    return _section(anchor, title, f'<p class="muted">{note}</p>{body}', picked)
+    return _section(anchor, title, f'<p class="muted">{note}</p>{_tables(report, picked)}', picked)
 
 
 def linearity_section(report: Report, used: set[str]) -> str:
@@ -205,8 +215,14 @@ def geometry_section(report: Report, used: set[str]) -> str:
             paths = {p.name[: -len(f"_{kind}_diff.pt")]: p for p in sorted(folder.glob(f"*_{kind}_diff.pt"))}
             if not paths:
                 continue
-            vectors = load_vectors(paths)
-            shown = layers or [next(iter(vectors.values())).shape[0] // 2]
+            sources += [report.relative(p) for p in paths.values()]
+            try:
+                vectors = load_vectors(paths)
+            except ValueError as err:  # a mix of shapes or models: nothing to compare
+                parts.append(f'<p class="muted">{esc(folder.relative_to(report.root))}: {esc(err)}</p>')
+                continue
+            rows = next(iter(vectors.values())).shape[0]
+            shown = [L for L in layers if L < rows] or [rows // 2]
             if len(vectors) > 1:
                 cos = cosine_by_layer(vectors).loc[shown].T.rename(columns=lambda L: f"layer {L}")
                 parts.append(
@@ -214,12 +230,11 @@ def geometry_section(report: Report, used: set[str]) -> str:
                 )
             norms = norms_by_layer(vectors).loc[shown].T.rename(columns=lambda L: f"layer {L}")
             parts.append(f"<h4>L2 norm of the {esc(kind)} vectors</h4>{table(norms.reset_index(names='vector'))}")
-            sources += [report.relative(p) for p in paths.values()]
-    parts += [
-        f"<h4>{esc(n)}</h4>{table(df)}" for n, df in report.tables.items() if n not in used and "cross_persona" in n
-    ]
-    used.update(n for n in report.tables if "cross_persona" in n)
-    return _section("geometry", "Vector geometry", "".join(parts), sources) if parts else ""
+    cross = [n for n in report.tables if n not in used and "cross_persona" in n]
+    parts.append(_tables(report, cross))
+    sources += cross
+    used.update(cross)
+    return _section("geometry", "Vector geometry", "".join(parts), sources) if sources else ""
 
 
 def other_section(report: Report, used: set[str]) -> str:
@@ -230,9 +245,8 @@ def other_section(report: Report, used: set[str]) -> str:
         if names <= used:
             continue
         parts.append(f"<h4>mean scores per file in {esc(folder)}</h4>{table(scores, short_headers(scores.columns))}")
-    parts += [
-        f"<h4>{esc(n)}</h4>{table(df, short_headers(df.columns))}" for n, df in report.tables.items() if n not in used
-    ]
+    parts.append(_tables(report, [n for n in report.tables if n not in used]))
+    parts = [p for p in parts if p]
     return f'<section id="other-results"><h3>Other results</h3>{"".join(parts)}</section>' if parts else ""
 
 

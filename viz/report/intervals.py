@@ -44,6 +44,18 @@ def score_text(interval: Interval, *, signed: bool = False) -> str:
     return interval_text(interval, signed=signed, max_decimals=SCORE_DECIMALS)
 
 
+def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """A table whose `x`, `x_ci_low`, `x_ci_high` columns become one `x` column of `mean [low, high]` text."""
+    out = df.copy()
+    for c in [c for c in df.columns if f"{c}_ci_low" in df.columns and f"{c}_ci_high" in df.columns]:
+        out[c] = [
+            interval_text(Interval(0, 0, float(m), float(lo), float(hi)))
+            for m, lo, hi in zip(df[c], df[f"{c}_ci_low"], df[f"{c}_ci_high"], strict=True)
+        ]
+        out = out.drop(columns=[f"{c}_ci_low", f"{c}_ci_high"])
+    return out
+
+
 def mean_text(frame: pd.DataFrame, column: str, *, signed: bool = False) -> str:
     """The mean of `column` with its interval over questions (mean alone without a `question_id` column)."""
     if "question_id" in frame.columns:
