@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from persona.analysis.multi_persona import INTERFERENCE_COLUMNS, interference_fit  # noqa: E402
 from persona.demo import DemoPaths, DemoSettings, cell_files, check_settings_record, write_headline  # noqa: E402
 from persona.io import write_csv, write_json  # noqa: E402
 from persona.judge.sidecar import write_sidecar  # noqa: E402
@@ -171,11 +172,16 @@ def build_demo_output(out: Path, *, xss: bool = False) -> DemoPaths:
     for cell in ("baseline", *[f"steer_{t}" for t in s.traits]):
         df = _eval_frame("evil", cell, 30.0, 90.0, _answers("evil", cell, False)).assign(pessimistic=40.0)
         _write_eval(inter / "cells" / f"{cell}.csv", df, "evil")
-    table = pd.DataFrame(
-        [{"steered": a, "judged": b, "cos": 1.0 if a == b else 0.12, "delta": 30.0 if a == b else 4.0,
-          "self_delta": 30.0, "relative": 1.0 if a == b else 0.13} for a in s.traits for b in s.traits]
-    )  # fmt: skip
+    rows = []
+    for a in s.traits:
+        for b in s.traits:
+            delta = 30.0 if a == b else 4.0
+            rows.append({"steered": a, "judged": b, "cos": 1.0 if a == b else 0.12, "delta": delta,
+                         "delta_ci_low": delta - 6.0, "delta_ci_high": delta + 6.0, "n_questions": 2,
+                         "self_delta": 30.0, "relative": delta / 30.0})  # fmt: skip
+    table = pd.DataFrame(rows, columns=INTERFERENCE_COLUMNS)
     write_csv(inter / "interference.csv", table)
+    write_csv(inter / "interference_fit.csv", pd.DataFrame([interference_fit(table).columns()]))
     write_csv(
         inter / "interference_matrix.csv", table.pivot(index="steered", columns="judged", values="delta").reset_index()
     )

@@ -15,8 +15,8 @@ import pandas as pd
 
 from persona.analysis.geometry import cosine_by_layer, norms_by_layer
 from persona.analysis.headline import COHERENCE_FLOOR
+from persona.analysis.multi_persona import interference_fit
 from persona.analysis.results import load_vectors
-from persona.analysis.stats import correlation
 from persona.vectors import VECTOR_KINDS
 from viz.report.collect import Report, Sweep
 from viz.report.html import details, esc, table
@@ -196,8 +196,7 @@ def interference_section(report: Report, used: set[str]) -> str:
     )
     for name, df in report.tables.items():
         if Path(name).name == "interference.csv" and {"steered", "judged", "cos", "delta"} <= set(df.columns):
-            off = df[df["steered"] != df["judged"]]
-            found = correlation(off["cos"], off["delta"])
+            found = interference_fit(df)
             words = found.text() if found.defined else f"{found.text()}: r needs 3+ pairs, so 3+ traits"
             note += f" Over the pairs A != B in <code>{esc(name)}</code>: {esc(words)}."
     return _tables_section(
