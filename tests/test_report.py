@@ -26,9 +26,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from persona.analysis.headline import held_out_headlines, held_out_rows  # noqa: E402
 from persona.cli import run_cli  # noqa: E402
 from persona.evaluation import sweep_filename  # noqa: E402
+from study.demo import DemoSettings  # noqa: E402
+from study.demo.paths import cell_files  # noqa: E402
+from tests.demo_layout import QUOTED, XSS, build_demo_output  # noqa: E402
 from viz import report  # noqa: E402
+from viz.report import html  # noqa: E402
+from viz.report.experiments import projection_label  # noqa: E402
+from viz.report.intervals import mean_text  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -94,13 +101,17 @@ class Browser:
             self.events.append(reply)
 
     def wait_for(self, method: str) -> None:
+        """Read events until `method` arrives; a JavaScript dialog is recorded and dismissed (it blocks the load)."""
         while not any(e.get("method") == method for e in self.events):
-            self.events.append(self._read())
+            event = self._read()
+            self.events.append(event)
+            if event.get("method") == "Page.javascriptDialogOpening":
+                self.send("Page.handleJavaScriptDialog", event.get("sessionId"), accept=False)
 
     def open(self, url: str, width: int = 1280, height: int = 1000) -> tuple[list[str], bytes]:
-        """Load `url`; return (console errors, exceptions and failed loads; PNG screenshot)."""
+        """Load `url`; return (console errors, exceptions, failed loads and opened dialogs; PNG screenshot)."""
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.session = session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session)
         self.send(
@@ -119,7 +130,16 @@ class Browser:
                 errors.append("exception: " + details.get("exception", {}).get("description", details.get("text", "")))
             elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
                 errors.append(f"log: {params['entry']['text']} {params['entry'].get('url', '')}")
+            elif method == "Page.javascriptDialogOpening":
+                errors.append(f"dialog: {params.get('type')} {params.get('message')}")
         return errors, shot
+
+    def evaluate(self, expression: str) -> object:
+        """The value of a JavaScript expression in the page `open` loaded last."""
+        reply = self.send("Runtime.evaluate", self.session, expression=expression, returnByValue=True)
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"{expression}: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
 
     def close(self) -> None:
         try:
@@ -184,15 +204,118 @@ def test_report_content(tmp_path, capsys):
     page = (root / "report.html").read_text()
     assert "wrote" in capsys.readouterr().out
     assert page.count('src="data:image/png;base64,') == 2
-    assert not re.search(r"""(src|href)=["'](?!data:)""", page), "the page must not load anything from outside"
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", page), "the page must not load anything from outside"
     assert "<script" not in page
-    scores = report.collect(root).scores["cells"].set_index("cell")
-    assert scores.loc["evil_steer_response_layer_20_coef_1.0", "evil"] == 20.0  # (10 + 30) / 2
-    assert scores.loc["evil_steer_response_layer_20_coef_2.0", "evil"] == 50.0  # unscored rows are skipped
-    assert scores.loc["evil_steer_response_layer_20_coef_2.0", "n"] == 2
-    assert "<td>20.000</td>" in page and "<td>85.000</td>" in page  # evil and coherence means
+    (sweep,) = report.collect(root).sweeps
+    table = sweep.table.set_index("cell")
+    assert table.loc["layer 20, coef 1", "trait"] == 20.0  # (10 + 30) / 2
+    assert table.loc["layer 20, coef 2", "trait"] == 50.0  # unscored rows are skipped
+    assert table.loc["layer 20, coef 2", "n"] == 2
+    # evil 10, 30 on 2 questions: se = sqrt(2 * (10^2 + 10^2)) / 2 = 10, t(0.975, 1) = 12.706: 20 [-107, 147];
+    # coherence 80, 90: se 5, half-width 63.5: 85 [21, 149] (two questions give almost no certainty)
+    assert "<td>20 [-107, 147]</td><td>85 [21, 149]</td>" in page
     assert "smollm2-135m" in page and "likelihood" in page and "<td>0.250</td>" in page
-    assert "q &lt;1&gt;" not in page  # answers and questions are not dumped, only means
+    assert "q &lt;1&gt;" in page and "a &amp; b" in page  # questions and answers are shown, escaped
+    assert "no unsteered baseline to compare with" in page
+
+
+def test_numbers_are_rounded_to_their_interval():
+    # with an interval: Interval.text (two significant figures of the half-width); without: 3 significant digits
+    frame = pd.DataFrame({"question_id": ["a", "b", "c"], "x": [40.0, 50.0, 60.0]})
+    # mean 50, CR1 se = sqrt(3/2 * 200) / 3 = 5.77, t(0.975, 2) = 4.303: half-width 24.8 -> whole numbers
+    assert mean_text(frame, "x") == "50 [25, 75]"
+    assert mean_text(frame.assign(x=[0.40, 0.50, 0.60]), "x") == "0.50 [0.25, 0.75]"
+    assert mean_text(frame.drop(columns="question_id"), "x") == "50.0"  # no questions: the mean alone
+    assert mean_text(frame.iloc[:1], "x") == "40.0"  # one question: no interval
+    assert html.number(85.0) == "85.0" and html.number(0.25) == "0.250" and html.number(1234.5) == "1234"
+
+
+def test_projection_columns_get_short_headers():
+    assert projection_label("smollm2-135m_evil_response_avg_diff_proj_layer10") == "evil L10"
+    assert projection_label("evil_plain_evil_response_avg_diff_proj_layer10_finetuning_shift") == "evil L10 shift"
+    assert (
+        projection_label("m_evil_2_prompt_last_diff_prompt_last_proj_layer3")
+        == "evil_2 prompt_last prompt_last_proj L3"
+    )
+    assert projection_label("coherence") is None
+
+
+def _ids_in_order(page: str, ids: list[str]) -> list[int]:
+    return [page.index(f'id="{i}"') for i in ids]
+
+
+def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
+    paths = build_demo_output(tmp_path / "demo")
+    assert report.main([str(paths.out)]) == 0
+    page = paths.report.read_text()
+    top = ["findings", "run-summary", "headline", "figures", "experiments", "answers", "provenance"]
+    experiments = ["steering-sweep", "projections", "finetuning", "interference", "geometry", "other-results"]
+    for ids in (top, experiments):
+        positions = _ids_in_order(page, ids)
+        assert positions == sorted(positions), ids
+    assert page.index('id="experiments"') < page.index('id="steering-sweep"') < page.index('id="answers"')
+    # the headline: README's real run, evil 11.0 -> 72.6 at layer 10, coef 2.5 (coherence 99.5). Baseline
+    # answers 11 + 0.55 * (8, 20, -20, -8, 0): CR1 se = sqrt(5/4 * 0.3025 * 928) / 5 = 3.746, t(0.975, 4) = 2.776,
+    # half-width 10.4 -> whole numbers: 11 [1, 21]
+    assert "<strong>steering effect: the 95% interval of the gain lies above 0</strong>" in page
+    assert (
+        "baseline evil 11 [1, 21], coherence 99.9 [99.8, 100.0] &rarr; best coherent cell (layer 10, coef 2.5)" in page
+    )
+    assert "evil 73 [54, 92], coherence 99.5 [99.0, 100.0]; gain +62 [+37, +87]" in page
+    assert "3 of 9 steered cells fell below coherence 80" in page
+    assert "Chosen on 5 selection questions (evil_0, evil_1, evil_2, evil_3, evil_4), measured on 5 other" in page
+    assert "offline likelihood proxy" in page and "smollm2-135m" in page
+    # the quoted answer is the best cell's median one, highlighted beside the baseline's answer to that question
+    quoted = page[page.index('class="answer quoted"') :][:600]
+    assert html.esc(QUOTED) in quoted
+    assert page.count("below coherence 80: not a result") == 3
+    # provenance is all there, at the end: 47 judge sidecars (20 of them the selection cells), both training configs, vector metadata, settings
+    provenance = page[page.index('id="provenance"') :]
+    for name in ("judge sidecars (47 files)", "finetune/evil_steer.json", "vectors/evil_vectors.json", "settings.json"):
+        assert name in provenance
+    assert "<details open" not in page
+    assert "r undefined (2 points): r needs 3+ pairs, so 3+ traits" in page  # two traits: never `r = nan`
+
+
+def test_no_steering_effect_is_said_plainly(tmp_path):
+    paths = build_demo_output(tmp_path / "demo")
+    for cell in paths.out.glob("steering/pessimistic_steer_*.csv"):
+        df = pd.read_csv(cell).assign(coherence=50.0)
+        df.to_csv(cell, index=False)
+    assert report.main([str(paths.out / "steering")]) == 0
+    page = (paths.out / "steering" / "report.html").read_text()
+    assert "<strong>no steering effect: none of the 9 steered cells kept mean coherence &ge; 80</strong>" in page
+
+
+def test_held_out_headline_names_both_question_sets(tmp_path):
+    paths = build_demo_output(tmp_path / "demo")
+    s = DemoSettings(out=str(paths.out))
+    report_files = {t: cell_files(s, paths, t) for t in s.traits}
+    selection_files = {}
+    for t, files in report_files.items():  # the same cells asked other questions: the selection set
+        selection_files[t] = []
+        for path in files:
+            df = pd.read_csv(path)
+            df = df.assign(question="(selection) " + df["question"], question_id="sel_" + df["question_id"])
+            df.to_csv(tmp_path / path.name, index=False)
+            selection_files[t].append(tmp_path / path.name)
+    headlines = held_out_headlines(selection_files, report_files, {t: t for t in s.traits})
+    held_out_rows(headlines).to_csv(paths.headline, index=False)
+    assert report.main([str(paths.out)]) == 0
+    page = paths.report.read_text()
+    assert "Chosen on 5 selection questions (sel_evil_0, sel_evil_1, sel_evil_2, sel_evil_3, sel_evil_4)" in page
+    assert "measured on 5 other questions (evil_0, evil_1, evil_2, evil_3, evil_4)" in page
+    assert "same 5 questions" not in page
+
+
+def test_report_on_one_experiment_folder(tmp_path):
+    paths = build_demo_output(tmp_path / "demo")
+    assert report.main([str(paths.interference)]) == 0
+    page = (paths.interference / "report.html").read_text()
+    assert "No steering results in this folder" in page
+    positions = _ids_in_order(page, ["findings", "figures", "experiments", "interference", "provenance"])
+    assert positions == sorted(positions)
+    assert 'id="answers"' not in page
 
 
 def _exit_line(argv, capsys) -> str:
@@ -222,12 +345,13 @@ def test_browser_helper_catches_console_errors(tmp_path, browser):
     page = tmp_path / "bad.html"
     page.write_text(
         '<html><body><h1>x</h1><img src="missing.png">'
-        '<script>console.error("boom"); console.log("plain-log-line"); undefinedFunction();</script>'
+        '<script>console.error("boom"); console.log("plain-log-line"); alert("dialog-1"); undefinedFunction();</script>'
         "</body></html>"
     )
     errors, _ = browser.open(page.as_uri())
     text = "\n".join(errors)
     assert "console: boom" in text and "undefinedFunction" in text and "missing.png" in text
+    assert "dialog: alert dialog-1" in text
     assert "plain-log-line" not in text  # a plain log is not an error
 
 
@@ -237,4 +361,39 @@ def test_report_opens_in_chromium_without_errors(tmp_path, browser):
     errors, shot = browser.open((tmp_path / "page" / "report.html").as_uri())
     assert errors == []
     (tmp_path / "screenshot.png").write_bytes(shot)
+    assert _nonblank(shot)
+
+
+PAGE_CHECKS = """({
+  order: [...document.body.children].map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')),
+  provenance: [...document.querySelectorAll('#provenance details')].map(d => d.open),
+  scrollWidth: document.documentElement.scrollWidth,
+  innerWidth: window.innerWidth,
+  headlineTop: document.querySelector('.finding').getBoundingClientRect().top,
+  innerHeight: window.innerHeight,
+  scripts: document.scripts.length,
+  answersText: document.getElementById('answers').innerText,
+})"""
+
+
+def test_demo_report_in_chromium(tmp_path, browser):
+    paths = build_demo_output(tmp_path / "demo", xss=True)
+    wide = {f"smollm2-135m_pessimistic_response_avg_diff_proj_layer{i}": [1.0] for i in range(40)}
+    pd.DataFrame({"cell": ["baseline"], **wide}).to_csv(paths.out / "projection" / "wide_projections.csv", index=False)
+    assert report.main([str(paths.out)]) == 0
+    errors, shot = browser.open(paths.report.as_uri(), width=1280, height=800)
+    assert errors == []  # no console errors, failed loads or dialogs (the answer's alert(1) never ran)
+    page = browser.evaluate(PAGE_CHECKS)
+    assert page["order"] == [
+        "header",
+        "section#findings",
+        "section#figures",
+        "section#experiments",
+        "section#answers",
+        "section#provenance",
+    ]
+    assert len(page["provenance"]) > 30 and not any(page["provenance"])
+    assert page["scrollWidth"] <= page["innerWidth"] == 1280
+    assert 0 <= page["headlineTop"] < page["innerHeight"] == 800
+    assert page["scripts"] == 0 and XSS in page["answersText"]
     assert _nonblank(shot)
