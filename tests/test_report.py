@@ -269,7 +269,8 @@ def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
     quoted = page[page.index('class="answer quoted"') :][:600]
     assert html.esc(QUOTED) in quoted
     assert page.count("below coherence 80: not a result") == 3
-    # provenance is all there, at the end: 47 judge sidecars (20 of them the selection cells), both training configs, vector metadata, settings
+    # provenance is all there, at the end: 47 judge sidecars (20 of the selection cells),
+    # both training configs, vector metadata, settings
     provenance = page[page.index('id="provenance"') :]
     for name in ("judge sidecars (47 files)", "finetune/evil_steer.json", "vectors/evil_vectors.json", "settings.json"):
         assert name in provenance

@@ -23,8 +23,8 @@ from viz.report.html import esc
 from viz.report.intervals import row_interval, score_text
 
 QUOTE_CHARS = 240
-HELD_OUT_COLUMNS = ("selection_questions", "report_questions")
-SELECTION_FOLDER = "selection"  # the demo's cells on the selection questions (study.demo.paths)  # headline.csv of a held-out selection
+HELD_OUT_COLUMNS = ("selection_questions", "report_questions")  # headline.csv of a held-out selection
+SELECTION_FOLDER = "selection"  # the demo's cells on the selection questions (study.demo.paths)
 
 
 @dataclass(frozen=True)
