@@ -116,6 +116,54 @@ def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model") -> No
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
 
 
+def add_method_args(parser: argparse.ArgumentParser) -> None:
+    """The extraction-method flags; `method_options` turns them into `(method, options)`."""
+    group = parser.add_argument_group("extraction method")
+    group.add_argument(
+        "--method",
+        default="mean_diff",
+        help="mean_diff (default: the original study's mean difference), pca_diff, probe, or a method "
+        "registered with persona.extraction_methods.register_method (see --method_module)",
+    )
+    group.add_argument("--pca_center", action="store_true", help="pca_diff: centre the differences (repeng's variant)")
+    group.add_argument(
+        "--method_option",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="options of the method (e.g. folds=3 for probe); values are read as JSON, else as text",
+    )
+    group.add_argument(
+        "--method_module", default=None, help="a module to import first that registers more methods (my_pkg.methods)"
+    )
+
+
+def method_options(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """`(method, options)` from the method flags, checked against the method's signature."""
+    import importlib
+    import json
+
+    from persona.extraction_methods import get_method
+
+    if args.method_module:
+        importlib.import_module(args.method_module)
+    options: dict[str, Any] = {}
+    for item in split_list(args.method_option):
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--method_option {item!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    if args.pca_center:
+        if args.method != "pca_diff":
+            raise ValueError(f"--pca_center applies to --method pca_diff, not {args.method}")
+        options["center"] = True
+    get_method(args.method).options(options)  # unknown method or option: one clear line now
+    return args.method, options
+
+
 VERBOSE_FLAG = "--verbose"
 VERBOSE_ENV = "PERSONA_VERBOSE"
 

@@ -46,7 +46,7 @@ from persona.evaluation import (
     generation_fingerprint,
     judge_frame,
 )
-from persona.extraction import extraction_settings, persona_vectors, read_pairs, save_persona_vectors, vectors_done
+from persona.extraction import extract_and_save, extraction_settings, vectors_done
 from persona.fingerprint import check_finished, model_ref, read_record
 from persona.generation import GenerationBackend
 from persona.judge.cache import model_identity
@@ -294,18 +294,16 @@ class TraitVectorsUnit:
         for unit in units:
             _run_evals(worker, [unit.pos, unit.neg], since)
             spec = unit.pos.spec
-            lm = worker.model(spec.model, spec.device, spec.dtype)
-            pairs = read_pairs(unit.pos.job.output, unit.neg.job.output, unit.trait, unit.threshold)
-            vectors = persona_vectors(lm, pairs, trait=unit.trait, batch_size=spec.batch_size)
-            save_persona_vectors(
-                unit.save_dir,
+            extract_and_save(
+                unit.pos.job.output,
+                unit.neg.job.output,
                 unit.trait,
-                vectors,
-                lm=lm,
-                pairs=pairs,
+                unit.save_dir,
+                model=spec.model,
+                load=lambda: worker.model(spec.model, spec.device, spec.dtype),
                 threshold=unit.threshold,
-                sources={"pos": str(unit.pos.job.output), "neg": str(unit.neg.job.output)},
-                settings=unit.settings(),
+                batch_size=spec.batch_size,
+                overwrite=True,  # is_done decided already; a changed input must recompute, not stop
             )
             report(Outcome(unit.name, "done"))
 
