@@ -42,6 +42,7 @@ from persona.evaluation import (
 from persona.fingerprint import check_finished, model_ref, read_record
 from persona.judge.cache import model_identity
 from persona.judge.sidecar import judge_record
+from persona.layer_choice import resolve_layer_list
 from persona.models import load_model
 from persona.sampling import study_sampling
 from persona.steering import POSITIONS, check_steers
@@ -105,7 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--coef", nargs="+", default=None, help="steering coefficient(s)")
     parser.add_argument("--vector_path", nargs="+", default=None, help="persona vector file(s) [L+1, hidden]")
-    parser.add_argument("--layer", nargs="+", default=None, help="layer(s): output of decoder block L")
+    parser.add_argument(
+        "--layer", nargs="+", default=None, help="layer(s): output of decoder block L, or auto (best held-out AUROC)"
+    )
     parser.add_argument(
         "--steering_type",
         choices=POSITIONS,
@@ -157,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         trait.questions = trait.questions[: args.max_questions]
     if not args.output_path and not args.output_dir:
         raise ValueError("give --output_path (or --output_dir for a sweep)")
+    args.layer, layer_choices = resolve_layer_list(  # --layer auto: the best held-out layer of each vector
+        split_list(args.layer), split_list(args.vector_path), load=lambda: load_model(args.model, device=args.device)
+    )
     jobs, is_sweep = _jobs(args, trait.name)
     if args.ray is not None:  # the sweep's cells as units on Ray workers (persona.jobs), resumable the same way
         from persona.jobs import EvalSpec, RayRunner, sweep_units
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             **generation_fingerprint(model_key, samples, params, args.seed, job.cell),
             # the judge, whether named or the default
             "judge": {k: v for k, v in judged_by.items() if k != "default_judge"},
+            **({"layer_choice": layer_choices} if layer_choices else {}),  # --layer auto: what it became
         }
         for job in jobs
     }

@@ -46,6 +46,16 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = 
     return out
 
 
+def layer_arg(value: str) -> int | str:
+    """A layer flag's value: an integer, or "auto" (the best held-out layer, persona.layer_choice)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid layer {value!r} (expected an integer or auto)") from None
+
+
 def broadcast(flag: str, values: Sequence[Any], n: int) -> list[Any]:
     """Pair list flags: a single value broadcasts to `n`, otherwise lengths must match."""
     values = list(values)

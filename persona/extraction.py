@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona.activations import Activations, capture
+from persona.activations import Activations, Reduce, capture
 from persona.extraction_methods import DEFAULT_METHOD, get_method
 from persona.fingerprint import check_finished, code_version, file_sha256, model_ref, tensor_sha256
 from persona.io import read_table
@@ -117,7 +117,7 @@ def persona_vectors(
     """
     extractor = get_method(method)
     options = extractor.options(options)
-    reduce = "mean" if extractor.means_only else "none"
+    reduce: Reduce = "mean" if extractor.means_only else "none"
     acts = [
         capture(lm, list(df["prompt"]), list(df["answer"]), batch_size=batch_size, reduce=reduce)
         for df in (pairs.pos, pairs.neg)
@@ -185,8 +185,8 @@ def vectors_done(save_dir: str | os.PathLike, trait: str, settings: dict[str, An
     saved = meta.get("settings")
     if saved is not None:  # records from before extraction methods existed are all mean_diff's
         saved = {"method": DEFAULT_METHOD, "method_options": {}, **saved}
-    what = f"the {trait} {method} vectors in {save_dir}" if method != DEFAULT_METHOD else f"the {trait} vectors in {save_dir}"
-    return check_finished(what, saved, settings)
+    which = "" if method == DEFAULT_METHOD else f" {method}"
+    return check_finished(f"the {trait}{which} vectors in {save_dir}", saved, settings)
 
 
 def save_persona_vectors(

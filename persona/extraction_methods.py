@@ -60,7 +60,9 @@ class ExtractionMethod:
                 f"extraction method {self.name!r} has no option {', '.join(map(repr, unknown))}; "
                 f"its options are {sorted(accepted) or 'none'}"
             )
-        missing = [name for name, default in accepted.items() if default is inspect.Parameter.empty and name not in given]
+        missing = [
+            name for name, default in accepted.items() if default is inspect.Parameter.empty and name not in given
+        ]
         if missing:
             raise ValueError(f"extraction method {self.name!r} needs option(s) {missing}")
         return {name: given.get(name, default) for name, default in accepted.items()}
@@ -175,7 +177,11 @@ def probe(pos: Tensor, neg: Tensor, *, folds: int = 5, cs: int = 10, max_iter: i
         # the L2 solution lies in the span of the samples: fit in that basis (exact, and fast when n << hidden)
         basis = np.linalg.svd(x, full_matrices=False)[2] if x.shape[1] > x.shape[0] else np.eye(x.shape[1])
         model = LogisticRegressionCV(
-            Cs=cs, l1_ratios=(0.0,), cv=list(cv.split(x, y, groups)), scoring="neg_log_loss", max_iter=max_iter,
+            Cs=cs,
+            l1_ratios=(0.0,),
+            cv=list(cv.split(x, y, groups)),
+            scoring="neg_log_loss",
+            max_iter=max_iter,
             use_legacy_attributes=False,
         )
         rows.append(model.fit(x @ basis.T / scale, y).coef_[0] @ basis)

@@ -27,6 +27,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -300,7 +301,7 @@ class TraitVectorsUnit:
                 unit.trait,
                 unit.save_dir,
                 model=spec.model,
-                load=lambda: worker.model(spec.model, spec.device, spec.dtype),
+                load=partial(worker.model, spec.model, spec.device, spec.dtype),
                 threshold=unit.threshold,
                 batch_size=spec.batch_size,
                 overwrite=True,  # is_done decided already; a changed input must recompute, not stop
