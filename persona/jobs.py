@@ -27,8 +27,8 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from functools import partial
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
