@@ -145,11 +145,7 @@ def quality_table(
             unit = v / v.norm() if v.norm() > 0 else v
             p, n = (pos[:, layer].double() @ unit).numpy(), (neg[:, layer].double() @ unit).numpy()
             low, high = auroc_interval(p, n, n_boot=n_boot, seed=seed)
-            cos = (
-                float(torch.nn.functional.cosine_similarity(v, reference[layer].double(), dim=0))
-                if reference is not None
-                else float("nan")
-            )
+            cos = _cosine(v, reference[layer].double()) if reference is not None else float("nan")
             rows.append(
                 [
                     trait,
@@ -167,6 +163,12 @@ def quality_table(
                 ]
             )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine similarity; NaN when either vector is zero (a layer where pos and neg did not differ)."""
+    norms = float(a.norm() * b.norm())
+    return float(a @ b) / norms if norms > 0 else float("nan")
 
 
 def _whole(acts: torch.Tensor) -> torch.Tensor:
