@@ -6,6 +6,9 @@
 Writes <trait>_{prompt_avg,response_avg,prompt_last}_diff.pt (float32 [num_layers+1, hidden])
 and <trait>_vectors.json (what was kept, from which files, with which model, and the judge that
 scored the inputs: their <csv>.judge.json sidecars).
+
+--method pca_diff | probe | <registered name> extracts another direction instead of the mean
+difference: files <trait>_<kind>_<suffix>.pt (pca, probe) and <trait>_<suffix>_vectors.json.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from persona.cli import add_model_args, run_cli, setup_logging
-from persona.extraction import extraction_settings, persona_vectors, read_pairs, save_persona_vectors, vectors_done
+from persona.cli import add_method_args, add_model_args, method_options, run_cli, setup_logging
+from persona.extraction import extract_and_save
 from persona.models import load_model
 
 
@@ -31,6 +34,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--threshold", type=float, default=50, help="keep pairs with pos score >= T and neg score < 100-T (default 50)"
     )
     parser.add_argument("--batch_size", type=int, default=16, help="forward-pass batch size")
+    add_method_args(parser)
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -42,29 +46,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    pairs = read_pairs(args.pos_path, args.neg_path, args.trait, args.threshold)  # ValueError: nothing kept
-    settings = extraction_settings(args.pos_path, args.neg_path, args.trait, args.threshold, args.model_name)
-    if not args.overwrite and vectors_done(args.save_dir, args.trait, settings):
+    method, options = method_options(args)
+    result = extract_and_save(
+        args.pos_path,
+        args.neg_path,
+        args.trait,
+        args.save_dir,
+        model=args.model_name,
+        load=lambda: load_model(args.model_name, device=args.device, dtype=args.dtype),
+        threshold=args.threshold,
+        method=method,
+        options=options,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+    )
+    if result.skipped:
         print(
-            f"{args.save_dir}: the {args.trait} vectors exist with these settings, skipping "
+            f"{args.save_dir}: the {args.trait} {method} vectors exist with these settings, skipping "
             "(use --overwrite to recompute)"
         )
         return 0
+    pairs = result.pairs
     counts = ", ".join(f"{name}: {n}/{pairs.total}" for name, n in pairs.condition_counts.items())
     print(f"{args.trait}: kept {pairs.kept}/{pairs.total} pairs ({counts})")
-    lm = load_model(args.model_name, device=args.device, dtype=args.dtype)
-    vectors = persona_vectors(lm, pairs, trait=args.trait, batch_size=args.batch_size)
-    paths = save_persona_vectors(
-        args.save_dir,
-        args.trait,
-        vectors,
-        lm=lm,
-        pairs=pairs,
-        threshold=args.threshold,
-        sources={"pos": args.pos_path, "neg": args.neg_path},
-        settings=settings,
-    )
-    for path in paths:
+    for path in result.paths:
         print(f"wrote {path}")
     return 0
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from persona.cli import add_model_args, run_cli, setup_logging, split_list
+from persona.cli import add_model_args, layer_arg, run_cli, setup_logging, split_list
+from persona.layer_choice import resolve_layer_list
+from persona.models import load_model
 from persona.projection import PROJECTION_TYPES, add_projection_columns
 
 
@@ -27,7 +29,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="CSV with prompt and answer columns (eval_persona output) or JSONL with messages",
     )
     parser.add_argument("--vector_path_list", nargs="+", required=True, help="persona vector file(s)")
-    parser.add_argument("--layer_list", nargs="+", required=True, help="layer(s): L = output of decoder block L")
+    parser.add_argument(
+        "--layer_list",
+        nargs="+",
+        required=True,
+        help="layer(s): L = output of decoder block L, or auto (each vector's best held-out layer)",
+    )
     parser.add_argument(
         "--projection_type",
         nargs="+",
@@ -43,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.vector_path_list = split_list(args.vector_path_list)
-        args.layer_list = split_list(args.layer_list, int, "--layer_list")
+        args.layer_list = split_list(args.layer_list, layer_arg, "--layer_list")  # ints or auto; main resolves auto
         args.projection_type = split_list(args.projection_type)
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
@@ -56,6 +63,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
+    layers, _ = resolve_layer_list(
+        args.layer_list, args.vector_path_list, pair=False, load=lambda: load_model(args.model_name)
+    )  # auto
+    args.layer_list = split_list(layers, int, "--layer_list")
     written = add_projection_columns(
         args.file_path,
         args.vector_path_list,

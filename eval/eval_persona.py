@@ -28,6 +28,8 @@ from persona.cli import (
     split_list,
 )
 from persona.evaluation import Cell, Job, run_evaluation, summarize, sweep_jobs
+from persona.layer_choice import resolve_layer_list
+from persona.models import load_model
 from persona.steering import POSITIONS
 from persona.vectors import PersonaVector, VectorShapeError
 
@@ -87,7 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--coef", nargs="+", default=None, help="steering coefficient(s)")
     parser.add_argument("--vector_path", nargs="+", default=None, help="persona vector file(s) [L+1, hidden]")
-    parser.add_argument("--layer", nargs="+", default=None, help="layer(s): output of decoder block L")
+    parser.add_argument(
+        "--layer", nargs="+", default=None, help="layer(s): output of decoder block L, or auto (best held-out AUROC)"
+    )
     parser.add_argument(
         "--steering_type",
         choices=POSITIONS,
@@ -136,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     if not args.output_path and not args.output_dir:
         raise ValueError("give --output_path (or --output_dir for a sweep)")
-    spec = eval_spec_from_args(args)
+    args.layer, layer_choices = resolve_layer_list(  # --layer auto: the best held-out layer of each vector
+        split_list(args.layer), split_list(args.vector_path), load=lambda: load_model(args.model, device=args.device)
+    )
+    spec = eval_spec_from_args(args, choices={"layer_choice": layer_choices} if layer_choices else {})
     jobs, is_sweep = _jobs(args, spec.load_traits()[0].name)
     if args.ray is not None:  # the sweep's cells as units on Ray workers (persona.jobs), resumable the same way
         from persona.jobs import RayRunner, sweep_units

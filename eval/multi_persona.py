@@ -48,6 +48,7 @@ from persona.cli import (
     add_model_args,
     add_seed_args,
     judge_settings,
+    layer_arg,
     run_cli,
     seeds_from_args,
     setup_logging,
@@ -57,7 +58,9 @@ from persona.evaluation import Cell, EvalSpec, Job, run_evaluation
 from persona.fingerprint import model_ref, tensor_sha256
 from persona.io import read_table, write_csv
 from persona.judge import COHERENCE
+from persona.layer_choice import resolve_layer
 from persona.layout import Layout
+from persona.models import load_model
 from persona.steering import POSITIONS
 from persona.traits import Trait, load_trait
 from viz.common import save_figure, warn_missing
@@ -78,7 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder of {trait}_{vector_type}.pt (default: output/persona_vectors/<model>)",
     )
     common.add_argument("--vector_type", default="response_avg_diff", help="vector file suffix")
-    common.add_argument("--layer", type=int, default=20, help="steering layer (hidden_states[L])")
+    common.add_argument(
+        "--layer", type=layer_arg, default=20, help="steering layer (hidden_states[L]), or auto (best held-out AUROC)"
+    )
     common.add_argument("--steering_type", choices=POSITIONS, default="response", help="positions to steer")
     common.add_argument("--n_per_question", type=int, default=5, help="samples per question (greedy when 1)")
     common.add_argument("--max_questions", type=int, default=5, help="eval questions per trait")
@@ -278,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     traits = _traits(args)
     vectors = load_vectors(_vector_paths(args, traits))
+    args.layer, choice = resolve_layer(
+        args.layer, list(_vector_paths(args, traits).values()), load=lambda: load_model(args.model, device=args.device)
+    )  # --layer auto
     cells, points, settings = _plan(args, traits, vectors)
+    settings.update({"layer_choice": choice.record()} if choice else {})
     default = (
         f"linearity_{traits[0].name}_{traits[1].name}_layer{args.layer}"
         if args.experiment == "linearity"

@@ -49,6 +49,16 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = 
     return out
 
 
+def layer_arg(value: str) -> int | str:
+    """A layer flag's value: an integer, or "auto" (the best held-out layer, persona.layer_choice)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {value!r} (expected a layer: an integer or auto)") from None
+
+
 def broadcast(flag: str, values: Sequence[Any], n: int) -> list[Any]:
     """Pair list flags: a single value broadcasts to `n`, otherwise lengths must match."""
     values = list(values)
@@ -156,6 +166,54 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="vLLM's memory fraction (default: 0.25 on CPU, 0.6 on CUDA)",
     )
+
+
+def add_method_args(parser: argparse.ArgumentParser) -> None:
+    """The extraction-method flags; `method_options` turns them into `(method, options)`."""
+    group = parser.add_argument_group("extraction method")
+    group.add_argument(
+        "--method",
+        default="mean_diff",
+        help="mean_diff (default: the original study's mean difference), pca_diff, probe, or a method "
+        "registered with persona.extraction_methods.register_method (see --method_module)",
+    )
+    group.add_argument("--pca_center", action="store_true", help="pca_diff: centre the differences (repeng's variant)")
+    group.add_argument(
+        "--method_option",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="options of the method (e.g. folds=3 for probe); values are read as JSON, else as text",
+    )
+    group.add_argument(
+        "--method_module", default=None, help="a module to import first that registers more methods (my_pkg.methods)"
+    )
+
+
+def method_options(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """`(method, options)` from the method flags, checked against the method's signature."""
+    import importlib
+    import json
+
+    from persona.extraction_methods import get_method
+
+    if args.method_module:
+        importlib.import_module(args.method_module)
+    options: dict[str, Any] = {}
+    for item in split_list(args.method_option):
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--method_option {item!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    if args.pca_center:
+        if args.method != "pca_diff":
+            raise ValueError(f"--pca_center applies to --method pca_diff, not {args.method}")
+        options["center"] = True
+    get_method(args.method).options(options)  # unknown method or option: one clear line now
+    return args.method, options
 
 
 VERBOSE_FLAG = "--verbose"

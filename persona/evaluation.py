@@ -94,6 +94,7 @@ class EvalSpec:
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     judge_spec: str | None = None
     judged_by: dict[str, Any] = field(default_factory=dict)
+    choices: dict[str, Any] = field(default_factory=dict)  # what the run chose itself (`layer auto`), recorded
 
     def __post_init__(self) -> None:
         if not self.trait:
@@ -170,7 +171,7 @@ class EvalSpec:
         model_key = json.dumps(model_ref(self.model), sort_keys=True)
         generation = generation_fingerprint(model_key, samples or self.samples(), self.sampling(), self.seed, cell)
         judged_by = self.resolve_judge().judged_by
-        return {**generation, "judge": {k: v for k, v in judged_by.items() if k != "default_judge"}}
+        return {**generation, "judge": {k: v for k, v in judged_by.items() if k != "default_judge"}, **self.choices}
 
     def key(self) -> str:
         """Specs with equal keys share generation batches (`persona.jobs`)."""

@@ -1,11 +1,12 @@
-"""Persona vector extraction: filter paired pos/neg evaluations, then mean(pos) - mean(neg) per layer.
+"""Persona vector extraction: filter paired pos/neg evaluations, then one direction per layer and kind.
 
 Rows of the pos and neg CSVs pair up by position (eval_persona writes them in the same
 question/instruction/sample order). A pair is kept when the pos answer shows the trait
 (score >= threshold), the neg answer does not (score < 100 - threshold) and both are
-coherent (coherence >= 50). For each kind (prompt_avg, response_avg, prompt_last) the
-vector is the mean activation over kept pos rows minus that over kept neg rows, at every
-layer 0..num_layers.
+coherent (coherence >= 50). For each kind (prompt_avg, response_avg, prompt_last) an
+extraction method (`persona.extraction_methods`; by default `mean_diff`: the mean
+activation over kept pos rows minus that over kept neg rows) gives the vector at every
+layer 0..num_layers. `extract_and_save` is the whole recipe, resumable.
 """
 
 from __future__ import annotations
@@ -13,21 +14,23 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from persona.activations import capture
+from persona.activations import Activations, Reduce, capture
 from persona.errors import InputError
+from persona.extraction_methods import DEFAULT_METHOD, get_method
 from persona.fingerprint import check_finished, code_version, file_sha256, model_ref, tensor_sha256
 from persona.io import read_table
 from persona.judge.sidecar import read_sidecar
 from persona.models import LoadedModel
 from persona.traits import base_trait
-from persona.vectors import VECTOR_KINDS, PersonaVector, load_vector
+from persona.vectors import VECTOR_KINDS, PersonaVector, load_vector, metadata_filename, vector_filename
 
 MIN_COHERENCE = 50
 
@@ -99,35 +102,66 @@ def read_pairs(
 
 
 def persona_vectors(
-    lm: LoadedModel, pairs: EffectivePairs, *, trait: str | None = None, batch_size: int = 16
+    lm: LoadedModel,
+    pairs: EffectivePairs,
+    *,
+    trait: str | None = None,
+    batch_size: int = 16,
+    method: str = DEFAULT_METHOD,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, PersonaVector]:
-    """`{kind: mean(pos) - mean(neg)}`, each a float32 `[num_layers + 1, hidden]` `PersonaVector` of `lm`."""
-    means = [
-        capture(lm, list(df["prompt"]), list(df["answer"]), batch_size=batch_size, reduce="mean")
+    """`{kind: vector}` by `method`, each a float32 `[num_layers + 1, hidden]` `PersonaVector` of `lm`.
+
+    A means-only method (mean_diff) gets each side's running mean as one row, so no per-sample
+    activations are kept; the others get per-sample rows, minus pairs where either side has
+    no tokens of that kind.
+    """
+    extractor = get_method(method)
+    options = extractor.options(options)
+    reduce: Reduce = "mean" if extractor.means_only else "none"
+    acts = [
+        capture(lm, list(df["prompt"]), list(df["answer"]), batch_size=batch_size, reduce=reduce)
         for df in (pairs.pos, pairs.neg)
     ]
     return {
         kind: PersonaVector(
-            means[0][kind] - means[1][kind], model=lm.name, trait=trait or pairs.column, kind=kind, judge=pairs.column
+            extractor(*_method_inputs(acts, kind, extractor.means_only), options),
+            model=lm.name,
+            trait=trait or pairs.column,
+            kind=kind,
+            judge=pairs.column,
         )
         for kind in VECTOR_KINDS
     }
 
 
-def vector_filename(trait: str, kind: str) -> str:
-    return f"{trait}_{kind}_diff.pt"
+def _method_inputs(acts: list[Activations], kind: str, means_only: bool) -> tuple[Any, Any]:
+    """pos and neg `[n, L+1, hidden]` for one kind: means as one row, or the pairs both sides have."""
+    pos, neg = acts[0][kind], acts[1][kind]
+    if means_only:
+        return pos[None], neg[None]
+    whole = ~(pos.isnan().flatten(1).any(1) | neg.isnan().flatten(1).any(1))
+    return pos[whole], neg[whole]
 
 
 def extraction_settings(
-    pos_path: str | os.PathLike, neg_path: str | os.PathLike, trait: str, threshold: float, model: str
+    pos_path: str | os.PathLike,
+    neg_path: str | os.PathLike,
+    trait: str,
+    threshold: float,
+    model: str,
+    method: str = DEFAULT_METHOD,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What determines the vectors: the inputs' contents, the filter and the model (see persona.fingerprint)."""
+    """What determines the vectors: the inputs' contents, the filter, the method with its options, the model."""
     return {
         "pos_sha256": file_sha256(pos_path),
         "neg_sha256": file_sha256(neg_path),
         "trait": trait,
         "threshold": float(threshold),
         "min_coherence": MIN_COHERENCE,
+        "method": method,
+        "method_options": get_method(method).options(options),
         "model": model_ref(model),
         "code_version": code_version(),
     }
@@ -139,16 +173,21 @@ def vectors_done(save_dir: str | os.PathLike, trait: str, settings: dict[str, An
     Raises `SettingsMismatch` (what differs) when complete vectors were made with other settings.
     """
     save_dir = Path(save_dir)
-    meta_file = save_dir / f"{trait}_vectors.json"
+    method = settings.get("method", DEFAULT_METHOD)
+    meta_file = save_dir / metadata_filename(trait, method)
     if not meta_file.is_file():
         return False
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     digests = meta.get("vector_sha256") or {}
     for kind in VECTOR_KINDS:  # a run killed while saving leaves older files or none: not done
-        path = save_dir / vector_filename(trait, kind)
+        path = save_dir / vector_filename(trait, kind, method)
         if kind not in digests or not path.is_file() or tensor_sha256(load_vector(path)) != digests[kind]:
             return False
-    return check_finished(f"the {trait} vectors in {save_dir}", meta.get("settings"), settings)
+    saved = meta.get("settings")
+    if saved is not None:  # records from before extraction methods existed are all mean_diff's
+        saved = {"method": DEFAULT_METHOD, "method_options": {}, **saved}
+    which = "" if method == DEFAULT_METHOD else f" {method}"
+    return check_finished(f"the {trait}{which} vectors in {save_dir}", saved, settings)
 
 
 def save_persona_vectors(
@@ -161,8 +200,10 @@ def save_persona_vectors(
     threshold: float,
     sources: dict[str, str],
     settings: dict[str, Any] | None = None,
+    method: str = DEFAULT_METHOD,
+    options: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write `<trait>_<kind>_diff.pt` for each kind plus `<trait>_vectors.json` metadata, atomically.
+    """Write `vector_filename(trait, kind, method)` for each kind plus the method's metadata file, atomically.
 
     The metadata names the judge that scored the inputs: the `<csv>.judge.json` sidecar of
     each source (None for a file scored before sidecars existed). With `settings` it also
@@ -178,13 +219,65 @@ def save_persona_vectors(
         "n_pairs_total": pairs.total,
         "condition_counts": pairs.condition_counts,
         "sources": sources,
+        "method": method,
+        "method_options": get_method(method).options(options),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     if settings is not None:
         meta.update(settings=settings, vector_sha256={kind: tensor_sha256(v.tensor) for kind, v in vectors.items()})
     judge = {name: read_sidecar(path) for name, path in sources.items()}
-    paths = [save_dir / vector_filename(trait, kind) for kind in vectors]
+    paths = [save_dir / vector_filename(trait, kind, method) for kind in vectors]
     meta_file = None
     for path, (kind, vector) in zip(paths, vectors.items(), strict=True):
         meta_file = replace(vector, model=lm.name, trait=trait, kind=kind, judge=judge, meta=meta).save(path)
     return [*paths, meta_file] if meta_file else paths
+
+
+@dataclass
+class Extraction:
+    """What `extract_and_save` did: the kept pairs, and the files written (none when `skipped`)."""
+
+    pairs: EffectivePairs
+    skipped: bool
+    paths: list[Path] = field(default_factory=list)
+
+
+def extract_and_save(
+    pos_path: str | os.PathLike,
+    neg_path: str | os.PathLike,
+    trait: str,
+    save_dir: str | os.PathLike,
+    *,
+    model: str,
+    load: Callable[[], LoadedModel],
+    threshold: float = 50,
+    method: str = DEFAULT_METHOD,
+    options: dict[str, Any] | None = None,
+    batch_size: int = 16,
+    overwrite: bool = False,
+) -> Extraction:
+    """Filter the pairs, then extract and save `trait`'s vectors unless a complete set with these settings exists.
+
+    `model` is the model spec recorded in the settings; `load` is called only when vectors
+    are computed. Raises `NoEffectiveSamples` when no pair passes the filter and
+    `SettingsMismatch` when vectors made with other settings exist (unless `overwrite`).
+    """
+    pairs = read_pairs(pos_path, neg_path, trait, threshold)
+    settings = extraction_settings(pos_path, neg_path, trait, threshold, model, method, options)
+    if not overwrite and vectors_done(save_dir, trait, settings):
+        return Extraction(pairs, skipped=True)
+    lm = load()
+    vectors = persona_vectors(lm, pairs, trait=trait, batch_size=batch_size, method=method, options=options)
+    paths = save_persona_vectors(
+        save_dir,
+        trait,
+        vectors,
+        lm=lm,
+        pairs=pairs,
+        threshold=threshold,
+        sources={"pos": str(pos_path), "neg": str(neg_path)},
+        settings=settings,
+        method=method,
+        options=options,
+    )
+    return Extraction(pairs, skipped=False, paths=paths)

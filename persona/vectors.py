@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from persona.errors import InputError
+from persona.extraction_methods import DEFAULT_METHOD, get_method
 from persona.io import save_tensor, write_json
 from persona.sites import VectorShapeError
 from persona.steering import Op, Positions, Steer, steering
@@ -41,7 +42,9 @@ LAYER_CONVENTION = (
     "row L = hidden_states[L]: row 0 = embedding output, row L = output of decoder block L "
     "(the last row after the model's final norm)"
 )
-_FILE_NAME = re.compile(r"(?P<trait>.+)_(?P<kind>" + "|".join(VECTOR_KINDS) + r")_diff\.pt")
+# `{trait}_{kind}_{suffix}.pt`: suffix `diff` for mean_diff (the original study's name), else the method's
+_FILE_NAME = re.compile(r"(?P<trait>.+)_(?P<kind>" + "|".join(VECTOR_KINDS) + r")_(?P<suffix>[A-Za-z0-9_]+)\.pt")
+MEAN_DIFF_SUFFIX = "diff"
 
 
 class VectorFileError(InputError):
@@ -81,11 +84,35 @@ def save_vector(path: str | os.PathLike, vector: Tensor) -> None:
     save_tensor(path, vector.detach().to("cpu", torch.float32).contiguous())
 
 
+def vector_filename(trait: str, kind: str, method: str = DEFAULT_METHOD) -> str:
+    """The one place vector files are named: `{trait}_{kind}_diff.pt` for mean_diff, else `{trait}_{kind}_{suffix}.pt`.
+
+    The suffix is the registered method's (`pca_diff` -> `pca`, `probe` -> `probe`).
+    """
+    if kind not in VECTOR_KINDS:
+        raise ValueError(f"unknown vector kind {kind!r}; use one of {VECTOR_KINDS}")
+    return f"{trait}_{kind}_{get_method(method).suffix}.pt"
+
+
+def metadata_filename(trait: str, method: str = DEFAULT_METHOD) -> str:
+    """`{trait}_vectors.json` for mean_diff (as before), `{trait}_{suffix}_vectors.json` for another method."""
+    return _metadata_name(trait, get_method(method).suffix)
+
+
+def _metadata_name(trait: str, suffix: str) -> str:
+    return f"{trait}_vectors.json" if suffix == MEAN_DIFF_SUFFIX else f"{trait}_{suffix}_vectors.json"
+
+
+def parse_vector_filename(path: str | os.PathLike) -> dict[str, str] | None:
+    """`{"trait", "kind", "suffix"}` of a vector file name (None for other names)."""
+    match = _FILE_NAME.fullmatch(Path(path).name)
+    return match.groupdict() if match else None
+
+
 def metadata_path(vector_path: str | os.PathLike) -> Path | None:
-    """`<trait>_vectors.json` beside a `<trait>_<kind>_diff.pt` file (None for other file names)."""
-    path = Path(vector_path)
-    match = _FILE_NAME.fullmatch(path.name)
-    return path.with_name(f"{match['trait']}_vectors.json") if match else None
+    """The metadata file beside a `{trait}_{kind}_{suffix}.pt` vector (None for other file names)."""
+    parts = parse_vector_filename(vector_path)
+    return Path(vector_path).with_name(_metadata_name(parts["trait"], parts["suffix"])) if parts else None
 
 
 @dataclass
@@ -118,7 +145,7 @@ class PersonaVector:
         """Read a vector file (bare tensor or `{'vector': ...}`) and its metadata file when present."""
         tensor = load_vector(path)
         meta_file = metadata_path(path)
-        match = _FILE_NAME.fullmatch(Path(path).name)
+        match = parse_vector_filename(path)
         if meta_file is None or not meta_file.is_file():
             return cls(tensor, trait=match["trait"] if match else None, kind=match["kind"] if match else None)
         try:

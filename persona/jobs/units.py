@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from persona.answers import Job, drop_answers
 from persona.evaluation import EvalSpec, run_evaluation
-from persona.extraction import extraction_settings, persona_vectors, read_pairs, save_persona_vectors, vectors_done
+from persona.extraction import extract_and_save, extraction_settings, vectors_done
 from persona.fingerprint import check_finished, read_record
 from persona.projection import add_projection_columns, column_name
 
@@ -134,18 +135,16 @@ class TraitVectorsUnit:
         for unit in units:
             _run_evals(worker, [unit.pos, unit.neg], since)
             spec = unit.pos.spec
-            lm = worker.model(spec.model, spec.device, spec.dtype)
-            pairs = read_pairs(unit.pos.job.output, unit.neg.job.output, unit.trait, unit.threshold)
-            vectors = persona_vectors(lm, pairs, trait=unit.trait, batch_size=spec.batch_size)
-            save_persona_vectors(
-                unit.save_dir,
+            extract_and_save(
+                unit.pos.job.output,
+                unit.neg.job.output,
                 unit.trait,
-                vectors,
-                lm=lm,
-                pairs=pairs,
+                unit.save_dir,
+                model=spec.model,
+                load=partial(worker.model, spec.model, spec.device, spec.dtype),
                 threshold=unit.threshold,
-                sources={"pos": str(unit.pos.job.output), "neg": str(unit.neg.job.output)},
-                settings=unit.settings(),
+                batch_size=spec.batch_size,
+                overwrite=True,  # is_done decided already; a changed input must recompute, not stop
             )
             report(UnitResult(unit.name, "done"))
 
