@@ -385,7 +385,8 @@ def _nothing() -> Iterator[None]:
 def make_backend(
     name: str, lm: LoadedModel, *, batch_size: int = 16, gpu_memory_utilization: float | None = None
 ) -> GenerationBackend:
-    """The backend `name` asks for; `auto` takes vLLM when it can run here, HF otherwise."""
+    """The backend `name` asks for. vLLM where it can run here; otherwise HF, said in the log: quietly for
+    `auto`, as a warning for `vllm` (the answers are then HF's, and their records say so)."""
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
     if name == "hf":
@@ -394,6 +395,7 @@ def make_backend(
     if reason is None:
         return VLLMBackend(lm, batch_size=batch_size, gpu_memory_utilization=gpu_memory_utilization)
     if name == "vllm":
-        raise ValueError(f"backend vllm: {reason}")
-    log.info("backend auto: using the HF backend (%s)", reason)
+        log.warning("backend vllm: %s; generating with the HF backend instead", reason)
+    else:
+        log.info("backend auto: using the HF backend (%s)", reason)
     return HFBackend(lm, batch_size)

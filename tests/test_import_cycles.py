@@ -100,3 +100,12 @@ def test_the_checker_finds_a_planted_cycle(tmp_path):
 
 def test_persona_has_no_import_cycle():
     assert cycles(import_graph()) == []
+
+
+def test_no_library_module_exceeds_the_size_of_one_idea():
+    """A module over ~400 lines holds more than one idea; split it (see docs/contributing.md)."""
+    sizes = {
+        str(p.relative_to(PACKAGE.parent)): len(p.read_text(encoding="utf-8").splitlines())
+        for p in PACKAGE.rglob("*.py")
+    }
+    assert {name: n for name, n in sizes.items() if n > 450} == {}

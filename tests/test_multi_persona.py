@@ -155,3 +155,24 @@ def test_bad_arguments(tmp_path, vector_dir):
         multi_persona.main(
             _args("linearity", "m", vector_dir, tmp_path, ["evil", "humorous"], "--vector_type", "prompt_last_diff")
         )
+
+
+def test_backend_vllm_without_vllm_falls_back_and_every_cell_has_its_records(
+    tmp_path, tiny_llama_dir, vector_dir, offline_env, monkeypatch, caplog
+):
+    from persona import vllm_backend
+    from persona.fingerprint import read_record
+    from persona.judge.sidecar import read_sidecar
+
+    monkeypatch.setattr(vllm_backend, "vllm_unusable_reason", lambda device: "vLLM is not installed")
+    out = tmp_path / "inter"
+    argv = _args("interference", tiny_llama_dir, vector_dir, out, ["evil", "optimistic"], "--backend", "vllm")
+    assert multi_persona.main(argv) == 0
+    assert "backend vllm: vLLM is not installed; generating with the HF backend instead" in caplog.text
+    for cell in ("baseline", "steer_evil", "steer_optimistic"):
+        path = out / "cells" / f"{cell}.csv"
+        sidecar, record = read_sidecar(path), read_record(path)
+        assert sidecar["judge"] == "likelihood" and set(sidecar["columns"]) == {"evil", "optimistic", "coherence"}
+        assert sidecar["trait"] == ["evil", "optimistic"]
+        assert record["n_rows"] == 2 and record["judge"]["judge"] == "likelihood"
+        assert len(record["steers"]) == (0 if cell == "baseline" else 1)

@@ -154,12 +154,15 @@ def test_unsteerable_reason():
     assert "Linear" in unsteerable_reason(other)
 
 
-def test_make_backend_without_vllm(tiny_lm, monkeypatch):
+def test_make_backend_without_vllm(tiny_lm, monkeypatch, caplog):
     monkeypatch.setattr(vllm_backend, "vllm_unusable_reason", lambda device: "vLLM is not installed")
     assert isinstance(make_backend("auto", tiny_lm), HFBackend)
     assert isinstance(make_backend("hf", tiny_lm), HFBackend)
-    with pytest.raises(ValueError, match="backend vllm: vLLM is not installed"):
-        make_backend("vllm", tiny_lm)
+    assert isinstance(make_backend("vllm", tiny_lm), HFBackend)  # falls back, and says why
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [r.getMessage() for r in warned] == [
+        "backend vllm: vLLM is not installed; generating with the HF backend instead"
+    ]
     with pytest.raises(ValueError, match="backend must be one of"):
         make_backend("tgi", tiny_lm)
 
