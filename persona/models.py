@@ -282,11 +282,3 @@ def load_model(
         num_layers=len(decoder_layers(model)),
         hidden_size=config.hidden_size,
     )
-
-
-def model_basename(name_or_path: str) -> str:
-    """A short, file-name-safe model label (used in column and file names)."""
-    p = Path(str(name_or_path).rstrip("/"))
-    if re.fullmatch(r"checkpoint-\d+", p.name):
-        return f"{p.parent.name}_{p.name}"
-    return p.name
