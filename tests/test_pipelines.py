@@ -47,7 +47,7 @@ def test_every_script_parses(name):
 
 
 def test_the_seven_pipelines_exist_with_strict_mode_and_are_documented():
-    readme = (REPO / "README.md").read_text()
+    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     common = (SCRIPTS / "_common.sh").read_text()
     assert "set -euo pipefail" in common and "CUDA_VISIBLE_DEVICES=$1" in common
     for name in PIPELINES:
@@ -156,12 +156,13 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
         "BASE_MODEL": base,
         "CHECKPOINT_DIR": str(two_checkpoints),
         "LAYER": "2",
+        "SHIFT_TYPES": "prompt_last_proj proj",  # the original's shift, plus proj when asked
     }
     ok(run_script("eval_checkpoints.sh", settings))
     results = Path(env["OUTPUT_ROOT"]) / "evil_projection_eval"
-    assert sorted(p.name for p in results.glob("*.csv")) == ["checkpoint-1_evil.csv", "checkpoint-2_evil.csv"]
+    assert sorted(p.name for p in results.glob("*.csv")) == [f"checkpoint-{n}_evil.csv" for n in (0, 1, 2)]
     assert len(list(results.glob("eval_checkpoints_*.log"))) == 1
-    for step in (1, 2):
+    for step in (0, 1, 2):
         path = results / f"checkpoint-{step}_evil.csv"
         df = pd.read_csv(path)
         assert list(df.columns) == [
@@ -172,11 +173,14 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
             "evil",
             "coherence",
             f"checkpoint-{step}_evil_response_avg_diff_proj_layer2",
+            f"checkpoint-{step}_evil_response_avg_diff_prompt_last_proj_layer2_finetuning_shift",
             f"checkpoint-{step}_evil_response_avg_diff_proj_layer2_finetuning_shift",
         ]
         assert (
             len(df) == 1 and json.loads(path.with_name(path.name + ".judge.json").read_text())["judge"] == "likelihood"
         )
+    step0 = pd.read_csv(results / "checkpoint-0_evil.csv")  # the base model minus itself
+    assert step0.filter(like="_finetuning_shift").abs().to_numpy().max() == 0
 
     # the base model's projection, added by cal_projection.sh: the shift is checkpoint minus base
     ok(
@@ -194,14 +198,15 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
 
     before = {p.name: p.read_bytes() for p in results.glob("checkpoint-*")}
     rerun = ok(run_script("eval_checkpoints.sh", settings))
-    assert rerun.stdout.count("exists, skipping") == 2 and "all columns exist" in rerun.stdout
+    assert rerun.stdout.count("exists, skipping") == 3 and "all columns exist" in rerun.stdout
     assert {p.name: p.read_bytes() for p in results.glob("checkpoint-*")} == before
 
     ok(run_script("eval_projection_variants.sh", {**settings, "TRAIT_VARIANTS": "evil_2"}))
-    for step in (1, 2):
+    for step in (0, 1, 2):
         columns = pd.read_csv(results / f"checkpoint-{step}_evil.csv").columns
         assert {
             f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2",
+            f"checkpoint-{step}_evil_2_response_avg_diff_prompt_last_proj_layer2_finetuning_shift",
             f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2_finetuning_shift",
         } <= set(columns)
 
