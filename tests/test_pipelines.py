@@ -127,6 +127,8 @@ def two_checkpoints(tiny_llama_dir, tmp_path) -> Path:
                 output_dir=str(out),
                 max_steps=2,
                 save_steps=1,
+                save_strategy="steps",  # the original's default is "epoch", keeping 1 checkpoint
+                save_total_limit=None,
                 per_device_train_batch_size=2,
                 gradient_accumulation_steps=1,
                 warmup_steps=0,

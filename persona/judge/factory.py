@@ -172,7 +172,7 @@ class JudgeSettings:
     judge_prefill: str = ""
     coherence_prompt: str | None = None  # a template file with {question} and {answer}
     no_judge_cache: bool = False
-    max_concurrent_judges: int = 8
+    max_concurrent_judges: int = 100  # the original study's default
 
 
 def make_judges(settings: JudgeSettings, *, trait: Trait, eval_model: LoadedModel | None = None) -> dict[str, Judge]:
