@@ -67,9 +67,12 @@ def variant_table(
     if len(layers) > 1:
         raise ValueError(f"projections at layers {sorted(layers)}: choose one with layer")
     table = pd.DataFrame(out, columns=["step", "variant", "metric", "value"])
-    proj = table[table["metric"] == "projection"]
-    has_shift = set(map(tuple, table.loc[table["metric"] == "finetuning_shift", ["step", "variant"]].to_numpy()))
-    zero = proj[(proj["step"] == 0) & [(0, v) not in has_shift for v in proj["variant"]]]
+    shifted = set(table.loc[table["metric"] == "finetuning_shift", ["step", "variant"]].itertuples(index=False))
+    zero = table[
+        (table["metric"] == "projection")
+        & (table["step"] == 0)
+        & ~table["variant"].map(lambda v: (0, v) in shifted)
+    ]
     return pd.concat([table, zero.assign(metric="finetuning_shift", value=0.0)], ignore_index=True)
 
 
