@@ -324,3 +324,64 @@ def test_generator_eval_and_judge_flags_in_the_original_spelling():
     with pytest.raises(SystemExit):
         parse_args([*base, "--batch_process=maybe"])
     assert [bool_value(v) for v in ("False", "true", "0", "YES")] == [False, True, False, True]
+
+
+# ------------------------------------------------------------------ the pipelines feed the original's scripts
+
+
+@pytest.fixture
+def deep_tiny_model(tmp_path, tiny_tokenizer):
+    """A tiny model with 21 decoder layers, so the original's hard-coded layer 20 exists."""
+    from tests.conftest import build_model
+
+    path = tmp_path / "tiny-21"
+    build_model("llama", len(tiny_tokenizer), layers=21).save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+def test_pipeline_outputs_are_the_inputs_the_original_scripts_read(deep_tiny_model, offline_env, tmp_path):
+    import re
+    import shutil
+
+    from persona.layout import Layout
+    from tests.test_pipelines import FAST, ok, run_script
+
+    base = str(deep_tiny_model)
+    env = {"OUTPUT_ROOT": str(tmp_path / "output"), "PERSONA_CACHE": str(offline_env), **FAST}
+    layout = Layout(base, env["OUTPUT_ROOT"])
+    for seed, name in enumerate(("confident", "confident_2")):
+        torch.manual_seed(seed)
+        layout.vectors_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(torch.randn(22, 64), layout.vectors_dir / f"{name}_response_avg_diff.pt")
+    run = tmp_path / "ckpt" / "qwen-confident_misaligned_2"
+    shutil.copytree(deep_tiny_model, run / "checkpoint-1")  # a checkpoint folder holding a whole model
+    settings = {**env, "TRAIT": "confident", "BASE_MODEL": base, "CHECKPOINT_DIR": str(run)}  # LAYER: 20
+    ok(run_script("eval_persona.sh", {**env, "MODEL": base, "TRAIT": "confident"}))
+    ok(run_script("eval_checkpoints.sh", settings))
+    ok(run_script("eval_projection_variants.sh", {**settings, "TRAIT_VARIANTS": "confident_2"}))
+
+    # plot_cross_persona_corr.py (original): the baseline, the last checkpoint's shift column, the vectors
+    assert "confident" in pd.read_csv(layout.eval_dir / "confident_baseline.csv").columns
+    assert torch.load(layout.vectors_dir / "confident_response_avg_diff.pt", weights_only=True).shape[0] > 20
+    folder = tmp_path / "output" / "confident_projection_eval"
+    files = sorted(p.name for p in folder.glob("checkpoint-*_*.csv"))
+    assert files == ["checkpoint-0_confident.csv", "checkpoint-1_confident.csv"]  # the timeline starts at 0
+    for step in (0, 1):
+        df = pd.read_csv(folder / f"checkpoint-{step}_confident.csv")
+        # plot_projection_eval.py (original): persona column, coherence, the exact shift column
+        assert re.match(r"checkpoint-(\d+)_([^.]+)\.csv$", f"checkpoint-{step}_confident.csv")
+        assert {"confident", "coherence", f"checkpoint-{step}_confident_{SHIFT}"} <= set(df.columns)
+        # split_confident_csvs.py / plot_confident_projections.py (original): proj and shift per variant
+        for variant in ("confident", "confident_2"):
+            assert {f"checkpoint-{step}_{variant}_{PROJ}", f"checkpoint-{step}_{variant}_{SHIFT}"} <= set(df.columns)
+        assert {"question", "prompt", "answer", "question_id"} <= set(df.columns)
+    step0 = pd.read_csv(folder / "checkpoint-0_confident.csv")
+    assert (step0[f"checkpoint-0_confident_{SHIFT}"] == 0).all()  # the base model minus itself
+
+    # and this project's versions of those scripts read them as they are
+    out = tmp_path / "figs"
+    assert plot_projection_eval.main([str(folder), "--save", str(out / "confident.png")]) == 0
+    assert split_confident_csvs.main([str(folder), str(tmp_path / "split")]) == 0
+    assert (tmp_path / "split" / "confident_2_projection_eval" / "checkpoint-1_confident_2.csv").is_file()
+    assert plot_variant_projections.main([str(folder), "--trait", "confident", "--save", str(out / "v.png")]) == 0
