@@ -4,6 +4,8 @@ naive loop over the files, as its scripts compute it), its flags and spellings, 
 from __future__ import annotations
 
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,7 @@ from viz import (
     split_confident_csvs,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 SHIFT = "response_avg_diff_prompt_last_proj_layer20_finetuning_shift"
 PROJ = "response_avg_diff_proj_layer20"
 
@@ -77,7 +80,7 @@ def original_cross_persona(root, traits):
             if a == b:
                 continue
 
-            def delta_and_shift(trait):
+            def delta_and_shift(trait, a=a):
                 base = pd.read_csv(root / "base" / f"{trait}_baseline.csv")[trait].mean()
                 last = pd.read_csv(root / "out" / f"{a}_projection_eval" / f"checkpoint-50_{trait}.csv")
                 return last[trait].mean() - base, last[f"checkpoint-50_{trait}_{SHIFT}"].mean()
@@ -342,7 +345,6 @@ def deep_tiny_model(tmp_path, tiny_tokenizer):
 
 def test_pipeline_outputs_are_the_inputs_the_original_scripts_read(deep_tiny_model, offline_env, tmp_path):
     import re
-    import shutil
 
     from persona.layout import Layout
     from tests.test_pipelines import FAST, ok, run_script
@@ -385,3 +387,64 @@ def test_pipeline_outputs_are_the_inputs_the_original_scripts_read(deep_tiny_mod
     assert split_confident_csvs.main([str(folder), str(tmp_path / "split")]) == 0
     assert (tmp_path / "split" / "confident_2_projection_eval" / "checkpoint-1_confident_2.csv").is_file()
     assert plot_variant_projections.main([str(folder), "--trait", "confident", "--save", str(out / "v.png")]) == 0
+
+
+# ------------------------------------------------------------------ the paper's setup
+
+
+def test_coherence_prompt_is_read_from_the_users_copy_of_the_original(tmp_path):
+    from persona.judge.factory import load_coherence_prompt
+
+    template = "Judge {question} against {answer}.\nOnly a number."  # a stand-in: the original's text is not shipped
+    prompts = tmp_path / "prompts.py"
+    prompts.write_text(f'Prompts = {{}}\nPrompts["other"] = "x"\nPrompts["coherence_0_100"] = """{template}"""\n')
+    assert load_coherence_prompt(prompts) == template
+    as_dict = tmp_path / "dict_prompts.py"
+    as_dict.write_text(f"PROMPTS = {{'coherence_0_100': {template!r}}}\nimport os\nos.remove('never-run')\n")
+    assert load_coherence_prompt(as_dict) == template  # read with ast: the file is never executed
+    (tmp_path / "none.py").write_text("Prompts = {}\n")
+    with pytest.raises(ValueError, match="no string assigned to \\['coherence_0_100'\\]"):
+        load_coherence_prompt(tmp_path / "none.py")
+    text = tmp_path / "coherence.txt"
+    text.write_text(template)
+    assert load_coherence_prompt(text) == template
+
+
+def test_original_trait_files_load_unchanged_and_the_paper_profile(shared_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from persona import traits
+
+    seed = shared_dir / "reference" / "seed_trait_data"
+    if not seed.is_dir():
+        pytest.skip(f"{seed} is absent")
+    for version in ("extract", "eval"):
+        for path in sorted((seed / version).glob("*.json")):
+            t = traits.load_trait(path.stem, version, data_dir=seed)
+            assert t.source == path and len(t.questions) == traits.N_QUESTIONS
+    # PERSONA_TRAIT_DATA makes it the default library of every CLI (a fresh process reads it)
+    code = "from persona import traits; print(traits.load_trait('evil', 'eval').source)"
+    env = {**os.environ, "PERSONA_TRAIT_DATA": str(seed)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(seed / "eval" / "evil.json")
+
+    original = tmp_path / "persona_vectors"  # a copy of the original study: trait files + eval/prompts.py
+    for version in ("extract", "eval"):
+        (original / "data_generation").mkdir(parents=True, exist_ok=True)
+        shutil.copytree(seed / version, original / "data_generation" / f"trait_data_{version}")
+    (original / "eval").mkdir()
+    (original / "eval" / "prompts.py").write_text('Prompts = {}\nPrompts["coherence_0_100"] = "{question} {answer}"\n')
+    shown = "source scripts/paper_env.sh {} >/dev/null && echo $PERSONA_TRAIT_DATA,$MODEL,$JUDGE_MODEL,$EVAL_ARGS"
+    result = subprocess.run(
+        ["bash", "-c", shown.format(original)], capture_output=True, text=True, cwd=REPO, env=os.environ
+    )
+    assert result.stdout.strip().split(",") == [
+        str(original / "data_generation"),
+        "Qwen/Qwen3-4B-Instruct-2507",
+        "gpt-4.1-mini-2025-04-14",
+        f"--coherence_prompt {original / 'eval' / 'prompts.py'}",
+    ]
+    bad = subprocess.run(["bash", "-c", "source scripts/paper_env.sh /nonexistent"], capture_output=True, cwd=REPO)
+    assert bad.returncode == 2 and bad.stderr.decode().startswith("error: ")

@@ -27,7 +27,7 @@ from persona.judge.aggregate import check_eval_type
 from persona.judge.likelihood import LikelihoodJudge
 from persona.judge.local_judge import LocalLogprobJudge
 from persona.judge.openai_judge import OpenAIJudge
-from persona.judge.prompts import COHERENCE, coherence_prompt, trait_prompt
+from persona.judge.prompts import COHERENCE, ORIGINAL_COHERENCE_KEY, coherence_prompt, prompt_in_python, trait_prompt
 from persona.judge.runner import Judge
 from persona.models import LoadedModel, load_model
 
@@ -75,11 +75,26 @@ def is_proxy(spec: str) -> bool:
 
 
 def load_coherence_prompt(path: str | os.PathLike) -> str:
-    """A user's coherence judge template (e.g. the original study's), checked for its placeholders."""
+    """A user's coherence judge template, checked for its placeholders.
+
+    A text file is the template itself; a `.py` file is read as the original study's
+    `eval/prompts.py`, taking the string assigned to `Prompts["coherence_0_100"]` (never run).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"coherence_prompt {path} does not exist")
     text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        try:
+            found = prompt_in_python(text)
+        except SyntaxError as err:
+            raise ValueError(f"coherence_prompt {path}: not valid Python (line {err.lineno})") from None
+        if found is None:
+            raise ValueError(
+                f"coherence_prompt {path}: no string assigned to [{ORIGINAL_COHERENCE_KEY!r}] "
+                "(give the original study's eval/prompts.py, or a text file holding the template)"
+            )
+        text = found
     missing = [p for p in ("{question}", "{answer}") if p not in text]
     if missing:
         raise ValueError(
