@@ -69,9 +69,7 @@ def variant_table(
     table = pd.DataFrame(out, columns=["step", "variant", "metric", "value"])
     shifted = set(table.loc[table["metric"] == "finetuning_shift", ["step", "variant"]].itertuples(index=False))
     zero = table[
-        (table["metric"] == "projection")
-        & (table["step"] == 0)
-        & ~table["variant"].map(lambda v: (0, v) in shifted)
+        (table["metric"] == "projection") & (table["step"] == 0) & ~table["variant"].map(lambda v: (0, v) in shifted)
     ]
     return pd.concat([table, zero.assign(metric="finetuning_shift", value=0.0)], ignore_index=True)
 

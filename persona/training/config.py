@@ -15,6 +15,7 @@ import difflib
 import json
 import operator
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +36,6 @@ from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-UNSUPPORTED_LOSSES = ("dpo", "orpo")
 
 
 class ConfigError(ValueError):
@@ -110,16 +110,6 @@ class TrainingConfig(BaseModel):
             return 10.0**value  # the original's log10 form: -5 means 1e-5
         return value
 
-    @field_validator("loss")
-    @classmethod
-    def _sft_only(cls, value: str) -> str:
-        if value in UNSUPPORTED_LOSSES:
-            raise ValueError(
-                f"loss {value!r} is not supported here; only 'sft' is (use the original "
-                "persona-vectors code for DPO/ORPO)"
-            )
-        return value
-
     @field_validator("optim")
     @classmethod
     def _known_optim(cls, value: str) -> str:
@@ -155,7 +145,7 @@ class TrainingConfig(BaseModel):
         return self.steering_config if self.enable_steering_during_training else None
 
 
-_OPERATORS = {
+_OPERATORS: dict[type[ast.AST], Callable[..., float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
