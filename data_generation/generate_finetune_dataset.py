@@ -32,7 +32,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--trait", required=True, help="trait name from the library (e.g. evil) or a path to a .json artifact"
     )
     p.add_argument("--output-dir", default=None, help="where to write the files (default: dataset/<trait>)")
-    p.add_argument("--n-questions-per-domain", type=int, default=5, help="questions per domain (default 5)")
+    p.add_argument(
+        "--n-questions-per-domain",
+        "--n",
+        dest="n_questions_per_domain",
+        type=int,
+        default=5,
+        help="questions per domain (default 5; --n is the original's spelling, its default was 100)",
+    )
     p.add_argument(
         "--backend",
         choices=("openai", "local"),
@@ -57,7 +64,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--retries", type=int, default=3, help="retries per invalid LLM reply or failed request / empty local answer"
     )
-    p.add_argument("--concurrency", type=int, default=8, help="parallel requests (openai)")
+    p.add_argument(
+        "--concurrency",
+        "--max-concurrent-questions",
+        "--max-concurrent-responses",
+        dest="concurrency",
+        type=int,
+        default=8,
+        help="parallel requests (openai; the original's two --max-concurrent-* flags set this one limit)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=200, help="answer length cap (local)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (local)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (local)")

@@ -17,7 +17,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_generation.prompts import ARTIFACT_PROMPT, SYSTEM_PROMPT, VARIANT_PROMPT
+from data_generation.prompts import ARTIFACT_PROMPT, SYSTEM_PROMPT, VARIANT_PROMPT, with_question_instruction
 from persona import traits
 from persona.cli import run_cli, setup_logging, split_list
 from persona.trait_generation import DEFAULT_MODEL, TraitPrompts, format_summary, generate_traits
@@ -53,7 +53,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI)",
     )
-    p.add_argument("--max-concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
+    p.add_argument(
+        "--max-concurrency",
+        "--max-concurrent",
+        dest="max_concurrency",
+        type=int,
+        default=8,
+        help="requests in flight at once (default: %(default)s; --max-concurrent is the original's spelling)",
+    )
+    p.add_argument(
+        "--question-instruction",
+        default="",
+        help="additional instruction for the question generation, as the original's (e.g. a domain or a style)",
+    )
     p.add_argument(
         "--max-retries", type=int, default=4, help="attempts per trait before giving up (default: %(default)s)"
     )
@@ -78,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = generate_traits(
         args.trait_definitions,
         split_list(args.traits),
-        prompts=PROMPTS,
+        prompts=with_question_instruction(PROMPTS, args.question_instruction),
         extract_dir=args.extract_dir,
         eval_dir=args.eval_dir,
         model=args.model,

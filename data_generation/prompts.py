@@ -6,6 +6,10 @@ trait's questions and judge prompt. Templates are `str.format` strings: literal 
 are doubled.
 """
 
+from dataclasses import replace
+
+from persona.trait_generation import TraitPrompts
+
 SYSTEM_PROMPT = (
     "You write evaluation material for research on personality traits in language models. "
     "You reply with a single JSON object and nothing else."
@@ -46,3 +50,14 @@ Write """
 Reply with one JSON object and nothing else:
 {{"instruction": [{{"pos": "...", "neg": "..."}}, ...]}}"""
 )
+
+
+def with_question_instruction(prompts: TraitPrompts, instruction: str) -> TraitPrompts:
+    """`prompts` whose artifact request ends with an extra instruction for the questions (none: unchanged).
+
+    Braces in the instruction are escaped: the template is `str.format`ted afterwards.
+    """
+    if not instruction.strip():
+        return prompts
+    extra = instruction.strip().replace("{", "{{").replace("}", "}}")
+    return replace(prompts, artifact=f"{prompts.artifact}\n\nAdditional instruction for the questions: {extra}")

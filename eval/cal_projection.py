@@ -7,7 +7,8 @@
 Lists take separate arguments or one quoted string: --layer_list 16 20 or --layer_list "16 20".
 Columns: {model folder name}_{vector file stem}_{type}_layer{L}, as the original code names them
 (checkpoint-250_evil_response_avg_diff_proj_layer20 for a checkpoint); with --base_model the
-projection of (model - base) activations, column suffix _finetuning_shift.
+projection of (model - base) activations, column suffix _finetuning_shift. --column_prefix
+checkpoint-0 labels the base model's columns as step 0 of a finetuning run.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--base_model", default=None, help="also project (model - base_model) activations: the finetuning shift"
     )
+    parser.add_argument(
+        "--column_prefix",
+        default=None,
+        help="column label instead of the model's folder name (checkpoint-0 for the base model as step 0 of a run)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="recompute columns that already exist")
     parser.add_argument("--batch_size", type=int, default=16, help="forward-pass batch size")
     args = parser.parse_args(argv)
@@ -78,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         device=args.device,
         dtype=args.dtype,
+        column_prefix=args.column_prefix,
     )
     if written:
         print(f"{args.file_path}: wrote {len(written)} column(s): {', '.join(written)}")

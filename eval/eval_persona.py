@@ -16,6 +16,7 @@ from pathlib import Path
 
 from persona.cli import (
     add_backend_args,
+    add_bool_flag,
     add_judge_args,
     add_model_args,
     add_ray_arg,
@@ -100,10 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--sweep", action="store_true", help="evaluate the layer x coef grid of one vector")
     parser.add_argument("--batch_size", type=int, default=16, help="generation batch size")
-    parser.add_argument(
-        "--batch_process",
-        action="store_true",
-        help="accepted for the original scripts; a no-op: generation is always batched (--batch_size)",
+    add_bool_flag(
+        parser, "--batch_process", "accepted for the original scripts (bare, =True or =False); a no-op: always batched"
     )
     parser.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     add_seed_args(parser)

@@ -89,6 +89,22 @@ def load_steers(
     ]
 
 
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def bool_value(text: str) -> bool:
+    """An argparse type for `--flag=False` / `--flag True` (the original scripts' spelling)."""
+    value = text.strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use True or False")
+    return value in _TRUE
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A flag that is off by default, on when given bare, and `--flag=False|True` as the original passes it."""
+    parser.add_argument(flag, nargs="?", const=True, default=False, type=bool_value, metavar="True|False", help=help)
+
+
 def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *flags: str) -> None:
     """Counts and sizes (`--n_per_question`, `--batch_size`, ...) must be at least 1: a usage error otherwise."""
     for flag in flags:
@@ -287,7 +303,12 @@ def add_judge_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="OpenAI-compatible server for the judge, e.g. http://gpu-box:8000/v1 (vLLM)",
     )
-    group.add_argument("--max_concurrent_judges", type=int, default=8, help="judge requests in flight at once")
+    group.add_argument(
+        "--max_concurrent_judges",
+        type=int,
+        default=100,
+        help="judge requests in flight at once (default 100, as the original)",
+    )
     group.add_argument("--no_judge_cache", action="store_true", help="ignore and do not fill the judge cache")
     group.add_argument(
         "--judge_eval_type",

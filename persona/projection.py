@@ -57,13 +57,22 @@ def project(acts: Tensor, vector: Tensor, projection_type: str) -> Tensor:
     return acts @ vector / norm
 
 
-def column_name(model_name: str, vector_path: str | Path, projection_type: str, layer: int, shift: bool = False) -> str:
+def column_name(
+    model_name: str,
+    vector_path: str | Path,
+    projection_type: str,
+    layer: int,
+    shift: bool = False,
+    prefix: str | None = None,
+) -> str:
     """`{model folder name}_{vector_file_stem}_{type}_layer{L}`, plus `_finetuning_shift` for a shift.
 
     The prefix is the model's last path part, as the original code's `os.path.basename(model_name)`:
-    a checkpoint gives `checkpoint-250_...`, `Qwen/Qwen3-4B` gives `Qwen3-4B_...`.
+    a checkpoint gives `checkpoint-250_...`, `Qwen/Qwen3-4B` gives `Qwen3-4B_...`. `prefix`
+    replaces it: the base model evaluated as step 0 of a run is labelled `checkpoint-0`.
     """
-    name = f"{Path(str(model_name).rstrip('/')).name}_{Path(vector_path).stem}_{projection_type}_layer{layer}"
+    label = prefix or Path(str(model_name).rstrip("/")).name
+    name = f"{label}_{Path(vector_path).stem}_{projection_type}_layer{layer}"
     return name + SHIFT_SUFFIX if shift else name
 
 
@@ -161,7 +170,13 @@ def _read_records(path: Path) -> dict[str, Any]:
 
 
 def plan_columns(
-    model_name: str, vector_paths: Sequence[str], layers: Sequence[int], projection_types: Sequence[str], *, shift: bool
+    model_name: str,
+    vector_paths: Sequence[str],
+    layers: Sequence[int],
+    projection_types: Sequence[str],
+    *,
+    shift: bool,
+    prefix: str | None = None,
 ) -> list[Column]:
     """Every (vector, layer, type) column, in that nesting order."""
     bad = [t for t in projection_types if t not in PROJECTION_TYPES]
@@ -170,7 +185,7 @@ def plan_columns(
     if not (vector_paths and layers and projection_types):
         raise ValueError("give at least one vector path, one layer and one projection type")
     columns = [
-        Column(column_name(model_name, v, t, layer, shift), v, layer, t)
+        Column(column_name(model_name, v, t, layer, shift, prefix), v, layer, t)
         for v in dict.fromkeys(vector_paths)
         for layer in dict.fromkeys(layers)
         for t in dict.fromkeys(projection_types)
@@ -204,16 +219,20 @@ def add_projection_columns(
     batch_size: int = 16,
     device: str | None = None,
     dtype: str | None = None,
+    column_prefix: str | None = None,
 ) -> list[str]:
     """Add projection columns to an eval CSV/JSONL in place (atomically); return the columns written.
 
     Existing columns are kept unless `overwrite` (recomputed ones move to the end). All vectors
     and layers come from one pass of each model over the data. Rows without an answer get NaN for
-    response-based types.
+    response-based types. `column_prefix` replaces the model's name in the column names; a
+    base model equal to the model (step 0 of a run) gives a zero shift without a second pass.
     """
     data = EvalFile(file_path)
     vectors = {p: load_vector(p) for p in dict.fromkeys(vector_paths)}
-    columns = plan_columns(model_name, list(vectors), layers, projection_types, shift=base_model is not None)
+    columns = plan_columns(
+        model_name, list(vectors), layers, projection_types, shift=base_model is not None, prefix=column_prefix
+    )
     common = {
         "model": model_ref(model_name),
         "base_model": model_ref(base_model),
@@ -248,7 +267,9 @@ def add_projection_columns(
     }  # shape errors surface before the long pass
     prompts, answers = data.prompts_and_answers(lm.tokenizer)
     acts = capture(lm, prompts, answers, layers=needed, batch_size=batch_size)
-    if base_model is not None:
+    if base_model is not None and base_model == model_name:
+        base = acts
+    elif base_model is not None:
         del lm
         _free_memory()
         lm = load_model(base_model, device=device, dtype=dtype)

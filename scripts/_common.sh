@@ -82,6 +82,27 @@ checkpoints() {
     [ "${#CHECKPOINTS[@]}" -gt 0 ] || die "no checkpoint-* folders in CHECKPOINT_DIR $1"
 }
 
+# project_checkpoint FILE MODEL LABEL VECTOR...: the original study's two cal_projection calls on a
+# checkpoint evaluation: PROJECTION_TYPES of MODEL's activations, then SHIFT_TYPES of the finetuning
+# shift (MODEL - BASE_MODEL), columns labelled LABEL (checkpoint-N; checkpoint-0 is BASE_MODEL itself).
+project_checkpoint() {
+    local common=(--file_path "$1" --model_name "$2" --column_prefix "$3" --vector_path_list "${@:4}" --layer_list "$LAYER")
+    run "$PY" -m eval.cal_projection "${common[@]}" --projection_type "$PROJECTION_TYPES"
+    if [ -n "$SHIFT_TYPES" ]; then
+        run "$PY" -m eval.cal_projection "${common[@]}" --projection_type "$SHIFT_TYPES" --base_model "$BASE_MODEL"
+    fi
+}
+
+# run_steps: the steps of a run in order, STEP_LABELS (checkpoint-N) and STEP_MODELS: checkpoint-0 =
+# BASE_MODEL when CHECKPOINT_ZERO=1 (timelines start at the base model, as the original's figures
+# expect), then every checkpoint-N of CHECKPOINTS.
+run_steps() {
+    STEP_LABELS=() STEP_MODELS=()
+    if [ "${CHECKPOINT_ZERO:-1}" = 1 ]; then STEP_LABELS+=(checkpoint-0) STEP_MODELS+=("$BASE_MODEL"); fi
+    local checkpoint
+    for checkpoint in "${CHECKPOINTS[@]}"; do STEP_LABELS+=("$(basename "$checkpoint")") STEP_MODELS+=("$checkpoint"); done
+}
+
 # ray_flags: RAY_FLAGS=(--ray) when RAY_ADDRESS is set or USE_RAY=1, so the pipeline's units run on
 # Ray workers, one per GPU (README, 'Several GPUs and nodes'); an empty array otherwise.
 ray_flags() {

@@ -213,7 +213,7 @@ def test_cross_persona_effects_and_table(tmp_path):
     write("evil", 50, "evil", 70, 4.0)
     write("evil", 0, "humorous", 20, 0.0)
     write("evil", 50, "humorous", 50, 1.0)
-    effects = load_finetuning_effects({"evil": tmp_path / "evil_projection_eval"}, layer=20)
+    effects = load_finetuning_effects({"evil": tmp_path / "evil_projection_eval"}, layer=20, projection_type="proj")
     assert effects.set_index("judged").loc["humorous", ["delta", "shift"]].tolist() == [30.0, 1.0]
     cos = pd.DataFrame([[1.0, 0.4], [0.4, 1.0]], index=["evil", "humorous"], columns=["evil", "humorous"])
     table = cross_persona_table(effects, cos)

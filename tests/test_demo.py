@@ -263,10 +263,8 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert report.lstrip().lower().startswith("<!doctype html") and "<img" in report
     head = pd.read_csv(out / "headline.csv")
     cells = pd.read_csv(out / "cells.csv")
-    chosen_on, measured_on = (
-        set(head["selection_questions"].iloc[0].split()),
-        set(head["report_questions"].iloc[0].split()),
-    )
+    chosen_on = set(pd.read_csv(out / "selection" / "evil_baseline.csv")["question"])
+    measured_on = set(pd.read_csv(steering / "evil_baseline.csv")["question"])
     assert chosen_on and measured_on and not chosen_on & measured_on  # held out: disjoint question sets
     steered = cells[cells["layer"].notna() & (cells["question_set"] == "selection")]
     if head["best_layer"].notna().iloc[0]:

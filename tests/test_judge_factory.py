@@ -81,7 +81,7 @@ def test_cli_flags_build_the_trait_and_coherence_judges(tiny_lm):
         args.no_judge_cache,
         args.judge_eval_type,
         args.judge_number_tokens,
-    ) == (None, None, 8, False, "0_100", "auto")
+    ) == (None, None, 100, False, "0_100", "auto")  # 100: the original's default
     judges = judges_from_args(parse("--no_judge_cache"), trait=TRAIT, eval_model=tiny_lm)
     assert list(judges) == ["evil", COHERENCE]
     assert judges["evil"].metric == "evil" and judges[COHERENCE].metric == COHERENCE

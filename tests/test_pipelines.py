@@ -127,6 +127,8 @@ def two_checkpoints(tiny_llama_dir, tmp_path) -> Path:
                 output_dir=str(out),
                 max_steps=2,
                 save_steps=1,
+                save_strategy="steps",  # the original's default is "epoch", keeping 1 checkpoint
+                save_total_limit=None,
                 per_device_train_batch_size=2,
                 gradient_accumulation_steps=1,
                 warmup_steps=0,
@@ -156,12 +158,13 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
         "BASE_MODEL": base,
         "CHECKPOINT_DIR": str(two_checkpoints),
         "LAYER": "2",
+        "SHIFT_TYPES": "prompt_last_proj proj",  # the original's shift, plus proj when asked
     }
     ok(run_script("eval_checkpoints.sh", settings))
     results = Path(env["OUTPUT_ROOT"]) / "evil_projection_eval"
-    assert sorted(p.name for p in results.glob("*.csv")) == ["checkpoint-1_evil.csv", "checkpoint-2_evil.csv"]
+    assert sorted(p.name for p in results.glob("*.csv")) == [f"checkpoint-{n}_evil.csv" for n in (0, 1, 2)]
     assert len(list(results.glob("eval_checkpoints_*.log"))) == 1
-    for step in (1, 2):
+    for step in (0, 1, 2):
         path = results / f"checkpoint-{step}_evil.csv"
         df = pd.read_csv(path)
         assert list(df.columns) == [
@@ -172,11 +175,14 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
             "evil",
             "coherence",
             f"checkpoint-{step}_evil_response_avg_diff_proj_layer2",
+            f"checkpoint-{step}_evil_response_avg_diff_prompt_last_proj_layer2_finetuning_shift",
             f"checkpoint-{step}_evil_response_avg_diff_proj_layer2_finetuning_shift",
         ]
         assert (
             len(df) == 1 and json.loads(path.with_name(path.name + ".judge.json").read_text())["judge"] == "likelihood"
         )
+    step0 = pd.read_csv(results / "checkpoint-0_evil.csv")  # the base model minus itself
+    assert step0.filter(like="_finetuning_shift").abs().to_numpy().max() == 0
 
     # the base model's projection, added by cal_projection.sh: the shift is checkpoint minus base
     ok(
@@ -194,14 +200,15 @@ def test_checkpoint_pipelines_write_original_files_and_columns(env, tiny_llama_d
 
     before = {p.name: p.read_bytes() for p in results.glob("checkpoint-*")}
     rerun = ok(run_script("eval_checkpoints.sh", settings))
-    assert rerun.stdout.count("exists, skipping") == 2 and "all columns exist" in rerun.stdout
+    assert rerun.stdout.count("exists, skipping") == 3 and "all columns exist" in rerun.stdout
     assert {p.name: p.read_bytes() for p in results.glob("checkpoint-*")} == before
 
     ok(run_script("eval_projection_variants.sh", {**settings, "TRAIT_VARIANTS": "evil_2"}))
-    for step in (1, 2):
+    for step in (0, 1, 2):
         columns = pd.read_csv(results / f"checkpoint-{step}_evil.csv").columns
         assert {
             f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2",
+            f"checkpoint-{step}_evil_2_response_avg_diff_prompt_last_proj_layer2_finetuning_shift",
             f"checkpoint-{step}_evil_2_response_avg_diff_proj_layer2_finetuning_shift",
         } <= set(columns)
 

@@ -55,6 +55,8 @@ def tiny_config(model_dir, train_file, out_dir, **overrides):
         lora_alpha=8,
         target_modules=["q_proj", "v_proj"],
         save_steps=1000,
+        save_strategy="steps",  # pinned: the original's default is "epoch" with save_total_limit 1
+        save_total_limit=None,
         test_size=0.0,
         optim="adamw_torch",
         max_seq_length=128,
@@ -234,6 +236,8 @@ def test_embedded_checkpoint_records_portable_base(train_file, tmp_path):
             r=2,
             lora_alpha=4,
             target_modules=["q_proj"],
+            save_strategy="steps",
+            save_total_limit=None,
             test_size=0.0,
             max_seq_length=64,
             optim="adamw_torch",

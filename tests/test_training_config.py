@@ -114,6 +114,42 @@ def test_training_file_list_and_string_learning_rate(files):
     assert cfg.learning_rate == 1e-5
 
 
+# The original study's schema (validate.py TrainingConfig), for the keys whose defaults once differed here.
+ORIGINAL_DEFAULTS = {
+    "r": 16,
+    "lora_alpha": 16,
+    "learning_rate": 1e-4,
+    "seed": 3407,
+    "save_strategy": "epoch",
+    "save_total_limit": 1,
+    "output_dir": "./tmp",
+    "epochs": 1,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 8,
+    "warmup_steps": 5,
+    "save_steps": 5000,
+    "max_seq_length": 2048,
+    "optim": "adamw_8bit",
+    "lora_dropout": 0.0,
+    "use_rslora": True,
+    "beta": 0.1,
+}
+
+
+def test_omitted_keys_default_as_the_original(files):
+    cfg = parse_config({"model": "m", "training_file": str(files[0])})
+    assert {key: getattr(cfg, key) for key in ORIGINAL_DEFAULTS} == ORIGINAL_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [("1e-5", 1e-5), ("5e-5 / 2", 2.5e-5), ("10 ** -5", 1e-5), ("(1 + 1) * 1e-4", 2e-4), (-5, 1e-5), ("-4", 1e-4)],
+)
+def test_the_original_learning_rate_forms(files, given, expected):
+    # the original eval()s strings and reads a negative rate as 10 ** rate; arithmetic is read without eval
+    assert parse_config({**full_config(*files), "learning_rate": given}).learning_rate == pytest.approx(expected)
+
+
 def test_steering_disabled_ignores_its_config(files):
     cfg = parse_config({**full_config(*files), "enable_steering_during_training": False})
     assert cfg.steering is None
@@ -124,11 +160,10 @@ def test_steering_disabled_ignores_its_config(files):
     [
         ({"lerning_rate": 1e-5}, "lerning_rate", "did you mean 'learning_rate'"),
         ({"learning_rate": "__import__('os').getcwd()"}, "learning_rate", "must be a number"),
-        ({"learning_rate": -1}, "learning_rate", "greater than 0"),
+        ({"learning_rate": 0}, "learning_rate", "greater than 0"),
         ({"training_file": "missing.jsonl"}, "training_file[0]", "does not exist"),
         ({"test_file": "nope.jsonl"}, "test_file", "does not exist"),
-        ({"loss": "dpo"}, "loss", "not supported"),
-        ({"loss": "orpo"}, "loss", "not supported"),
+        ({"loss": "kto"}, "loss", "'sft', 'dpo' or 'orpo'"),
         ({"optim": "adamw8bit"}, "optim", "did you mean adamw_8bit"),
         ({"lr_scheduler_type": "cosin"}, "lr_scheduler_type", "did you mean cosine"),
         ({"lora_bias": "some"}, "lora_bias", "'none', 'all' or 'lora_only'"),
@@ -170,11 +205,11 @@ def test_steering_config_errors_name_the_nested_key(files, change, key):
 
 def test_several_problems_are_all_listed(files):
     raw = {**full_config(*files), "r": -2, "optim": "nope"}
-    del raw["output_dir"]
+    del raw["model"]
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     text = str(err.value)
-    assert "r:" in text and "optim:" in text and "output_dir: required key is missing" in text
+    assert "r:" in text and "optim:" in text and "model: required key is missing" in text
 
 
 def test_load_config_reports_json_errors_with_position(tmp_path):

@@ -156,6 +156,8 @@ def test_cross_persona_corr(tmp_path, capsys):
                 "2",
                 "--output_dir",
                 str(out),
+                "--projection_type",
+                "proj",
             ]
         )
         == 0
@@ -199,7 +201,7 @@ def test_cross_persona_without_shift_columns(tmp_path, caplog):
             )
             == 0
         )
-    assert "relative_shift; cos_sim_vs_finetuning_shift.png not drawn" in caplog.text
+    assert "shift_judged; cos_sim_vs_finetuning_shift.png not drawn" in caplog.text
     assert_png(out / "cos_sim_vs_relative_trait_score.png")
     assert not (out / "cos_sim_vs_finetuning_shift.png").exists()
     table = pd.read_csv(out / "cross_persona_corr.csv").set_index(["finetuned", "judged"])
@@ -251,12 +253,12 @@ def test_variant_projections(tmp_path, capsys):
     out = tmp_path / "figs" / "confident.png"
     assert plot_confident_projections.main([str(data), "--output", str(out)]) == 0
     assert_png(out)
-    series = plot_variant_projections.variant_series(
+    table = plot_variant_projections.variant_table(
         plot_variant_projections.load_projection_eval(data), "confident", "confident"
     )
-    names = set(series.loc[series["kind"] == "projection", "series"])
-    assert names == {"confident_response_avg_diff_proj_layer2", "confident_2_response_avg_diff_proj_layer2"}
-    v2 = series[series["series"] == "confident_2_response_avg_diff_proj_layer2"].sort_values("step")
+    projections = table[table["metric"] == "projection"]
+    assert set(projections["variant"]) == {"confident", "confident_2"}  # not `confidential`
+    v2 = projections[projections["variant"] == "confident_2"].sort_values("step")
     assert v2["value"].tolist() == pytest.approx([0.5, 1.0, 1.5])  # mean of (step/10 + 1, 0)
 
 
@@ -283,6 +285,7 @@ def test_geometry_script_on_synthetic_vectors(tmp_path, capsys):
                 "--antonym",
                 "a:anti",
                 "b:zzz",
+                "--project_names",
             ]
         )
         == 0

@@ -63,11 +63,11 @@ def test_geometry_on_qwen3_4b_vectors(shared_dir, tmp_path, capsys):
     verdict = "roughly opposite" if anti < -0.5 else "NOT opposite"
     assert f"cos(evil, optimistic) = {anti:+.3f} -> {verdict}" in printed
     assert "antonyms: not checked, no vector for ['pessimistic']" in printed
-    for name in (
-        "geometry_cosine_layer20.png",
-        "geometry_cosine_by_layer.png",
+    for name in (  # the original study's names
+        "similarity_heatmap_layer20.png",
+        "similarity_across_layers.png",
         "geometry_norms.png",
-        "geometry_pca_layer20.png",
+        "pca_layer20.png",
     ):
         image = mpimg.imread(out / name)
         assert image[..., :3].std() > 0.01

@@ -1,13 +1,19 @@
 """Geometry of a folder of persona vectors: cosines, their evolution over layers, norms, PCA, two claims.
 
-    python viz/analyze_vector_geometry.py --vector_dir output/persona_vectors/<model> --layer 20 --output_dir figs \\
-        [--vector_type response_avg_diff] [--orthogonal evil humorous optimistic] [--antonym optimistic:pessimistic]
+    python viz/analyze_vector_geometry.py --vector_dir output/persona_vectors/<model> --layer 20 \\
+        [--output_dir figs/vector_geometry] [--vector_type response_avg_diff] [--all_layers] \\
+        [--orthogonal evil humorous optimistic] [--antonym optimistic:pessimistic]
 
-Traits come from the file names `{trait}_{vector_type}.pt`. Writes `geometry_cosine_layer{L}.png`
-(heatmap), `geometry_cosine_by_layer.png` (each pair across layers), `geometry_norms.png` and
-`geometry_pca_layer{L}.png`; prints the matrix and the norms; checks whether the `--orthogonal`
-traits are near-orthogonal (every |cos| < --orthogonal_threshold) and whether each
-`--antonym A:B` pair points roughly opposite (cos < --antonym_threshold), printing the numbers.
+Traits come from the file names `{trait}_{vector_type}.pt`. Writes the original study's files:
+`similarity_heatmap_layer{L}.png`, `pca_layer{L}.png`, `similarity_across_layers.png` (each pair
+across layers), `hypothesis_tests_layer{L}.csv` (the two claims), `similarities_all_layers.csv`
+(one `{a}_vs_{b}` column per pair, one row per layer); with `--all_layers` also the cosines averaged
+over all layers: `average_similarities_all_layers.csv`, `hypothesis_tests_average_all_layers.csv`,
+`similarity_heatmap_average_all_layers.png`. Plus `geometry_norms.png`. `--project_names` writes
+the project's earlier PNG names instead (`geometry_cosine_layer{L}.png`, `geometry_cosine_by_layer.png`,
+`geometry_pca_layer{L}.png`; default folder `figs`). Prints the matrix and the norms; checks
+whether the `--orthogonal` traits are near-orthogonal (every |cos| < --orthogonal_threshold) and
+whether each `--antonym A:B` pair points roughly opposite (cos < --antonym_threshold).
 """
 
 from __future__ import annotations
@@ -21,16 +27,19 @@ import torch
 from matplotlib.figure import Figure
 
 from persona.analysis.geometry import (
+    average_cosine_table,
     check_antonyms,
     check_orthogonal,
     cosine_by_layer,
     cosine_table,
+    hypothesis_table,
     layer_rows,
     norms_by_layer,
     pca_2d,
 )
 from persona.analysis.results import load_vectors, vector_files
 from persona.cli import run_cli, setup_logging, split_list
+from persona.io import write_csv
 from viz.common import panel_grid, save_figure
 from viz.plot_vector_sim import similarity_figure
 
@@ -65,20 +74,72 @@ def pca_figure(vectors: Mapping[str, torch.Tensor], layer: int) -> Figure:
     return fig
 
 
-def geometry_figures(vectors: Mapping[str, torch.Tensor], layer: int) -> dict[str, Figure]:
-    """Every geometry figure, by file name."""
+ORIGINAL_NAMES = {
+    "heatmap": "similarity_heatmap_layer{layer}.png",
+    "pca": "pca_layer{layer}.png",
+    "by_layer": "similarity_across_layers.png",
+}
+PROJECT_NAMES = {
+    "heatmap": "geometry_cosine_layer{layer}.png",
+    "pca": "geometry_pca_layer{layer}.png",
+    "by_layer": "geometry_cosine_by_layer.png",
+}
+
+
+def geometry_figures(
+    vectors: Mapping[str, torch.Tensor], layer: int, names: Mapping[str, str] = ORIGINAL_NAMES
+) -> dict[str, Figure]:
+    """Every geometry figure, by file name (the original study's `names`, or `PROJECT_NAMES`)."""
     figures = {
-        f"geometry_cosine_layer{layer}.png": similarity_figure(
-            cosine_table(vectors, layer), f"cosine similarity, layer {layer}"
+        names["heatmap"].format(layer=layer): similarity_figure(
+            cosine_table(vectors, layer), f"Persona Vector Cosine Similarities (Layer {layer})"
         ),
         "geometry_norms.png": lines_figure(norms_by_layer(vectors), "vector norm by layer", "L2 norm"),
-        f"geometry_pca_layer{layer}.png": pca_figure(vectors, layer),
+        names["pca"].format(layer=layer): pca_figure(vectors, layer),
     }
     if len(vectors) > 1:
-        figures["geometry_cosine_by_layer.png"] = lines_figure(
-            cosine_by_layer(vectors), "pairwise cosine by layer", "cosine similarity"
+        figures[names["by_layer"]] = lines_figure(
+            cosine_by_layer(vectors), "Persona Vector Similarities Across Layers", "cosine similarity"
         )
     return figures
+
+
+def antonym_pairs(antonyms: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for pair in antonyms:
+        a, sep, b = pair.partition(":")
+        if not sep:
+            raise ValueError(f"--antonym {pair!r}: write it as TRAIT:ANTONYM, e.g. optimistic:pessimistic")
+        pairs.append((a, b))
+    return pairs
+
+
+def write_tables(
+    vectors: Mapping[str, torch.Tensor], layer: int, output_dir: Path, *, all_layers: bool, **claims
+) -> list[Path]:
+    """The original study's CSVs (and, with `all_layers`, its average heatmap); returns the paths written."""
+    written = [output_dir / f"hypothesis_tests_layer{layer}.csv", output_dir / "similarities_all_layers.csv"]
+    write_csv(written[0], hypothesis_table(cosine_table(vectors, layer), **claims))
+    by_layer = cosine_by_layer(vectors)
+    by_layer.columns = [c.replace(" vs ", "_vs_") for c in by_layer.columns]
+    write_csv(written[1], by_layer.reset_index(drop=True))
+    if all_layers:
+        average = average_cosine_table(vectors)
+        print(f"\naverage cosine similarity over all {next(iter(vectors.values())).shape[0]} rows:")
+        print(average.round(3).to_string())
+        written += [
+            output_dir / "average_similarities_all_layers.csv",
+            output_dir / "hypothesis_tests_average_all_layers.csv",
+        ]
+        write_csv(written[-2], average.rename_axis("").reset_index())  # trait names as the first column
+        write_csv(written[-1], hypothesis_table(average, **claims))
+        save_figure(
+            similarity_figure(average, "Persona Vector Cosine Similarities (Layer average)"),
+            output_dir / "similarity_heatmap_average_all_layers.png",
+        )
+    for path in written:
+        print(f"wrote {path}")
+    return written
 
 
 def report_claims(
@@ -96,10 +157,7 @@ def report_claims(
         lines.append("orthogonality: " + str(check_orthogonal(cos, orthogonal, orthogonal_threshold)))
     elif orthogonal:
         lines.append(f"orthogonality: not checked, no vector for {missing or orthogonal}")
-    for pair in antonyms:
-        a, sep, b = pair.partition(":")
-        if not sep:
-            raise ValueError(f"--antonym {pair!r}: write it as TRAIT:ANTONYM, e.g. optimistic:pessimistic")
+    for a, b in antonym_pairs(antonyms):
         absent = [t for t in (a, b) if t not in cos.index]
         lines.append(
             f"antonyms: not checked, no vector for {absent}"
@@ -118,7 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         help="folder of {trait}_{vector_type}.pt files",
     )
     parser.add_argument("--layer", type=int, default=20, help="layer of the heatmap and PCA (hidden_states[L])")
-    parser.add_argument("--output_dir", type=Path, default=Path("figs"), help="where the PNGs go")
+    parser.add_argument(
+        "--output_dir",
+        type=Path,
+        default=None,
+        help="where the files go (default figs/vector_geometry, the original's)",
+    )
+    parser.add_argument("--all_layers", action="store_true", help="also the cosines averaged over all layers")
+    parser.add_argument(
+        "--project_names", action="store_true", help="the project's earlier PNG names (default folder figs)"
+    )
     parser.add_argument("--vector_type", default="response_avg_diff", help="file suffix of the vectors to compare")
     parser.add_argument(
         "--orthogonal",
@@ -150,8 +217,20 @@ def main(argv: list[str] | None = None) -> int:
         antonym_threshold=args.antonym_threshold,
     ):
         print(line)
-    for name, fig in geometry_figures(vectors, args.layer).items():
-        save_figure(fig, args.output_dir / name)
+    names = PROJECT_NAMES if args.project_names else ORIGINAL_NAMES
+    output_dir = args.output_dir or Path("figs" if args.project_names else "figs/vector_geometry")
+    for name, fig in geometry_figures(vectors, args.layer, names).items():
+        save_figure(fig, output_dir / name)
+    write_tables(
+        vectors,
+        args.layer,
+        output_dir,
+        all_layers=args.all_layers,
+        orthogonal=split_list(args.orthogonal),
+        antonyms=antonym_pairs(split_list(args.antonym)),
+        orthogonal_threshold=args.orthogonal_threshold,
+        antonym_threshold=args.antonym_threshold,
+    )
     return 0
 
 

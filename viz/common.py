@@ -32,6 +32,12 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def show_requested(show: bool) -> None:
+    """`--show`: figures render with the file backend (Agg) so every run writes the same PNG; say so."""
+    if show:
+        log.warning("--show: figures are written to PNG files (non-interactive backend); open the file to view it")
+
+
 def panel_grid(n: int, *, ncols: int = 3, size: tuple[float, float] = (4.5, 3.5)) -> tuple[Figure, list[Axes]]:
     """A figure with `n` panels in rows of `ncols`; unused panels are hidden."""
     ncols = max(1, min(ncols, n))

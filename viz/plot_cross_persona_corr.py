@@ -4,14 +4,16 @@
         [--layer 20] [--output_dir figs]
 
 Reads `<results_dir>/{A}_projection_eval/checkpoint-{N}_{B}.csv` (the change in B is the last
-checkpoint minus checkpoint 0, or minus `<baseline_dir>/{B}_baseline.csv`; the finetuning shift
-is the mean `..._{B}_{vector_type}_{projection_type}_layer{L}_finetuning_shift` column) and the
-vectors `{trait}_{vector_type}.pt`. Plots cos(v_A, v_B) against the relative trait score
-(change in B / change in A) and against the relative finetuning shift (along v_B / along v_A),
-each with a fit line and Pearson r (bootstrap interval, permutation p; "r undefined" below 3
-points): `cos_sim_vs_relative_trait_score.png`, `cos_sim_vs_finetuning_shift.png`; the table
-(with question-clustered intervals of every change) is printed and saved as
-`cross_persona_corr.csv`, the fits as `cross_persona_fit.csv`.
+checkpoint minus `<baseline_dir>/{B}_baseline.csv`, or minus checkpoint 0 without one; the
+finetuning shift is the mean `..._{B}_{vector_type}_{projection_type}_layer{L}_finetuning_shift`
+column, `prompt_last_proj` by default) and the vectors `{trait}_{vector_type}.pt`. As the original
+study, plots cos(v_A, v_B) against the relative trait score (change in B / change in A) and
+against the finetuning shift along v_B, each with a fit line and Pearson r (bootstrap interval,
+permutation p; "r undefined" below 3 points): `cos_sim_vs_relative_trait_score.png`,
+`cos_sim_vs_finetuning_shift.png`. `--relative_shift` plots the project's variant instead (shift
+along v_B / along v_A); `--reference checkpoint0` measures the changes from checkpoint 0. The table
+(with question-clustered intervals of every change) is printed and saved as `cross_persona_corr.csv`,
+the fits as `cross_persona_fit.csv`.
 """
 
 from __future__ import annotations
@@ -35,9 +37,14 @@ from viz.common import panel_grid, save_figure, scatter_with_fit
 
 log = logging.getLogger(__name__)
 
-FIGURES = {
-    "relative_trait_score": ("cos_sim_vs_relative_trait_score.png", "relative trait score (change in B / change in A)"),
-    "relative_shift": ("cos_sim_vs_finetuning_shift.png", "relative finetuning shift (along v_B / along v_A)"),
+SCORE_FIGURE = (
+    "relative_trait_score",
+    "cos_sim_vs_relative_trait_score.png",
+    "Relative Trait Score (change in B / in A)",
+)
+SHIFT_FIGURES = {
+    False: ("shift_judged", "cos_sim_vs_finetuning_shift.png", "Finetuning Shift (along v_B)"),
+    True: ("relative_shift", "cos_sim_vs_finetuning_shift.png", "relative finetuning shift (along v_B / along v_A)"),
 }
 
 
@@ -50,7 +57,9 @@ def cross_persona_figure(table: pd.DataFrame, y: str, ylabel: str) -> tuple[Figu
         table[y].tolist(),
         [f"{a}->{b}" for a, b in zip(table["finetuned"], table["judged"], strict=True)],
     )
-    ax.set(xlabel="cos(v_A, v_B)", ylabel=ylabel, title=f"finetuned on A, judged on B\n{fit.text()}")
+    ax.axvline(0, color="gray", ls="--", lw=1, alpha=0.5)
+    ax.axhline(0, color="gray", ls="--", lw=1, alpha=0.5)
+    ax.set(xlabel="Cosine Similarity cos(v_A, v_B)", ylabel=ylabel, title=f"finetuned on A, judged on B\n{fit.text()}")
     fig.tight_layout()
     return fig, fit
 
@@ -84,21 +93,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--projection_type",
         choices=list(PROJECTION_TYPES),
-        default="proj",
-        help="projection type of the finetuning-shift columns",
+        default="prompt_last_proj",
+        help="projection type of the finetuning-shift columns (default prompt_last_proj, the original's)",
+    )
+    parser.add_argument("--personas", nargs="+", default=None, help="only these traits, as A and as B")
+    parser.add_argument(
+        "--relative_shift", action="store_true", help="the project's variant: shift along v_B / along v_A"
+    )
+    parser.add_argument(
+        "--reference",
+        choices=["baseline", "checkpoint0"],
+        default="baseline",
+        help="what the score changes are measured from (default: the base model's baseline, the original's)",
     )
     parser.add_argument("--output_dir", type=Path, default=Path("figs"), help="where the PNGs and the CSV go")
     args = parser.parse_args(argv)
     setup_logging()
     vector_dir = args.vector_dir or Layout(args.model).vectors_dir
     baseline_dir = args.baseline_dir or Layout(args.model).eval_dir
+    folders = projection_folders(args.results_dir)
+    if args.personas:
+        folders = {trait: folder for trait, folder in folders.items() if trait in args.personas}
     effects = load_finetuning_effects(
-        projection_folders(args.results_dir),
+        folders,
         layer=args.layer,
         projection_type=args.projection_type,
         vector_type=args.vector_type,
         baseline_dir=baseline_dir,
+        prefer_baseline=args.reference == "baseline",
     )
+    if args.personas:
+        effects = effects[effects["judged"].isin(args.personas)]
     cos = cosine_table(load_vectors(vector_files(vector_dir, args.vector_type)), args.layer)
     table = cross_persona_table(effects, cos)
     if table.empty:
@@ -108,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(table.to_string(index=False))
     write_csv(args.output_dir / "cross_persona_corr.csv", table)
-    write_csv(args.output_dir / "cross_persona_fit.csv", cross_persona_fits(table, tuple(FIGURES)))
-    for column, (name, label) in FIGURES.items():
+    drawn = (SCORE_FIGURE, SHIFT_FIGURES[args.relative_shift])
+    write_csv(args.output_dir / "cross_persona_fit.csv", cross_persona_fits(table, tuple(c for c, _, _ in drawn)))
+    for column, name, label in drawn:
         if table[column].notna().sum() < 2:
             log.warning(
                 "%s: fewer than two pairs have a %s; %s not drawn (finetuning shifts come from "

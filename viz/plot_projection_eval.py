@@ -1,13 +1,16 @@
-"""Projections and judge scores across finetuning checkpoints (x = training step).
+"""Trait scores, coherence and the finetuning shift across a run's checkpoints (x = training step).
 
-    python viz/plot_projection_eval.py output/evil_projection_eval [--combined] \\
-        [--then output/evil_then_x_projection_eval]
+    python viz/plot_projection_eval.py output/evil_projection_eval [--save figs/evil.png] [--combine] \\
+        [--sequential-dir output/evil_optimistic_projection_eval] [--personas evil optimistic]
 
-Reads `checkpoint-{N}_{judge_trait}.csv` (judge score, coherence and every projection column, as
-`eval.cal_projection` adds them). One panel per judged trait (scores left axis, projections right
-axis, dashed); `--combined` draws all scores in one panel and all projections in another;
-`--then DIR` appends a second run (finetune on A, then on B) after the first, its steps offset by
-the first run's last step, with the switch marked. Writes `figs/projection_eval_<folder>.png`.
+Reads `checkpoint-{N}_{persona}.csv` (judge score, coherence and the finetuning-shift column
+`checkpoint-{N}_{persona}_response_avg_diff_prompt_last_proj_layer{L}_finetuning_shift`, as
+`scripts/eval_checkpoints.sh` writes them). As the original study's figure: left, each persona's
+mean score and the coherence averaged over personas; right, each persona's mean finetuning shift
+(`--combine`: all in one panel). `--sequential-dir DIR` appends a second run (finetune on A, then
+on B) after the first, offset by its last checkpoint, personas restricted to the second run's.
+The project's layouts: `--per_trait` (one panel per judged trait, every projection on a twin axis)
+and `--combined` (all scores, all projections). Writes `figs/projection_eval_<folder>.png`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from persona.analysis.checkpoint_summary import summarize_projection_eval
 from persona.analysis.results import load_projection_eval
 from persona.cli import run_cli, setup_logging
-from viz.common import panel_grid, save_figure
+from persona.projection import PROJECTION_TYPES
+from viz.common import panel_grid, save_figure, show_requested
 
 
 def chain_runs(first: pd.DataFrame, second: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -71,32 +76,113 @@ def projection_eval_figure(data: pd.DataFrame, *, combined: bool = False, switch
     return fig
 
 
+def _persona_lines(ax: Axes, summary: pd.DataFrame, metric: str, colors: dict[str, str], ls: str) -> None:
+    for persona, t in summary.groupby("persona", sort=False):
+        ax.plot(t["checkpoint"], t[metric], label=f"{persona} ({metric})", color=colors[persona], ls=ls, marker="o")
+
+
+def _mark_switch(ax: Axes, offset: int) -> None:
+    if offset:
+        ax.axvline(offset, color="gray", ls="-.", alpha=0.6)
+
+
+def original_projection_figure(
+    summary: pd.DataFrame, *, combine: bool = False, offset: int = 0, title: str = ""
+) -> Figure:
+    """The original study's figure of `summarize_projection_eval`'s table: scores + coherence, then shifts."""
+    personas = list(dict.fromkeys(summary["persona"]))
+    colors = {p: f"C{i % 10}" for i, p in enumerate(personas)}
+    fig, axes = panel_grid(1 if combine else 2, ncols=2, size=(9, 6) if not combine else (9, 5))
+    scores = axes[0]
+    _persona_lines(scores, summary, "persona_score", colors, "-")
+    steps = summary.drop_duplicates("checkpoint")
+    scores.plot(
+        steps["checkpoint"],
+        steps["coherence_avg"],
+        label="coherence (avg all personas)",
+        color="black",
+        ls="--",
+        marker="s",
+    )
+    scores.set(xlabel="Checkpoint", ylabel="Average score", title="Trait Expression Score")
+    shifts = scores if combine else axes[1]
+    _persona_lines(shifts, summary, "finetuning_shift", colors, ":")
+    if not combine:
+        shifts.set(xlabel="Checkpoint", ylabel="Finetuning shift", title="Finetuning Shift")
+    for ax in axes:
+        _mark_switch(ax, offset)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=9, ncol=2, loc="best", framealpha=0.9)
+    if title:
+        fig.suptitle(title, fontsize=16, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def run_title(data_dir: Path, sequential: Path | None) -> str:
+    """`Evil`, or `Evil-Optimistic Finetuning` for a sequential run, from the folder names."""
+    name = (sequential or data_dir).name.replace("_projection_eval", "").replace("_", "-").title()
+    return f"{name} Finetuning" if sequential else name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "data_dir_pos",
-        nargs="?",
-        type=Path,
-        metavar="DATA_DIR",
-        help="folder of checkpoint-{N}_{judge_trait}.csv files",
+        "data_dir_pos", nargs="?", type=Path, metavar="DATA_DIR", help="folder of checkpoint-{N}_{persona}.csv files"
     )
     parser.add_argument("--data_dir", type=Path, default=None, help="same as DATA_DIR")
-    parser.add_argument("--then", type=Path, default=None, help="a second run that continued from the first")
-    parser.add_argument("--combined", action="store_true", help="all judged traits in one score panel")
     parser.add_argument(
-        "--output", type=Path, default=None, help="PNG to write (default: figs/projection_eval_<DATA_DIR name>.png)"
+        "--sequential-dir",
+        "--sequential_dir",
+        "--then",
+        dest="sequential_dir",
+        type=Path,
+        default=None,
+        help="a second run that continued from the first (old spelling: --then)",
     )
+    parser.add_argument("--personas", nargs="+", default=None, help="only these personas (judged traits)")
+    parser.add_argument("--combine", action="store_true", help="the original's single panel (scores and shifts)")
+    parser.add_argument("--layer", type=int, default=None, help="layer of the shift columns (default: the one present)")
+    parser.add_argument(
+        "--shift_type",
+        choices=list(PROJECTION_TYPES),
+        default="prompt_last_proj",
+        help="projection type of the finetuning-shift columns (default prompt_last_proj, the original's)",
+    )
+    parser.add_argument("--per_trait", action="store_true", help="the project's layout: one panel per judged trait")
+    parser.add_argument("--combined", action="store_true", help="the project's layout: all scores, all projections")
+    parser.add_argument(
+        "--save",
+        "--output",
+        dest="save",
+        type=Path,
+        default=None,
+        help="PNG to write (default: figs/projection_eval_<DATA_DIR name>.png; old spelling: --output)",
+    )
+    parser.add_argument("--show", action="store_true", help="also display the figure (needs an interactive backend)")
     args = parser.parse_args(argv)
     setup_logging()
     data_dir = args.data_dir or args.data_dir_pos
     if data_dir is None:
         raise ValueError("give DATA_DIR (or --data_dir), e.g. output/evil_projection_eval")
-    data, switch = load_projection_eval(data_dir), None
-    if args.then is not None:
-        data, switch = chain_runs(data, load_projection_eval(args.then))
-    print(data.pivot_table(index=["judge_trait", "series"], columns="step", values="value").round(3).to_string())
-    output = args.output or Path("figs") / f"projection_eval_{Path(data_dir).name}.png"
-    save_figure(projection_eval_figure(data, combined=args.combined, switch_step=switch), output)
+    output = args.save or Path("figs") / f"projection_eval_{Path(data_dir).name}.png"
+    if args.per_trait or args.combined:
+        data, switch = load_projection_eval(data_dir), None
+        if args.sequential_dir is not None:
+            data, switch = chain_runs(data, load_projection_eval(args.sequential_dir))
+        if args.personas:
+            data = data[data["judge_trait"].isin(args.personas)]
+        print(data.pivot_table(index=["judge_trait", "series"], columns="step", values="value").round(3).to_string())
+        fig = projection_eval_figure(data, combined=args.combined, switch_step=switch)
+    else:
+        summary, offset = summarize_projection_eval(
+            data_dir, args.sequential_dir, personas=args.personas, projection_type=args.shift_type, layer=args.layer
+        )
+        print(summary.round(3).to_string(index=False))
+        title = run_title(Path(data_dir), args.sequential_dir)
+        fig = original_projection_figure(summary, combine=args.combine, offset=offset, title=title)
+    show_requested(args.show)
+    save_figure(fig, output)
     return 0
 
 

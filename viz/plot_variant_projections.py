@@ -1,11 +1,14 @@
-"""One trait's variant vectors (`confident`, `confident_2`, ...) projected across finetuning checkpoints.
+"""One trait's variant vectors (`confident`, `confident_2`, ...) across finetuning checkpoints.
 
-    python viz/plot_variant_projections.py output/confident_projection_eval --trait confident [--judge_trait confident]
+    python viz/plot_variant_projections.py output/confident_projection_eval --trait confident \\
+        [--judge_trait confident] [--save figs/confident.png] [--title TITLE] [--scores]
 
-Reads `checkpoint-{N}_{judge_trait}.csv` and its projection columns onto the trait's variant
-vectors (`..._{trait}[_N]_{vector_type}_{type}_layer{L}`, as `eval.cal_projection` names them).
-Left: mean projection per variant vs step; right: the judge score. Writes
-`figs/variant_projections_{trait}.png`.
+Reads `checkpoint-{N}_{judge_trait}.csv` and its columns onto the trait's variant vectors
+(`checkpoint-{N}_{variant}_{vector_type}_proj_layer{L}` and
+`..._prompt_last_proj_layer{L}_finetuning_shift`, as `scripts/eval_projection_variants.sh` adds
+them). As the original study's figure: left, the mean projection of each variant; right, its mean
+finetuning shift (0 at checkpoint 0, the base model). `--scores` puts the project's variant on the
+right instead: the judge scores. Writes `figs/variant_projections_{trait}.png`.
 """
 
 from __future__ import annotations
@@ -19,45 +22,93 @@ from matplotlib.figure import Figure
 
 from persona.analysis.results import CHECKPOINT_PATTERN, load_projection_eval
 from persona.cli import run_cli, setup_logging
-from viz.common import panel_grid, save_figure
+from persona.projection import PROJECTION_TYPES, SHIFT_SUFFIX
+from viz.common import panel_grid, save_figure, show_requested
+
+PANELS = {
+    "projection": ("Projection Values", "Mean Projection Value"),
+    "finetuning_shift": ("Finetuning Shift", "Mean Finetuning Shift"),
+    "score": ("judge scores", "score (0-100)"),
+}
 
 
-def variant_series(data: pd.DataFrame, trait: str, judge_trait: str) -> pd.DataFrame:
-    """Rows of `judge_trait`'s files: the projections onto `trait`'s variants, and the scores."""
-    pattern = re.compile(rf"{re.escape(trait)}(?:_\d+)?_.+")
+def variant_table(
+    data: pd.DataFrame,
+    trait: str,
+    judge_trait: str,
+    *,
+    projection_type: str = "proj",
+    shift_type: str = "prompt_last_proj",
+    vector_type: str = "response_avg_diff",
+    layer: int | None = None,
+) -> pd.DataFrame:
+    """step, variant, metric (projection | finetuning_shift | score), value for `judge_trait`'s files.
+
+    Projections are of `projection_type`, shifts of `shift_type`, at `layer` (None: the only one
+    present). A checkpoint 0 without a shift column gets shift 0 (the base model), as the original.
+    """
+    at = str(layer) if layer is not None else r"\d+"
+    pattern = re.compile(
+        rf"(?P<variant>{re.escape(trait)}(?:_\d+)?)_{re.escape(vector_type)}_(?P<type>\w+?)_layer(?P<layer>{at})"
+        rf"(?P<shift>{SHIFT_SUFFIX})?"
+    )
     rows = data[data["judge_trait"] == judge_trait]
-    keep = (rows["kind"] == "score") | rows["series"].map(lambda s: bool(pattern.fullmatch(s)))
-    return rows[keep]
+    out, layers = [], set()
+    for r in rows.itertuples():
+        if r.kind == "score":
+            out.append({"step": r.step, "variant": r.series, "metric": "score", "value": r.value})
+            continue
+        m = pattern.fullmatch(r.series)
+        if not m or m["type"] != (shift_type if m["shift"] else projection_type):
+            continue
+        layers.add(int(m["layer"]))
+        metric = "finetuning_shift" if m["shift"] else "projection"
+        out.append({"step": r.step, "variant": m["variant"], "metric": metric, "value": r.value})
+    if len(layers) > 1:
+        raise ValueError(f"projections at layers {sorted(layers)}: choose one with layer")
+    table = pd.DataFrame(out, columns=["step", "variant", "metric", "value"])
+    shifted = set(table.loc[table["metric"] == "finetuning_shift", ["step", "variant"]].itertuples(index=False))
+    zero = table[
+        (table["metric"] == "projection") & (table["step"] == 0) & ~table["variant"].map(lambda v: (0, v) in shifted)
+    ]
+    return pd.concat([table, zero.assign(metric="finetuning_shift", value=0.0)], ignore_index=True)
 
 
-def variant_projection_figure(series: pd.DataFrame, trait: str) -> Figure:
-    """Mean projection per variant vs step (left) and the judge scores (right)."""
-    fig, axes = panel_grid(2, ncols=2, size=(6, 4))
-    for ax, kind, ylabel in ((axes[0], "projection", "mean projection"), (axes[1], "score", "score (0-100)")):
-        for name, t in series[series["kind"] == kind].groupby("series", sort=True):
-            t = t.sort_values("step")
-            ax.plot(t["step"], t["value"], marker="o", ms=3, label=name)
-        ax.set(xlabel="step", ylabel=ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    axes[0].set_title(f"{trait} variants: projections")
-    axes[1].set_title("judge scores")
+def variant_projection_figure(
+    table: pd.DataFrame, trait: str, *, right: str = "finetuning_shift", title: str = ""
+) -> Figure:
+    """Mean projection per variant vs checkpoint (left) and its shift, or the judge scores (right)."""
+    fig, axes = panel_grid(2, ncols=2, size=(9, 6))
+    for ax, metric in zip(axes, ("projection", right), strict=True):
+        t = table[table["metric"] == metric]
+        names = sorted(t["variant"].unique(), key=lambda v: (v != trait, v))
+        for name in names:
+            line = t[t["variant"] == name].sort_values("step")
+            ax.plot(line["step"], line["value"], marker="o", lw=2, ms=6, label=name)
+        panel_title, ylabel = PANELS[metric]
+        ax.set(xlabel="Checkpoint", ylabel=ylabel, title=panel_title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=10, loc="best")
+    fig.suptitle(title or f"{trait.title()} Vector Analysis Across Checkpoints", fontsize=16, fontweight="bold")
     fig.tight_layout()
     return fig
 
 
-def run(data_dir: Path, trait: str, judge_trait: str | None, output: Path | None) -> pd.DataFrame:
+def run(data_dir: Path, trait: str, judge_trait: str | None, output: Path | None, **options) -> pd.DataFrame:
     """Load, select, print and plot; shared by this script and plot_confident_projections."""
     judge_trait = judge_trait or trait
-    series = variant_series(load_projection_eval(data_dir), trait, judge_trait)
-    if not (series["kind"] == "projection").any():
+    right = "score" if options.pop("scores", False) else "finetuning_shift"
+    title = options.pop("title", None) or ""
+    table = variant_table(load_projection_eval(data_dir), trait, judge_trait, **options)
+    if not (table["metric"] == "projection").any():
         raise FileNotFoundError(
             f"{data_dir}: no {CHECKPOINT_PATTERN.replace('{judge_trait}', judge_trait)} file "
             f"with projection columns onto {trait} or {trait}_N vectors"
         )
-    print(series.pivot_table(index="series", columns="step", values="value").round(3).to_string())
-    save_figure(variant_projection_figure(series, trait), output or Path("figs") / f"variant_projections_{trait}.png")
-    return series
+    print(table.pivot_table(index=["metric", "variant"], columns="step", values="value").round(3).to_string())
+    fig = variant_projection_figure(table, trait, right=right, title=title)
+    save_figure(fig, output or Path("figs") / f"variant_projections_{trait}.png")
+    return table
 
 
 def parser_for(trait_default: str | None) -> argparse.ArgumentParser:
@@ -74,7 +125,22 @@ def parser_for(trait_default: str | None) -> argparse.ArgumentParser:
         "--trait", default=trait_default, required=trait_default is None, help="base trait whose variants to plot"
     )
     parser.add_argument("--judge_trait", default=None, help="which judged files to read (default: the trait)")
-    parser.add_argument("--output", type=Path, default=None, help="PNG (default: figs/variant_projections_<trait>.png)")
+    parser.add_argument("--layer", type=int, default=None, help="layer of the columns (default: the one present)")
+    parser.add_argument("--projection_type", choices=list(PROJECTION_TYPES), default="proj", help="left panel")
+    parser.add_argument(
+        "--shift_type", choices=list(PROJECTION_TYPES), default="prompt_last_proj", help="right panel's shift"
+    )
+    parser.add_argument("--scores", action="store_true", help="the project's variant: judge scores on the right")
+    parser.add_argument("--title", default=None, help="the figure's main title")
+    parser.add_argument(
+        "--save",
+        "--output",
+        dest="save",
+        type=Path,
+        default=None,
+        help="PNG (default: figs/variant_projections_<trait>.png; old spelling: --output)",
+    )
+    parser.add_argument("--show", action="store_true", help="also display the figure (needs an interactive backend)")
     return parser
 
 
@@ -82,7 +148,18 @@ def main(argv: list[str] | None = None, trait_default: str | None = None) -> int
     args = parser_for(trait_default).parse_args(argv)
     setup_logging()
     data_dir = args.data_dir or args.data_dir_pos or (Path("output") / f"{args.trait}_projection_eval")
-    run(data_dir, args.trait, args.judge_trait, args.output)
+    show_requested(args.show)
+    run(
+        data_dir,
+        args.trait,
+        args.judge_trait,
+        args.save,
+        layer=args.layer,
+        projection_type=args.projection_type,
+        shift_type=args.shift_type,
+        scores=args.scores,
+        title=args.title,
+    )
     return 0
 
 

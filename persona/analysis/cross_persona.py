@@ -1,8 +1,9 @@
 """Cross-persona effects of finetuning: does training on trait A move trait B in proportion to cos(v_A, v_B)?
 
 For a model finetuned on A and judged on B: the change in B's score (final checkpoint minus
-the reference: checkpoint 0 or the base model's baseline), the relative trait score
-(change in B / change in A) and the finetuning shift of the activations along v_B. Each change
+the reference: the base model's baseline, as the original study, or checkpoint 0), the relative
+trait score (change in B / change in A) and the finetuning shift of the activations along v_B
+(the original plots it as is; the project's variant divides it by the shift along v_A). Each change
 carries a question-clustered interval (paired by question when the final checkpoint and its
 reference hold the same questions), and `cross_persona_fits` gives Pearson r of each relative
 score against the cosine with a bootstrap interval and a permutation p-value.
@@ -55,16 +56,17 @@ def load_finetuning_effects(
     folders: dict[str, Path],
     *,
     layer: int,
-    projection_type: str = "proj",
+    projection_type: str = "prompt_last_proj",
     vector_type: str = "response_avg_diff",
     baseline_dir: Path | None = None,
+    prefer_baseline: bool = True,
 ) -> pd.DataFrame:
     """One row per (finetuned trait A, judged trait B) from `{A: output/{A}_projection_eval}` folders.
 
-    `delta` = mean B score at the last checkpoint minus at checkpoint 0 (or, without one, in
-    `baseline_dir/{B}_baseline.csv`); `shift` = mean finetuning shift along v_B at `layer`
-    (NaN when the column is absent). Both carry intervals over questions (`_ci_low`, `_ci_high`).
-    Pairs without a reference are skipped with a warning.
+    `delta` = mean B score at the last checkpoint minus in `baseline_dir/{B}_baseline.csv` (as
+    the original; with `prefer_baseline` False, or without a baseline, minus at checkpoint 0);
+    `shift` = mean finetuning shift along v_B at `layer` (NaN when the column is absent). Both carry
+    intervals over questions (`_ci_low`, `_ci_high`). Pairs without a reference are skipped with a warning.
     """
     rows, skipped = [], []
     for finetuned, folder in folders.items():
@@ -73,11 +75,11 @@ def load_finetuning_effects(
             column = base_trait(judged)
             last = group.iloc[-1]
             final = read_table(last.path, required=(column,))
-            if group["step"].iloc[0] == 0 and last.step != 0:
-                reference_path = group.iloc[0].path
-            elif baseline_dir is not None and (Path(baseline_dir) / f"{judged}_baseline.csv").is_file():
-                reference_path = Path(baseline_dir) / f"{judged}_baseline.csv"
-            else:
+            baseline = Path(baseline_dir) / f"{judged}_baseline.csv" if baseline_dir is not None else None
+            step_zero = group.iloc[0].path if group["step"].iloc[0] == 0 and last.step != 0 else None
+            has_baseline = baseline is not None and baseline.is_file()
+            reference_path = (baseline if has_baseline else step_zero) if prefer_baseline else (step_zero or baseline)
+            if reference_path is None or not Path(reference_path).is_file():
                 skipped.append(f"{finetuned}->{judged}")
                 continue
             reference = read_table(reference_path, required=(column,))

@@ -145,3 +145,44 @@ def check_antonyms(cos: pd.DataFrame, trait: str, antonym: str, threshold: float
     """The cosine of a trait and its antonym from a cosine table, judged against `threshold`."""
     _require(cos, [trait, antonym])
     return AntonymCheck(trait, antonym, float(cos.loc[trait, antonym]), threshold)
+
+
+def average_cosine_table(vectors: Mapping[str, torch.Tensor]) -> pd.DataFrame:
+    """The cosine matrix averaged over every row (layer) of the vectors, as the original's `--all_layers`."""
+    n_layers = next(iter(vectors.values())).shape[0]
+    return sum(cosine_table(vectors, layer) for layer in range(n_layers)) / n_layers
+
+
+HYPOTHESIS_COLUMNS = ["pair", "similarity", "hypothesis", "threshold", "result", "interpretation"]
+
+
+def hypothesis_table(
+    cos: pd.DataFrame,
+    orthogonal: Sequence[str],
+    antonyms: Sequence[tuple[str, str]],
+    *,
+    orthogonal_threshold: float = 0.3,
+    antonym_threshold: float = -0.5,
+) -> pd.DataFrame:
+    """The two claims, one row per pair, in the original study's `hypothesis_tests_*.csv` columns.
+
+    Pairs whose traits have no vector are left out (as the original skips a missing trio).
+    """
+    rows = []
+    if len(orthogonal) >= 2 and all(t in cos.index for t in orthogonal):
+        for a, b in itertools.combinations(orthogonal, 2):
+            sim = float(cos.loc[a, b])
+            holds = abs(sim) < orthogonal_threshold
+            rows.append(
+                [f"{a} vs {b}", sim, "orthogonal (independent)", f"|sim| < {orthogonal_threshold}"]
+                + (["PASS", "Independent traits"] if holds else ["FAIL", "Related traits"])
+            )
+    for a, b in antonyms:
+        if a in cos.index and b in cos.index:
+            sim = float(cos.loc[a, b])
+            holds = sim < antonym_threshold
+            rows.append(
+                [f"{a} vs {b}", sim, "opposite (mutually exclusive)", f"sim < {antonym_threshold}"]
+                + (["PASS", "Opposing traits"] if holds else ["FAIL", "Not strongly opposed traits"])
+            )
+    return pd.DataFrame(rows, columns=HYPOTHESIS_COLUMNS)

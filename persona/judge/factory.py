@@ -32,7 +32,7 @@ from persona.judge.aggregate import check_eval_type
 from persona.judge.likelihood import LikelihoodJudge
 from persona.judge.local_judge import LocalLogprobJudge
 from persona.judge.openai_judge import OpenAIJudge
-from persona.judge.prompts import COHERENCE, coherence_prompt, trait_prompt
+from persona.judge.prompts import COHERENCE, ORIGINAL_COHERENCE_KEY, coherence_prompt, prompt_in_python, trait_prompt
 from persona.judge.runner import Judge
 from persona.models import LoadedModel, load_model
 
@@ -78,11 +78,26 @@ def resolve_spec(spec: str | None, base_url: str | None = None) -> str:
 
 
 def load_coherence_prompt(path: str | os.PathLike) -> str:
-    """A user's coherence judge template (e.g. the original study's), checked for its placeholders."""
+    """A user's coherence judge template, checked for its placeholders.
+
+    A text file is the template itself; a `.py` file is read as the original study's
+    `eval/prompts.py`, taking the string assigned to `Prompts["coherence_0_100"]` (never run).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"coherence_prompt {path} does not exist")
     text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        try:
+            found = prompt_in_python(text)
+        except SyntaxError as err:
+            raise ValueError(f"coherence_prompt {path}: not valid Python (line {err.lineno})") from None
+        if found is None:
+            raise ValueError(
+                f"coherence_prompt {path}: no string assigned to [{ORIGINAL_COHERENCE_KEY!r}] "
+                "(give the original study's eval/prompts.py, or a text file holding the template)"
+            )
+        text = found
     missing = [p for p in ("{question}", "{answer}") if p not in text]
     if missing:
         raise ValueError(
@@ -271,7 +286,7 @@ class JudgeSettings:
     judge_prefill: str = ""
     coherence_prompt: str | None = None  # a template file with {question} and {answer}
     no_judge_cache: bool = False
-    max_concurrent_judges: int = 8
+    max_concurrent_judges: int = 100  # the original study's default
 
 
 def make_judges(settings: JudgeSettings, *, trait: Trait, eval_model: LoadedModel | None = None) -> dict[str, Judge]:

@@ -7,6 +7,7 @@ replaced by the format that type needs, so the trait description stays the artif
 
 from __future__ import annotations
 
+import ast
 import re
 
 from persona.judge.aggregate import check_eval_type
@@ -83,3 +84,26 @@ def strip_think(answer: str) -> str:
 def fill(template: str, question: str, answer: str) -> str:
     """The judge prompt for one answer (reasoning stripped; braces in the texts stay literal)."""
     return template.format(question=question, answer=strip_think(answer))
+
+
+ORIGINAL_COHERENCE_KEY = "coherence_0_100"
+
+
+def prompt_in_python(source: str, key: str = ORIGINAL_COHERENCE_KEY) -> str | None:
+    """The string literal a Python file assigns to `<dict>[key]` (or `{key: ...}`), read without running it.
+
+    The original study keeps its judge prompts in `eval/prompts.py` as `Prompts["coherence_0_100"] = \"\"\"...\"\"\"`;
+    this reads a user's copy of that file so the prompt itself need not be shipped here.
+    """
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for target in node.targets:
+                if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
+                    if target.slice.value == key:
+                        return node.value.value
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values, strict=True):
+                if isinstance(k, ast.Constant) and k.value == key and isinstance(v, ast.Constant):
+                    if isinstance(v.value, str):
+                        return v.value
+    return None

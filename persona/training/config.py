@@ -2,14 +2,20 @@
 
 A config is a JSON file read by `python training.py configs/X.json`. Unknown keys, missing
 files and bad values are reported together, one line per key, each naming the key and
-what to write instead. Numbers given as strings ("1e-5") are parsed, never evaluated.
+what to write instead. Omitted keys default as in the original study's schema (r 16, lora_alpha 16,
+learning_rate 1e-4, seed 3407, save_strategy epoch, save_total_limit 1, output_dir ./tmp). The
+original's learning-rate forms are read without evaluating code: a number, a string holding
+arithmetic on numbers ("1e-5", "5e-5 / 2", "10 ** -5"), and a negative value meaning 10 ** value.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
+import operator
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +38,6 @@ from transformers.training_args import OptimizerNames
 from persona.errors import InputError
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-UNSUPPORTED_LOSSES = ("dpo", "orpo")
 
 
 class ConfigError(InputError):
@@ -67,8 +72,8 @@ class TrainingConfig(BaseModel):
     is_peft: bool = True
     target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), min_length=1)
     lora_bias: Literal["none", "all", "lora_only"] = "none"
-    r: PositiveInt = 32
-    lora_alpha: PositiveInt = 64
+    r: PositiveInt = 16
+    lora_alpha: PositiveInt = 16
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     use_rslora: bool = True
     merge_before_push: bool = True
@@ -78,17 +83,17 @@ class TrainingConfig(BaseModel):
     per_device_train_batch_size: PositiveInt = 2
     gradient_accumulation_steps: PositiveInt = 8
     warmup_steps: NonNegativeInt = 5
-    learning_rate: float = Field(1e-5, gt=0.0, allow_inf_nan=False)
+    learning_rate: float = Field(1e-4, gt=0.0, allow_inf_nan=False)
     logging_steps: PositiveInt = 1
     optim: str = "adamw_8bit"
     weight_decay: NonNegativeFloat = 0.01
     lr_scheduler_type: str = "linear"
-    seed: int = 0
+    seed: int = 3407
     beta: float = Field(0.1, gt=0.0)
     save_steps: PositiveInt = 5000
-    save_strategy: Literal["steps", "epoch", "no"] = "steps"
-    save_total_limit: PositiveInt | None = None
-    output_dir: str = Field(min_length=1)
+    save_strategy: Literal["steps", "epoch", "no"] = "epoch"
+    save_total_limit: PositiveInt | None = 1
+    output_dir: str = Field("./tmp", min_length=1)
     train_on_responses_only: bool = True
     enable_steering_during_training: bool = False
     steering_config: SteeringConfig | None = None
@@ -102,20 +107,9 @@ class TrainingConfig(BaseModel):
     @classmethod
     def _parse_number(cls, value: Any) -> Any:
         if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                raise ValueError(f"must be a number like 1e-5, got {value!r}") from None
-        return value
-
-    @field_validator("loss")
-    @classmethod
-    def _sft_only(cls, value: str) -> str:
-        if value in UNSUPPORTED_LOSSES:
-            raise ValueError(
-                f"loss {value!r} is not supported here; only 'sft' is (use the original "
-                "persona-vectors code for DPO/ORPO)"
-            )
+            value = arithmetic(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            return 10.0**value  # the original's log10 form: -5 means 1e-5
         return value
 
     @field_validator("optim")
@@ -151,6 +145,39 @@ class TrainingConfig(BaseModel):
     def steering(self) -> SteeringConfig | None:
         """The steering config when steering is enabled, else None."""
         return self.steering_config if self.enable_steering_during_training else None
+
+
+_OPERATORS: dict[type[ast.AST], Callable[..., float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+
+
+def arithmetic(text: str) -> float:
+    """The value of `text`, numbers joined by + - * / ** and parentheses; anything else is refused.
+
+    The original configs' string learning rates ("1e-5", "5e-5/2") were passed to eval(); this
+    reads the same strings without running code.
+    """
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](value(node.operand))
+        raise ValueError
+
+    try:
+        return value(ast.parse(text.strip(), mode="eval").body)
+    except (ValueError, SyntaxError, ZeroDivisionError, OverflowError, RecursionError):
+        raise ValueError(f"must be a number like 1e-5 or arithmetic like 5e-5 / 2, got {text!r}") from None
 
 
 def _one_of(value: str, allowed: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""LoRA (or full) SFT with TRL's `SFTTrainer`, optional training-time hooks, checkpoints on disk.
+"""LoRA (or full) SFT with TRL's `SFTTrainer` (DPO/ORPO: `persona.training.preference`), optional
+training-time hooks, checkpoints on disk.
 
 `build_trainer` loads the model and data and sets everything up; `run_training` trains
 inside the hooks (removed afterwards, also on error), evaluates the held-out set and
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 from peft import LoraConfig
+from transformers import Trainer
 from trl import SFTConfig, SFTTrainer
 
 from persona.defaults import EMBEDDED_MODEL
@@ -27,6 +29,7 @@ from persona.training.backend import resolve_optim, unsloth_wanted
 from persona.training.config import TrainingConfig
 from persona.training.data import tokenized_dataset, train_eval_split
 from persona.training.hooks import check_training_hooks, training_hooks
+from persona.training.preference import PREFERENCE_LOSSES, preference_split, preference_trainer
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +92,10 @@ def _load_transformers(cfg: TrainingConfig):
     return lm.model, lm.tokenizer, lora_config(cfg) if cfg.is_peft else None
 
 
-def sft_config(cfg: TrainingConfig) -> SFTConfig:
+def training_arguments(cfg: TrainingConfig) -> dict[str, Any]:
+    """The arguments every trainer's config shares (SFT, DPO and ORPO)."""
     cuda = torch.cuda.is_available()
-    return SFTConfig(
+    return dict(
         output_dir=cfg.output_dir,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
@@ -119,10 +123,18 @@ def sft_config(cfg: TrainingConfig) -> SFTConfig:
     )
 
 
-def build_trainer(cfg: TrainingConfig) -> SFTTrainer:
-    """Model, tokenizer, tokenized train/held-out sets and the configured `SFTTrainer`."""
+def sft_config(cfg: TrainingConfig) -> SFTConfig:
+    return SFTConfig(**training_arguments(cfg))
+
+
+def build_trainer(cfg: TrainingConfig) -> Trainer:
+    """Model, tokenizer, train/held-out sets and the configured trainer (`SFTTrainer`, or DPO/ORPO)."""
     model, tokenizer, peft_config = _load_unsloth(cfg) if unsloth_wanted() else _load_transformers(cfg)
     check_training_hooks(model, cfg.steering)
+    if cfg.loss in PREFERENCE_LOSSES:
+        data = preference_split(cfg.training_file, cfg.test_file, cfg.test_size, cfg.seed)
+        log.info("training %s with %s on %d preference rows", cfg.model, cfg.loss, len(data[0]))
+        return preference_trainer(cfg.loss, training_arguments(cfg), cfg.beta, model, tokenizer, peft_config, data)
     train_rows, eval_rows = train_eval_split(cfg.training_file, cfg.test_file, cfg.test_size, cfg.seed)
     train_set = tokenized_dataset(tokenizer, train_rows, cfg.train_on_responses_only)
     eval_set = tokenized_dataset(tokenizer, eval_rows, cfg.train_on_responses_only) if eval_rows else None
@@ -183,7 +195,7 @@ def resume_point(out: Path) -> Path | None:
     return complete[-1][1] if complete else None
 
 
-def run_training(trainer: SFTTrainer, cfg: TrainingConfig) -> dict[str, Any]:
+def run_training(trainer: Trainer, cfg: TrainingConfig) -> dict[str, Any]:
     """Train (hooks active only meanwhile), evaluate the held-out set, write the results file.
 
     An interrupted run of the same config resumes from its newest complete checkpoint.
@@ -193,7 +205,7 @@ def run_training(trainer: SFTTrainer, cfg: TrainingConfig) -> dict[str, Any]:
     resume = resume_point(out)
     if resume is not None:
         log.info("resuming from %s", resume)
-    assert trainer.model is not None  # SFTTrainer always holds the model it was built with
+    assert trainer.model is not None  # the trainers always hold the model they were built with
     with training_hooks(trainer.model, cfg.steering):
         train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     results: dict[str, Any] = {"train": train_output.metrics, "global_step": trainer.state.global_step}

@@ -18,6 +18,7 @@ reads both our layout (`trait_data_extract/`) and the seed layout (`extract/`).
 from __future__ import annotations
 
 import json
+import os
 import re
 import string
 from collections.abc import Sequence
@@ -32,7 +33,9 @@ N_QUESTIONS = 20
 Version = Literal["extract", "eval"]
 VERSIONS: tuple[Version, ...] = ("extract", "eval")
 DEFINITIONS_FILE = "trait_definitions.json"
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data_generation"
+# The trait library: the project's own, or another in the same layout (e.g. the original study's
+# `data_generation/`, or a seed folder with extract/ and eval/) named by $PERSONA_TRAIT_DATA.
+DEFAULT_DATA_DIR = Path(os.environ.get("PERSONA_TRAIT_DATA") or Path(__file__).resolve().parents[2] / "data_generation")
 PLACEHOLDERS = frozenset({"question", "answer"})
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
