@@ -93,7 +93,12 @@ def build_app(ex: Explorer, vector_dir: str | Path | None = None, results_dir: s
                     coef = 2.0 if i == 0 else 0.0
                     slots += [
                         vector_dropdown(f"steer-vector-{i}", first if i == 0 else ""),
-                        layer_slider(f"steer-layer-{i}"),
+                        gr.Number(  # typed, so a layer outside the model gets the library's message
+                            lm.num_layers // 2,
+                            precision=0,
+                            label=f"layer (0..{lm.num_layers})",
+                            elem_id=f"steer-layer-{i}",
+                        ),
                         gr.Slider(
                             -COEF_RANGE, COEF_RANGE, value=coef, step=0.1, label="coef", elem_id=f"steer-coef-{i}"
                         ),
