@@ -47,11 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     if args.host not in LOCAL_HOSTS:
         log.warning("serving on %s: anyone who can reach this machine can use the explorer and the model", args.host)
-    from persona.app.actions import Explorer
-    from persona.app.ui import build_app, launch
     from persona.models import load_model
 
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    from persona.app.actions import Explorer
+    from persona.app.ui import build_app, launch
+
     explorer = Explorer(lm, judge_settings(args), batch_size=args.batch_size)
     launch(build_app(explorer, args.vector_dir, args.results_dir), args.host, args.port)
     return 0
