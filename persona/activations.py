@@ -244,3 +244,30 @@ def capture(
         values = (sums.cpu() / n).masked_fill(n == 0, math.nan).unbind(0)
     prompt_avg, response_avg, prompt_last = values  # in VECTOR_KINDS order
     return Activations(layers, prompt_avg, response_avg, prompt_last, counts=counts)
+
+
+def token_states(lm: LoadedModel, prompt: str, answer: str, layer: int) -> tuple[list[int], int, Tensor]:
+    """Every token's hidden state at `layer` over `prompt + answer`: (token ids, prompt length, `[T, hidden]`).
+
+    The tokens and the prompt/answer boundary are `capture`'s (`encode_pairs`), so the mean of the
+    answer rows is `capture`'s `response_avg`: per-token views add up to what `cal_projection` reports.
+    """
+    (layer,) = resolve_layers([layer], lm.num_layers)
+    (encoded,) = encode_pairs(lm.tokenizer, [prompt], [answer])
+    if not encoded.ids:
+        raise ValueError("nothing to read: the prompt and the answer are both empty")
+    seen: dict[str, Tensor] = {}
+
+    def hook(hidden: Tensor) -> None:
+        seen["states"] = hidden[0].float().cpu()
+        raise _StopForward
+
+    handle = residual_site(lm.model, layer).register(hook)
+    try:
+        with torch.inference_mode():
+            decoder_stack(lm.model)(input_ids=torch.tensor([encoded.ids], device=lm.device), use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return encoded.ids, encoded.n_prompt, seen["states"]

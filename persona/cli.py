@@ -285,6 +285,11 @@ def _failure_line(err: Exception) -> tuple[str, int]:
     return f"{type(err).__name__}: {_one_line(err)} (rerun with {VERBOSE_FLAG} for the traceback)", 1
 
 
+def error_line(err: Exception) -> str:
+    """The one line a failure is reported with: a CLI's stderr line, the explorer's status box."""
+    return _failure_line(err)[0]
+
+
 def add_judge_args(parser: argparse.ArgumentParser) -> None:
     """The judge flags every scoring CLI shares; `judge_settings` turns them into `JudgeSettings`."""
     from persona.judge.aggregate import EVAL_TYPES

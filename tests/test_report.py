@@ -1,21 +1,15 @@
 """viz.report: one self-contained page, checked for content and opened in headless Chromium.
 
-The browser is driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`, no extra
-package): console errors, uncaught exceptions and failed loads are collected, and a screenshot
-is taken. Without Debian's `chromium` the browser tests skip (CI installs it via .ci/run).
+The browser (`tests/chromium.py`) is driven over the DevTools protocol on a pipe: console errors,
+uncaught exceptions and failed loads are collected, and a screenshot is taken. Without Debian's
+`chromium` the browser tests skip (CI installs it via .ci/run).
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
-import os
 import re
-import select
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import matplotlib
@@ -31,138 +25,18 @@ from persona.cli import run_cli  # noqa: E402
 from persona.evaluation import sweep_filename  # noqa: E402
 from study.demo import DemoSettings  # noqa: E402
 from study.demo.paths import cell_files  # noqa: E402
+from tests.chromium import open_browser  # noqa: E402
 from tests.demo_layout import QUOTED, XSS, build_demo_output  # noqa: E402
 from viz import report  # noqa: E402
 from viz.report import html  # noqa: E402
 from viz.report.experiments import projection_label  # noqa: E402
 from viz.report.intervals import mean_text  # noqa: E402
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--remote-debugging-pipe",
-]
-
-
-class Browser:
-    """Headless Chromium over the DevTools pipe: fd 3 carries commands in, fd 4 replies out (NUL-separated JSON)."""
-
-    def __init__(self, executable: str, profile: Path, timeout: float = 60.0):
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-        high = [os.dup2(fd, 100 + i) for i, fd in enumerate((to_chrome_r, from_chrome_w))]
-
-        def fds() -> None:
-            os.dup2(high[0], 3)
-            os.dup2(high[1], 4)
-
-        self.proc = subprocess.Popen(
-            [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            preexec_fn=fds,
-            pass_fds=(3, 4, *high),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for fd in (to_chrome_r, from_chrome_w, *high):
-            os.close(fd)
-        self.deadline = time.monotonic() + timeout
-        self.buffer, self.events, self.next_id = b"", [], 0
-
-    def _read(self) -> dict:
-        while b"\0" not in self.buffer:
-            left = self.deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
-                raise TimeoutError("chromium did not answer in time")
-            chunk = os.read(self._from_chrome, 1 << 20)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
-            self.buffer += chunk
-        message, self.buffer = self.buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def send(self, method: str, session: str | None = None, **params) -> dict:
-        self.next_id += 1
-        message = {"id": self.next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
-        while True:
-            reply = self._read()
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str) -> None:
-        """Read events until `method` arrives; a JavaScript dialog is recorded and dismissed (it blocks the load)."""
-        while not any(e.get("method") == method for e in self.events):
-            event = self._read()
-            self.events.append(event)
-            if event.get("method") == "Page.javascriptDialogOpening":
-                self.send("Page.handleJavaScriptDialog", event.get("sessionId"), accept=False)
-
-    def open(self, url: str, width: int = 1280, height: int = 1000) -> tuple[list[str], bytes]:
-        """Load `url`; return (console errors, exceptions, failed loads and opened dialogs; PNG screenshot)."""
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        self.session = session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            self.send(f"{domain}.enable", session)
-        self.send(
-            "Emulation.setDeviceMetricsOverride", session, width=width, height=height, deviceScaleFactor=1, mobile=False
-        )
-        self.send("Page.navigate", session, url=url)
-        self.wait_for("Page.loadEventFired")
-        shot = base64.b64decode(self.send("Page.captureScreenshot", session, format="png")["data"])
-        errors = []
-        for event in self.events:
-            method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
-            elif method == "Runtime.exceptionThrown":
-                details = params["exceptionDetails"]
-                errors.append("exception: " + details.get("exception", {}).get("description", details.get("text", "")))
-            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-                errors.append(f"log: {params['entry']['text']} {params['entry'].get('url', '')}")
-            elif method == "Page.javascriptDialogOpening":
-                errors.append(f"dialog: {params.get('type')} {params.get('message')}")
-        return errors, shot
-
-    def evaluate(self, expression: str) -> object:
-        """The value of a JavaScript expression in the page `open` loaded last."""
-        reply = self.send("Runtime.evaluate", self.session, expression=expression, returnByValue=True)
-        if "exceptionDetails" in reply:
-            raise RuntimeError(f"{expression}: {reply['exceptionDetails']}")
-        return reply["result"].get("value")
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close")
-        except (RuntimeError, TimeoutError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._to_chrome)
-        os.close(self._from_chrome)
-
 
 @pytest.fixture
 def browser(tmp_path):
-    executable = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if executable is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
-    b = Browser(executable, tmp_path / "profile")
-    yield b
-    b.close()
+    with open_browser(tmp_path / "profile") as b:
+        yield b
 
 
 def _png(path: Path, seed: float) -> None:
