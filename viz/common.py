@@ -65,7 +65,7 @@ def heatmap(
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns], rotation=45, ha="right")
     ax.set_yticks(range(matrix.shape[0]), [str(i) for i in matrix.index])
     if matrix.size <= 400:
-        span = max(abs(image.norm.vmin), abs(image.norm.vmax)) or 1.0
+        span = float(np.nanmax(np.abs(image.get_clim()))) or 1.0
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
                 ax.text(

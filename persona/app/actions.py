@@ -25,9 +25,10 @@ from persona.judge.runner import Judge
 from persona.models import LoadedModel
 from persona.projection import project
 from persona.sampling import SamplingParams, study_sampling
+from persona.sites import vector_at_layer
 from persona.steering import Positions, Steer, check_steers
 from persona.traits import Trait, load_trait
-from persona.vectors import PersonaVector, vector_at_layer
+from persona.vectors import PersonaVector
 
 FREE_PROMPT_ID = "prompt"  # the question_id of a prompt that is none of the trait's questions
 
