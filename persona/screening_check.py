@@ -137,8 +137,8 @@ def run_check(
             log.warning("no vector %s: trait %s is left out of the check", vector, trait)
             continue
         files = [paths[trait, level] for level in LEVELS]
-        result = run_screening(output_dir / trait, files, vector, layer, model_name=model_name, **screen_kwargs)
-        rows.append(result.summary.assign(trait=trait, level=list(LEVELS)))
+        screened = run_screening(output_dir / trait, files, vector, layer, model_name=model_name, **screen_kwargs)
+        rows.append(screened.summary.assign(trait=trait, level=list(LEVELS)))
     if not rows:
         raise FileNotFoundError(f"no {vector_kind} vector in {vector_dir} for any of {traits} (extract them first)")
     summary = pd.concat(rows, ignore_index=True)

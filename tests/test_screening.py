@@ -174,9 +174,9 @@ def test_monitor_equals_cal_projection_prompt_last_proj(lm, tiny_llama_dir, vect
     ]
     got = persona.monitor(lm, persona.PersonaVector.load(vector), LAYER, conversations)
     path = tmp_path / "eval.csv"
-    pd.DataFrame(
-        {"question": QUESTIONS, "prompt": chat_prompts(lm.tokenizer, conversations), "answer": OTHER}
-    ).to_csv(path, index=False)
+    pd.DataFrame({"question": QUESTIONS, "prompt": chat_prompts(lm.tokenizer, conversations), "answer": OTHER}).to_csv(
+        path, index=False
+    )
     add_projection_columns(path, [str(vector)], [LAYER], ["prompt_last_proj"], model_name=str(tiny_llama_dir))
     expected = pd.read_csv(path)[column_name(str(tiny_llama_dir), vector, "prompt_last_proj", LAYER)]
     np.testing.assert_allclose(got, expected, atol=1e-5)
