@@ -9,7 +9,9 @@ S(a,b) - S(a,0) - S(0,b) + S(0,0), goes to linearity.csv (summary: linearity_sum
 and linearity_residuals.png.
 interference: the unsteered cell and each v_A alone at --coef; every answer judged for every
 trait; the change in B against cos(v_A, v_B) goes to interference.csv, interference_matrix.csv
-(rows: steered A, columns: judged B) and interference_vs_cos.png with Pearson r.
+(rows: steered A, columns: judged B), interference_fit.csv and interference_vs_cos.png
+(Pearson r with a bootstrap interval and a permutation p-value). Residuals and deltas are
+computed per question and carry 95% question-clustered intervals (docs/statistics.md).
 
 Questions: the first --max_questions eval questions of every listed trait. Vectors:
 --vector_path (one per trait) or <vector_dir>/{trait}_{vector_type}.pt. All cells run packed in
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -36,8 +37,9 @@ from persona.analysis.multi_persona import (
     check_settings,
     interference,
     interference_cells,
-    interference_r,
+    interference_fit,
     linearity_cells,
+    question_grid,
 )
 from persona.analysis.results import load_vectors, score_means
 from persona.cli import add_judge_args, add_model_args, judges_from_args, run_cli, setup_logging, split_list
@@ -198,19 +200,34 @@ def cell_means(jobs: list[Job], columns: list[str]) -> dict[str, dict[str, float
     return means
 
 
+def _cell_frames(out: Path, names: list[str]) -> dict[str, pd.DataFrame]:
+    """The judged cells on disk, by name (per-question scores for the intervals)."""
+    paths = {n: out / "cells" / f"{n}.csv" for n in names}
+    return {n: read_table(p) for n, p in paths.items() if p.exists()}
+
+
 def report_linearity(
     args: argparse.Namespace, traits: list[Trait], cells: list[Cell], points: list, means: dict, out: Path
 ) -> None:
     metrics = [t.judge_column for t in traits] + [COHERENCE]
     rows = [{"a": a, "b": b, **means[c.name]} for (a, b), c in zip(points, cells, strict=True) if c.name in means]
     grid = pd.DataFrame(rows, columns=["a", "b", *metrics])
-    table = additivity(grid, metrics)
+    frames = _cell_frames(out, [c.name for c in cells])
+    by_point = {point: frames[c.name] for point, c in zip(points, cells, strict=True) if c.name in frames}
+    table = additivity(question_grid(by_point, metrics), metrics)
     summary = additivity_summary(table)
     write_csv(out / "linearity_grid.csv", grid)
     write_csv(out / "linearity.csv", table)
     write_csv(out / "linearity_summary.csv", summary)
     print(f"mean scores per cell:\n{grid.round(2).to_string(index=False)}\n")
-    print(f"additivity (residual = S(a,b) - S(a,0) - S(0,b) + S(0,0)):\n{summary.round(3).to_string(index=False)}")
+    print(
+        "additivity (residual = S(a,b) - S(a,0) - S(0,b) + S(0,0), per question; 95% intervals over questions):\n"
+        f"{summary.round(3).to_string(index=False)}"
+    )
+    for r in summary.itertuples():
+        if r.consistent_with_zero is not None:
+            verdict = "consistent with zero" if r.consistent_with_zero else "not consistent with zero"
+            print(f"{r.metric}: residuals {verdict} ({r.cells_nonzero}/{r.cells} joint cells exclude 0)")
     save_figure(linearity_figure(table, traits[0].name, traits[1].name, args.layer), out / "linearity_residuals.png")
 
 
@@ -219,17 +236,21 @@ def report_interference(args: argparse.Namespace, traits: list[Trait], vectors: 
         raise FileNotFoundError(
             f"{out / 'cells' / (BASELINE + '.csv')}: the unsteered cell is missing; run without --no_run"
         )
-    table = interference(means, cosine_table(vectors, args.layer), {t.name: t.judge_column for t in traits})
+    frames = _cell_frames(out, list(means))
+    table = interference(
+        means, cosine_table(vectors, args.layer), {t.name: t.judge_column for t in traits}, frames=frames
+    )
     matrix = table.pivot(index="steered", columns="judged", values="delta")
+    fit = interference_fit(table)
     write_csv(out / "interference.csv", table)
     write_csv(out / "interference_matrix.csv", matrix.reset_index())
+    write_csv(out / "interference_fit.csv", pd.DataFrame([fit.columns()]))
     print(f"change in judged B when steering with v_A (rows A, columns B):\n{matrix.round(2).to_string()}")
     fig, _ = interference_figure(table, args.layer, args.coef)
-    r = interference_r(table)
     print(
-        f"Pearson r(cos(v_A, v_B), change in B) over A != B: {r:.3f}"
-        if not math.isnan(r)
-        else "Pearson r(cos(v_A, v_B), change in B): undefined (too few distinct cosines; use 3+ traits)"
+        f"Pearson r(cos(v_A, v_B), change in B) over A != B: {fit.r:.3f} ({fit.text()})"
+        if fit.defined
+        else f"Pearson r(cos(v_A, v_B), change in B): {fit.text()} (too few distinct cosines; use 3+ traits)"
     )
     save_figure(fig, out / "interference_vs_cos.png")
 

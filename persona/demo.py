@@ -30,12 +30,11 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from persona.analysis.results import parse_sweep_name
+from persona.analysis.headline import COHERENCE_FLOOR, cell_table, headline_rows, projection_summary, summary_text
 from persona.evaluation import sweep_filename
 from persona.io import read_table, write_csv, write_json, write_text
 from persona.steering import POSITIONS
 
-COHERENCE_FLOOR = 80.0
 VECTOR_KIND = "response_avg"
 
 
@@ -199,169 +198,6 @@ class DemoPaths:
     @property
     def report(self) -> Path:
         return self.out / "report.html"
-
-
-def cell_table(files: Sequence[Path], column: str) -> pd.DataFrame:
-    """One row per evaluated cell of a trait: its baseline (layer/coef empty) and each sweep cell.
-
-    `files` are the planned result files (`{trait}_baseline.csv`, sweep cells), so results of
-    other settings lying in the same folder never enter the table. Columns: cell, layer, coef,
-    trait, coherence (means over answers), n, coherent (mean coherence >= COHERENCE_FLOOR), path.
-    """
-    rows = []
-    for path in files:
-        parsed = parse_sweep_name(path.name)
-        if parsed:
-            _, _, layer, coef = parsed
-            cell = f"layer {layer}, coef {coef:g}"
-        elif path.name.endswith("_baseline.csv"):
-            layer, coef, cell = None, None, "baseline"
-        else:
-            raise ValueError(f"{path}: not a baseline or sweep cell file")
-        df = read_table(path)
-        scores = pd.to_numeric(df[column], errors="coerce")
-        coherence = pd.to_numeric(df["coherence"], errors="coerce")
-        rows.append(
-            {
-                "cell": cell,
-                "layer": layer,
-                "coef": coef,
-                "trait": scores.mean(),
-                "coherence": coherence.mean(),
-                "n": len(df),
-                "path": str(path),
-            }
-        )
-    table = pd.DataFrame(rows, columns=["cell", "layer", "coef", "trait", "coherence", "n", "path"])
-    table["coherent"] = table["coherence"] >= COHERENCE_FLOOR
-    return table
-
-
-def best_cell(table: pd.DataFrame, floor: float = COHERENCE_FLOOR) -> pd.Series | None:
-    """The steered cell with the highest mean trait score among those with mean coherence >= floor.
-
-    Ties go to the smaller |coef|, then the lower layer (the gentler intervention). None when
-    no steered cell is coherent enough: then there is no win to report.
-    """
-    steered = table[table["layer"].notna() & (table["coherence"] >= floor)]
-    if steered.empty:
-        return None
-    ranked = steered.assign(_abs=steered["coef"].abs()).sort_values(
-        ["trait", "_abs", "layer"], ascending=[False, True, True]
-    )
-    return ranked.drop(columns="_abs").iloc[0]
-
-
-def typical_row(df: pd.DataFrame, column: str) -> int:
-    """Index of the answer whose trait score is the cell's median: an example, not the best case."""
-    scores = pd.to_numeric(df[column], errors="coerce")
-    median = scores.median()
-    return int((scores - median).abs().idxmin())
-
-
-def headline_rows(tables: Mapping[str, pd.DataFrame], floor: float = COHERENCE_FLOOR) -> pd.DataFrame:
-    """Per trait: the baseline and the best coherent cell (empty when none), and how many cells fell short."""
-    rows = []
-    for trait, table in tables.items():
-        base = table[table["cell"] == "baseline"]
-        best = best_cell(table, floor)
-        steered = table[table["layer"].notna()]
-        rows.append(
-            {
-                "trait": trait,
-                "baseline_trait": base["trait"].iloc[0] if len(base) else float("nan"),
-                "baseline_coherence": base["coherence"].iloc[0] if len(base) else float("nan"),
-                "best_layer": None if best is None else int(best["layer"]),
-                "best_coef": None if best is None else float(best["coef"]),
-                "best_trait": float("nan") if best is None else best["trait"],
-                "best_coherence": float("nan") if best is None else best["coherence"],
-                "cells": len(steered),
-                "cells_below_floor": int((steered["coherence"] < floor).sum()),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def describe_trait(trait: str, table: pd.DataFrame, floor: float = COHERENCE_FLOOR) -> list[str]:
-    """The summary lines of one trait: baseline, best coherent cell, every cell with its flag."""
-    lines = []
-    base = table[table["cell"] == "baseline"]
-    if len(base):
-        lines.append(
-            f"  baseline (unsteered): {trait} {base['trait'].iloc[0]:5.1f}   "
-            f"coherence {base['coherence'].iloc[0]:5.1f}   (n={base['n'].iloc[0]})"
-        )
-    best = best_cell(table, floor)
-    if best is None:
-        lines.append(f"  best steered cell: none: no cell kept mean coherence >= {floor:g}, so no steering win")
-    else:
-        gain = best["trait"] - base["trait"].iloc[0] if len(base) else float("nan")
-        lines.append(
-            f"  best steered cell with coherence >= {floor:g}: layer {int(best['layer'])}, "
-            f"coef {best['coef']:g}: {trait} {best['trait']:5.1f} ({gain:+.1f} vs baseline)   "
-            f"coherence {best['coherence']:5.1f}"
-        )
-    for _, row in table[table["layer"].notna()].sort_values(["layer", "coef"]).iterrows():
-        flag = "" if row["coherence"] >= floor else f"   below coherence {floor:g}: not a result"
-        mark = " <- best" if best is not None and row["path"] == best["path"] else ""
-        lines.append(
-            f"    {row['cell']:>20}: {trait} {row['trait']:5.1f}   coherence {row['coherence']:5.1f}{flag}{mark}"
-        )
-    return lines
-
-
-def example_answers(table: pd.DataFrame, column: str, floor: float = COHERENCE_FLOOR) -> list[str]:
-    """The best cell's typical answer and the baseline's answer to the same question, in full."""
-    best = best_cell(table, floor)
-    base = table[table["cell"] == "baseline"]
-    if best is None or base.empty:
-        return []
-    steered = read_table(best["path"])
-    i = typical_row(steered, column)
-    baseline = read_table(base["path"].iloc[0])
-    same = baseline[baseline["question_id"] == steered["question_id"].iloc[i]]
-    j = same.index[0] if len(same) else 0
-    return [
-        f"  question: {steered['question'].iloc[i]}",
-        f"  baseline answer ({column} {baseline[column].iloc[j]:.1f}, coherence "
-        f"{baseline['coherence'].iloc[j]:.1f}):\n{_indent(baseline['answer'].iloc[j])}",
-        f"  best cell answer, layer {int(best['layer'])} coef {best['coef']:g} ({column} "
-        f"{steered[column].iloc[i]:.1f}, coherence {steered['coherence'].iloc[i]:.1f}):\n"
-        f"{_indent(steered['answer'].iloc[i])}",
-    ]
-
-
-def _indent(text: object) -> str:
-    return "\n".join("    | " + line for line in str(text).splitlines() or [""])
-
-
-def summary_text(
-    tables: Mapping[str, pd.DataFrame], columns: Mapping[str, str], judge: str, floor: float = COHERENCE_FLOOR
-) -> str:
-    """The printed headline: per trait the baseline, the best coherent cell and all cells; examples."""
-    lines = [
-        f"=== demo headline (judge: {judge or 'library default'}; a cell counts only with mean "
-        f"coherence >= {floor:g}) ==="
-    ]
-    for trait, table in tables.items():
-        lines.append(f"{trait}:")
-        lines += describe_trait(columns[trait], table, floor)
-    for trait, table in tables.items():
-        examples = example_answers(table, columns[trait], floor)
-        if examples:
-            lines.append(f"\nexample ({trait}; the best cell's median-{columns[trait]} answer, not its best):")
-            lines += examples
-    return "\n".join(lines)
-
-
-def projection_summary(files: Sequence[Path]) -> pd.DataFrame:
-    """Mean of every projection column per evaluated file: one row per cell (baseline, sweep cells)."""
-    rows = []
-    for path in files:
-        df = read_table(path)
-        cols = [c for c in df.columns if "_proj_layer" in c]
-        rows.append({"cell": path.stem, **{c: pd.to_numeric(df[c], errors="coerce").mean() for c in cols}})
-    return pd.DataFrame(rows)
 
 
 # --- the plan -------------------------------------------------------------------------------------

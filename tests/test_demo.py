@@ -15,18 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from persona.demo import (
-    COHERENCE_FLOOR,
-    DemoPaths,
-    DemoSettings,
-    best_cell,
-    cell_table,
-    check_settings_record,
-    headline_rows,
-    plan,
-    summary_text,
-    typical_row,
-)
+from persona.analysis.headline import best_cell, cell_table, headline_rows, summary_text, typical_row
+from persona.demo import COHERENCE_FLOOR, DemoPaths, DemoSettings, check_settings_record, plan
 from persona.evaluation import sweep_filename
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from persona.analysis.stats import fit_line, pearson_r  # noqa: E402
+from persona.analysis.stats import Correlation, correlation, fit_line  # noqa: E402
 from persona.io import atomic_path  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -74,19 +74,35 @@ def heatmap(
     ax.figure.colorbar(image, ax=ax, label=label)
 
 
-def scatter_with_fit(ax: Axes, x: Sequence[float], y: Sequence[float], labels: Sequence[str] = ()) -> float:
-    """Points, their least-squares line and Pearson r in the legend; returns r."""
-    r = pearson_r(x, y)
-    ax.scatter(x, y, s=25, zorder=3)
+def scatter_with_fit(
+    ax: Axes,
+    x: Sequence[float],
+    y: Sequence[float],
+    labels: Sequence[str] = (),
+    *,
+    yerr: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> Correlation:
+    """Points (with `yerr` = (ci_low, ci_high) error bars), their least-squares line and the fit's
+    Pearson r with its bootstrap interval and permutation p in the legend; returns the fit.
+
+    With fewer than 3 points (or no spread) no line is drawn and the legend says r is undefined.
+    """
+    fit = correlation(x, y)
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if yerr is not None:
+        low, high = np.asarray(yerr[0], dtype=float), np.asarray(yerr[1], dtype=float)
+        err = np.nan_to_num(np.vstack([ya - low, high - ya]), nan=0.0)
+        ax.errorbar(xa, ya, yerr=err, fmt="none", ecolor="gray", elinewidth=1, capsize=2, zorder=2)
+    ax.scatter(xa, ya, s=25, zorder=3, label=None if fit.defined else fit.text())
     for xi, yi, text in zip(x, y, labels, strict=False):
         ax.annotate(text, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     slope, intercept = fit_line(x, y)
-    if math.isfinite(slope):
-        xs = np.linspace(np.nanmin(x), np.nanmax(x), 50)
-        ax.plot(xs, slope * xs + intercept, color="C3", label=f"fit: y = {slope:.2f}x + {intercept:.2f}, r = {r:.2f}")
-        ax.legend(fontsize=8)
+    if fit.defined and math.isfinite(slope):
+        xs = np.linspace(np.nanmin(xa), np.nanmax(xa), 50)
+        ax.plot(xs, slope * xs + intercept, color="C3", label=f"fit: y = {slope:.2f}x + {intercept:.2f}\n{fit.text()}")
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return r
+    return fit
 
 
 def warn_missing(what: str, missing: Sequence[str]) -> None:

@@ -3,7 +3,8 @@
     python viz/plot_best_steering_layer.py [--data_dir output/eval_persona_eval/<model>] [--output_dir figs]
 
 Reads the sweep cells `{trait}_steer_{type}_layer_{L}_coef_{c}.csv` (and `{trait}_baseline.csv`,
-drawn as a dashed line) and writes `steering_layer_plots.png` and `steering_layer_plots_coherence.png`.
+drawn as a dashed line in its interval band) and writes `steering_layer_plots.png` and
+`steering_layer_plots_coherence.png`; every point carries its 95% interval over questions.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -61,16 +63,26 @@ def missing_cells(cells: pd.DataFrame) -> list[str]:
 
 
 def steering_layer_figure(cells: pd.DataFrame, baselines: pd.DataFrame, metric: str = "score") -> Figure:
-    """One panel per trait (`cells`, `baselines` from `load_steering_sweep`): `metric` vs layer, a line per coef."""
+    """One panel per trait (`cells`, `baselines` from `load_steering_sweep`): `metric` vs layer, a line per coef.
+
+    Error bars are each cell's interval over questions; the baseline's interval is a gray band.
+    """
     traits = sorted(cells["trait"].unique())
     fig, axes = panel_grid(len(traits))
     for ax, trait in zip(axes, traits, strict=True):
         grid = steering_grid(cells, trait, metric)
-        for coef in grid.columns:
-            ax.plot(grid.index, grid[coef], marker="o", ms=3, label=f"coef {coef:g}")
+        low, high = (steering_grid(cells, trait, f"{metric}_ci_{end}") for end in ("low", "high"))
+        for i, coef in enumerate(grid.columns):
+            line = ax.plot(grid.index, grid[coef], marker="o", ms=3, label=f"coef {coef:g}")[0]
+            err = np.nan_to_num(np.vstack([grid[coef] - low[coef], high[coef] - grid[coef]]), nan=0.0)
+            shift = (i - (len(grid.columns) - 1) / 2) * 0.06  # side by side, so the bars do not hide each other
+            ax.errorbar(grid.index + shift, grid[coef], yerr=err, fmt="none", ecolor=line.get_color(), capsize=2)
         base = baselines[baselines["trait"] == trait]
         if len(base):
-            ax.axhline(float(base[metric].iloc[0]), color="gray", ls="--", label="unsteered")
+            row = base.iloc[0]
+            ax.axhline(float(row[metric]), color="gray", ls="--", label="unsteered (band: 95% CI)")
+            if np.isfinite([row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]]).all():
+                ax.axhspan(float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"]), color="gray", alpha=0.15)
         judges = list(cells.loc[cells["trait"] == trait, "judge"])
         ax.set(title=trait, xlabel="layer", ylabel=axis_label(metric, judges), ylim=(-2, 102))
         ax.grid(alpha=0.3)

@@ -8,8 +8,10 @@ checkpoint minus checkpoint 0, or minus `<baseline_dir>/{B}_baseline.csv`; the f
 is the mean `..._{B}_{vector_type}_{projection_type}_layer{L}_finetuning_shift` column) and the
 vectors `{trait}_{vector_type}.pt`. Plots cos(v_A, v_B) against the relative trait score
 (change in B / change in A) and against the relative finetuning shift (along v_B / along v_A),
-each with a fit line and Pearson r: `cos_sim_vs_relative_trait_score.png`,
-`cos_sim_vs_finetuning_shift.png`; the table is printed and saved as `cross_persona_corr.csv`.
+each with a fit line and Pearson r (bootstrap interval, permutation p; "r undefined" below 3
+points): `cos_sim_vs_relative_trait_score.png`, `cos_sim_vs_finetuning_shift.png`; the table
+(with question-clustered intervals of every change) is printed and saved as
+`cross_persona_corr.csv`, the fits as `cross_persona_fit.csv`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from persona.analysis.cross_persona import cross_persona_table, load_finetuning_effects
+from persona.analysis.cross_persona import cross_persona_fits, cross_persona_table, load_finetuning_effects
 from persona.analysis.geometry import cosine_table
 from persona.analysis.results import load_vectors, no_files_error, vector_files
+from persona.analysis.stats import Correlation
 from persona.cli import run_cli, setup_logging
 from persona.io import write_csv
 from persona.layout import Layout
@@ -38,18 +41,18 @@ FIGURES = {
 }
 
 
-def cross_persona_figure(table: pd.DataFrame, y: str, ylabel: str) -> tuple[Figure, float]:
-    """cos(v_A, v_B) against one column of the cross-persona table, with fit line and Pearson r."""
+def cross_persona_figure(table: pd.DataFrame, y: str, ylabel: str) -> tuple[Figure, Correlation]:
+    """cos(v_A, v_B) against one column of the cross-persona table, with fit line and Pearson r (with its interval)."""
     fig, (ax,) = panel_grid(1, size=(6, 4.5))
-    r = scatter_with_fit(
+    fit = scatter_with_fit(
         ax,
         table["cos"].tolist(),
         table[y].tolist(),
         [f"{a}->{b}" for a, b in zip(table["finetuned"], table["judged"], strict=True)],
     )
-    ax.set(xlabel="cos(v_A, v_B)", ylabel=ylabel, title=f"finetuned on A, judged on B (r = {r:.2f})")
+    ax.set(xlabel="cos(v_A, v_B)", ylabel=ylabel, title=f"finetuned on A, judged on B\n{fit.text()}")
     fig.tight_layout()
-    return fig, r
+    return fig, fit
 
 
 def projection_folders(results_dir: Path) -> dict[str, Path]:
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(table.to_string(index=False))
     write_csv(args.output_dir / "cross_persona_corr.csv", table)
+    write_csv(args.output_dir / "cross_persona_fit.csv", cross_persona_fits(table, tuple(FIGURES)))
     for column, (name, label) in FIGURES.items():
         if table[column].notna().sum() < 2:
             log.warning(
@@ -115,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 name,
             )
             continue
-        fig, r = cross_persona_figure(table, column, label)
-        print(f"Pearson r(cos, {column}) = {r:.3f}")
+        fig, fit = cross_persona_figure(table, column, label)
+        print(f"Pearson r(cos, {column}): {fit.text()}")
         save_figure(fig, args.output_dir / name)
     return 0
 

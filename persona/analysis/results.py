@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from persona.analysis.geometry import check_same_shape
+from persona.analysis.stats import mean_interval
 from persona.io import read_table
 from persona.judge.sidecar import read_sidecar
 from persona.projection import PROJECTION_TYPES, SHIFT_SUFFIX, column_name
@@ -65,11 +66,35 @@ def score_means(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
     return {c: float(pd.to_numeric(df[c], errors="coerce").mean()) for c in columns}
 
 
-def load_steering_sweep(folder: str | Path, steering_type: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean scores of every sweep cell and of every baseline in `folder`.
+def score_intervals(df: pd.DataFrame, column: str, *, ci: float = 0.95) -> dict[str, float]:
+    """`score`, `coherence` with their question-clustered `_ci_low`/`_ci_high`, and `n_questions`, of one cell."""
+    score = mean_interval(df, column, ci=ci)
+    return {
+        **score.columns("score"),
+        **mean_interval(df, "coherence", ci=ci).columns("coherence"),
+        "n_questions": score.n_questions,
+    }
 
-    Returns (cells: trait, steering_type, layer, coef, score, coherence, n, judge) and
-    (baselines: trait, score, coherence, n); `score` is the trait's judge column and `judge`
+
+SWEEP_SCORE_COLUMNS = [
+    "score",
+    "score_ci_low",
+    "score_ci_high",
+    "coherence",
+    "coherence_ci_low",
+    "coherence_ci_high",
+    "n_questions",
+    "n",
+]
+
+
+def load_steering_sweep(
+    folder: str | Path, steering_type: str | None = None, *, ci: float = 0.95
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean scores, with question-clustered intervals, of every sweep cell and of every baseline in `folder`.
+
+    Returns (cells: trait, steering_type, layer, coef, SWEEP_SCORE_COLUMNS, judge) and
+    (baselines: trait, SWEEP_SCORE_COLUMNS); `score` is the trait's judge column and `judge`
     the judge named in the cell's sidecar (None for files scored before sidecars existed).
     """
     folder = Path(folder)
@@ -79,16 +104,14 @@ def load_steering_sweep(folder: str | Path, steering_type: str | None = None) ->
         if parsed is None or (steering_type and parsed[1] != steering_type):
             continue
         trait, kind, layer, coef = parsed
-        df = read_table(path, required=(base_trait(trait), "coherence"))
-        means = score_means(df, [base_trait(trait), "coherence"])
+        df = read_table(path, required=(base_trait(trait), "coherence", "question_id"))
         rows.append(
             {
                 "trait": trait,
                 "steering_type": kind,
                 "layer": layer,
                 "coef": coef,
-                "score": means[base_trait(trait)],
-                "coherence": means["coherence"],
+                **score_intervals(df, base_trait(trait), ci=ci),
                 "n": len(df),
                 "judge": (read_sidecar(path) or {}).get("judge"),
             }
@@ -100,12 +123,9 @@ def load_steering_sweep(folder: str | Path, steering_type: str | None = None) ->
     for trait in cells["trait"].unique():
         path = folder / f"{trait}_baseline.csv"
         if path.is_file():
-            df = read_table(path, required=(base_trait(trait), "coherence"))
-            means = score_means(df, [base_trait(trait), "coherence"])
-            baselines.append(
-                {"trait": trait, "score": means[base_trait(trait)], "coherence": means["coherence"], "n": len(df)}
-            )
-    return cells, pd.DataFrame(baselines, columns=["trait", "score", "coherence", "n"])
+            df = read_table(path, required=(base_trait(trait), "coherence", "question_id"))
+            baselines.append({"trait": trait, **score_intervals(df, base_trait(trait), ci=ci), "n": len(df)})
+    return cells, pd.DataFrame(baselines, columns=["trait", *SWEEP_SCORE_COLUMNS])
 
 
 def vector_files(folder: str | Path, vector_type: str = "response_avg_diff") -> dict[str, Path]:
