@@ -113,12 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(record_path(samples_path), settings)
     table = condition_table(samples, trait.judge_column)
     write_csv(out / "monitor_conditions.csv", table)
-    r, low, high = projection_score_correlation(table, trait.judge_column)
+    c = projection_score_correlation(table, trait.judge_column)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(
-        f"Pearson r(last-prompt projection, {trait.judge_column} score) over {len(table)} conditions = "
-        f"{r:.2f} [{low:.2f}, {high:.2f}]"
-    )
+    print(f"Pearson r(last-prompt projection, {trait.judge_column} score) over {len(table)} conditions: {c.text()}")
     fig = scatter_figure(
         table["prompt_last_proj"].tolist(),
         table[trait.judge_column].tolist(),

@@ -151,7 +151,10 @@ def validate(args: argparse.Namespace) -> int:
     if result.merged is not None:
         write_csv(out / "check_shifts.csv", result.merged)
         for c in result.correlations:
-            print(f"Pearson r(projection_difference, {c.y}) = {c.r:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}], n = {c.n}")
+            print(
+                f"Pearson r(projection_difference, {c.y}) = {c.r:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}], "
+                f"p = {c.p_value:.2g}, n = {c.n}"
+            )
         first = result.correlations[0]
         labels = [f"{t}/{lv}" for t, lv in zip(result.merged["trait"], result.merged["level"])]
         fig = scatter_figure(

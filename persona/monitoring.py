@@ -20,8 +20,7 @@ import pandas as pd
 from torch import Tensor
 
 from persona.activations import capture
-from persona.analysis.bootstrap import bootstrap_interval
-from persona.analysis.stats import pearson_r
+from persona.analysis.stats import Correlation, correlation
 from persona.generation import chat_prompts
 from persona.judge import score_all
 from persona.judge.runner import Judge
@@ -160,10 +159,8 @@ def condition_table(samples: pd.DataFrame, trait_column: str) -> pd.DataFrame:
     ).reset_index()
 
 
-def projection_score_correlation(
-    table: pd.DataFrame, trait_column: str, *, ci: float = 0.95
-) -> tuple[float, float, float]:
-    """(r, low, high): Pearson r of projection and trait score over conditions, bootstrap interval over conditions."""
-    x, y = table["prompt_last_proj"].to_numpy(dtype=float), table[trait_column].to_numpy(dtype=float)
-    low, high = bootstrap_interval(pearson_r, x, y, ci=ci)
-    return pearson_r(x, y), low, high
+def projection_score_correlation(table: pd.DataFrame, trait_column: str, *, ci: float = 0.95) -> Correlation:
+    """Pearson r of mean projection and mean trait score over conditions (bootstrap interval, permutation p)."""
+    return correlation(
+        table["prompt_last_proj"].to_numpy(dtype=float), table[trait_column].to_numpy(dtype=float), ci=ci
+    )

@@ -26,7 +26,7 @@ import pandas as pd
 from torch import Tensor
 
 from persona.activations import capture
-from persona.analysis.bootstrap import bootstrap_interval
+from persona.analysis.stats import mean_interval
 from persona.fingerprint import check_finished, code_version, file_sha256, model_ref, read_record, record_path
 from persona.generation import HFBackend, chat_prompts, row_seed
 from persona.io import read_table, write_csv, write_json
@@ -200,18 +200,18 @@ def dataset_labels(paths: Sequence[str | Path]) -> list[str]:
 
 
 def summarize(samples: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
-    """One row per dataset: n, mean projection difference with its bootstrap interval, mean projections."""
+    """One row per dataset: n, mean projection difference with its t interval, mean projections."""
     rows = []
     for name, group in samples.groupby("dataset", sort=False):
         diff = group["projection_difference"].to_numpy(dtype=float)
-        low, high = bootstrap_interval(np.mean, diff, ci=ci)
+        interval = mean_interval(group, "projection_difference", cluster="line", ci=ci)  # a sample per cluster
         rows.append(
             {
                 "dataset": name,
                 "n": len(group),
                 "projection_difference": float(np.mean(diff)),
-                "ci_low": low,
-                "ci_high": high,
+                "ci_low": interval.ci_low,
+                "ci_high": interval.ci_high,
                 "proj_data": float(group["proj_data"].mean()),
                 "proj_base": float(group["proj_base"].mean()),
                 "prompt_last_proj": float(group["prompt_last_proj"].mean()),

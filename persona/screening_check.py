@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona.analysis.bootstrap import bootstrap_interval
-from persona.analysis.stats import pearson_r
+from persona.analysis.stats import correlation
 from persona.io import read_table, write_text
 from persona.screening import run_screening
 
@@ -74,22 +73,21 @@ def ordering_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Correlation:
-    """Pearson r of two columns over `n` datasets, with a bootstrap interval."""
+    """Pearson r of two named columns over `n` datasets, with a bootstrap interval and permutation p-value."""
 
     x: str
     y: str
     r: float
     ci_low: float
     ci_high: float
+    p_value: float
     n: int
 
 
 def correlate(frame: pd.DataFrame, x: str, y: str, *, ci: float = 0.95) -> Correlation:
     """Pearson r of `frame[x]` and `frame[y]` over rows where both are finite."""
-    xs, ys = frame[x].to_numpy(dtype=float), frame[y].to_numpy(dtype=float)
-    low, high = bootstrap_interval(pearson_r, xs, ys, ci=ci)
-    n = int(pd.DataFrame({"x": xs, "y": ys}).dropna().shape[0])
-    return Correlation(x, y, pearson_r(xs, ys), low, high, n)
+    c = correlation(frame[x].to_numpy(dtype=float), frame[y].to_numpy(dtype=float), ci=ci)
+    return Correlation(x, y, c.r, c.ci_low, c.ci_high, c.p_value, c.n)
 
 
 def read_shifts(path: str | Path) -> pd.DataFrame:

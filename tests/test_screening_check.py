@@ -108,5 +108,5 @@ def test_monitor_experiment_end_to_end(tiny_llama_dir, tmp_path, offline_env, ca
     assert samples["prompt"].iloc[-1].count("No.") == 2  # the 2-shot prefix holds both examples
     table = pd.read_csv(out / "monitor_conditions.csv")
     r = pearson_r(table["prompt_last_proj"], table["evil"])
-    assert f"over 13 conditions = {r:.2f}" in capsys.readouterr().out
+    assert f"over 13 conditions: r = {r:.2f}" in capsys.readouterr().out
     assert (out / "monitor_projection_vs_score.png").is_file()

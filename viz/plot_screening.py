@@ -48,7 +48,7 @@ def scatter_figure(
 ) -> Figure:
     """One point per dataset or condition, the least-squares line and Pearson r (cross-persona style)."""
     fig, (ax,) = panel_grid(1, size=(6, 4.5))
-    r = scatter_with_fit(ax, x, y, labels)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title} (r = {r:.2f})")
+    fit = scatter_with_fit(ax, x, y, labels)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}\n{fit.text()}")
     fig.tight_layout()
     return fig
