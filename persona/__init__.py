@@ -10,7 +10,8 @@ The library behind every script in this repository, usable from a notebook:
 
 One module per idea: `models` (loading), `sites` (where layer L lives), `steering`
 (hooks), `activations` (capture), `generation`, `evaluation`, `judge`, `traits`,
-`vectors`, `extraction`, `projection`, `training`, `io`. Names are imported on first use,
+`vectors`, `extraction`, `projection`, `screening` and `monitoring`,
+`training`, `io`. Names are imported on first use,
 so `import persona` stays cheap for the command-line tools.
 """
 
@@ -43,6 +44,7 @@ _EXPORTS = {
     "persona_vectors": "persona.extraction",
     "effective_pairs": "persona.extraction",
     "project": "persona.projection",
+    "monitor": "persona.monitoring",
 }
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "load_trait",
     "load_vector",
     "make_judge",
+    "monitor",
     "persona_vectors",
     "project",
     "residual_site",
@@ -76,6 +79,7 @@ if TYPE_CHECKING:
     from persona.generation import SamplingParams, chat_prompts, generate_answers
     from persona.judge import make_judge, score_all
     from persona.models import LoadedModel, load_model
+    from persona.monitoring import monitor
     from persona.projection import project
     from persona.sites import residual_site
     from persona.steering import Steer, is_steered, steering

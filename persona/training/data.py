@@ -80,7 +80,7 @@ def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str:
     return twin
 
 
-def _check_row(row: object, where: str) -> Conversation:
+def _check_row(row: object, where: str, require_assistant: bool = True) -> Conversation:
     if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not row["messages"]:
         raise DataError(f'{where}: expected {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
     messages = []
@@ -88,23 +88,38 @@ def _check_row(row: object, where: str) -> Conversation:
         if not isinstance(msg, dict) or msg.get("role") not in ROLES or not isinstance(msg.get("content"), str):
             raise DataError(f"{where}: messages[{i}] needs a role in {list(ROLES)} and a string content, got {msg!r}")
         messages.append({"role": msg["role"], "content": msg["content"]})
-    if not any(m["role"] == "assistant" for m in messages):
+    if require_assistant and not any(m["role"] == "assistant" for m in messages):
         raise DataError(f"{where}: no assistant message, so nothing would be learned from this row")
     return messages
 
 
+def read_chat_file(
+    path: str | os.PathLike, *, skip_unanswered: bool = False
+) -> tuple[list[tuple[int, Conversation]], list[str]]:
+    """(row number, conversation) of each row of one chat JSONL file, and what was skipped.
+
+    A row without an assistant message is an error, or with `skip_unanswered` skipped and
+    reported as `path:N: ...` (screening reads other people's data; finetuning must not skip).
+    """
+    try:
+        rows = read_jsonl(path)
+    except ValueError as err:
+        raise DataError(f"{path}: not valid JSONL ({err})") from None
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    numbered, skipped = [], []
+    for n, row in enumerate(rows, start=1):
+        messages = _check_row(row, f"{path}:{n}", require_assistant=not skip_unanswered)
+        if any(m["role"] == "assistant" for m in messages):
+            numbered.append((n, messages))
+        else:
+            skipped.append(f"{path}:{n}: no assistant message; skipped")
+    return numbered, skipped
+
+
 def read_conversations(paths: Sequence[str | os.PathLike]) -> list[Conversation]:
     """All conversations of one or more chat JSONL files, in order, validated row by row."""
-    conversations = []
-    for path in paths:
-        try:
-            rows = read_jsonl(path)
-        except ValueError as err:
-            raise DataError(f"{path}: not valid JSONL ({err})") from None
-        if not rows:
-            raise DataError(f"{path}: no rows")
-        conversations += [_check_row(row, f"{path}:{n}") for n, row in enumerate(rows, start=1)]
-    return conversations
+    return [messages for path in paths for _, messages in read_chat_file(path)[0]]
 
 
 def tokenize_conversation(

@@ -1,0 +1,180 @@
+"""Screen finetuning data before training: projection difference along a persona vector.
+
+    python -m eval.screen_data --file_path data/a.jsonl data/b.jsonl \\
+        --vector_path output/persona_vectors/smollm2-135m/evil_response_avg_diff.pt --layer 20
+
+Per sample: the data response's and the base model's own response's projection onto the
+vector (response average, a·v/|v|) and their difference; per dataset the mean with a
+bootstrap interval. Writes screen_samples.csv, screen_summary.csv and
+screen_distributions.png to --output_dir. Base responses are cached per (model, prompt), so
+screening the same data along another vector generates nothing; a rerun resumes.
+
+The prediction check over dataset.zip (every trait x normal/misaligned_1/misaligned_2 along
+the trait's own vector; ordering and, given measured finetuning shifts, their correlation):
+
+    python -m eval.screen_data --validate --vector_dir output/persona_vectors/smollm2-135m --layer 20 \\
+        [--max_samples 20] [--shifts shifts.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from persona.cli import add_model_args, require_positive, run_cli, setup_logging, split_list
+from persona.layout import Layout
+from viz.common import save_figure
+from viz.plot_screening import distributions_figure, ordering_figure, scatter_figure
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--file_path", nargs="+", default=None, help="chat JSONL file(s) to screen")
+    parser.add_argument("--vector_path", default=None, help="persona vector .pt ([num_layers+1, hidden])")
+    parser.add_argument("--layer", type=int, required=True, help="layer L = output of decoder block L")
+    add_model_args(parser)
+    parser.add_argument(
+        "--max_tokens",
+        type=int,
+        default=None,
+        help="cap of the base responses (default: the longest data response, in tokens)",
+    )
+    parser.add_argument("--temperature", type=float, default=0.0, help="base-response sampling (default 0: greedy)")
+    parser.add_argument("--seed", type=int, default=0, help="row seeds when --temperature > 0")
+    parser.add_argument("--batch_size", type=int, default=16, help="generation and forward-pass batch size")
+    parser.add_argument("--output_dir", default=None, help="output folder (default: output/screen/<model>/...)")
+    parser.add_argument("--top_k", type=int, default=5, help="samples with the largest difference to print")
+    parser.add_argument("--overwrite", action="store_true", help="recompute finished outputs made otherwise")
+    check = parser.add_argument_group("prediction check (--validate)")
+    check.add_argument("--validate", action="store_true", help="run the prediction check over --dataset_zip")
+    check.add_argument("--dataset_zip", default="dataset.zip", help="archive of dataset/<trait>/<level>.jsonl")
+    check.add_argument("--vector_dir", default=None, help="folder of <trait>_<kind>_diff.pt (default: the model's)")
+    check.add_argument("--vector_kind", default="response_avg", help="vector file kind (default response_avg)")
+    check.add_argument("--traits", nargs="+", default=None, help="traits to check (default: all in the archive)")
+    check.add_argument("--max_samples", type=int, default=None, help="first N rows of each level (default: all)")
+    check.add_argument(
+        "--shifts",
+        default=None,
+        help="CSV of measured finetuning effects: trait, level, finetuning_shift [, trait_score]",
+    )
+    check.add_argument("--figs_dir", default="figs", help="folder of the check's figures (default figs)")
+    args = parser.parse_args(argv)
+    require_positive(parser, args, "--batch_size", "--max_tokens", "--max_samples", "--top_k")
+    if args.validate:
+        args.traits = split_list(args.traits) or None
+    elif not (args.file_path and args.vector_path):
+        parser.error("give --file_path and --vector_path (or --validate for the dataset.zip check)")
+    return args
+
+
+def _screen_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "overwrite": args.overwrite,
+        "device": args.device,
+        "dtype": args.dtype,
+    }
+
+
+def _output_dir(args: argparse.Namespace, leaf: str) -> Path:
+    """--output_dir, or output/screen/<model>/<leaf>."""
+    if args.output_dir:
+        return Path(args.output_dir)
+    layout = Layout(args.model)
+    return Path(layout.root) / "screen" / layout.name / leaf
+
+
+def _print_summary(summary: pd.DataFrame) -> None:
+    cols = ["dataset", "n", "projection_difference", "ci_low", "ci_high", "proj_data", "proj_base"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def screen(args: argparse.Namespace) -> int:
+    from persona.screening import run_screening
+
+    out = _output_dir(args, f"{Path(args.vector_path).stem}_layer{args.layer}")
+    result = run_screening(
+        out, args.file_path, args.vector_path, args.layer, model_name=args.model, **_screen_kwargs(args)
+    )
+    for note in result.skipped:
+        print(f"skipped {note}")
+    if result.reused:
+        print(f"{out} is finished with these settings: read back (pass --overwrite to recompute)")
+    else:
+        print(f"base responses: {result.generated} generated, {result.cache_hits} from the cache")
+    _print_summary(result.summary)
+    top = result.samples.nlargest(args.top_k, "projection_difference")
+    print(f"\ntop {len(top)} samples by projection difference:")
+    for _, row in top.iterrows():
+        print(
+            f"  {row['dataset']}:{row['line']}  {row['projection_difference']:+.3f}  {str(row['data_response'])[:90]!r}"
+        )
+    save_figure(distributions_figure(result.samples), out / "screen_distributions.png")
+    print(f"wrote {out / 'screen_samples.csv'} and {out / 'screen_summary.csv'}")
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    from persona.io import write_csv
+    from persona.screening_check import LEVELS, run_check
+
+    out = _output_dir(args, f"check_layer{args.layer}")
+    result = run_check(
+        out,
+        args.dataset_zip,
+        args.vector_dir or Layout(args.model).vectors_dir,
+        args.layer,
+        model_name=args.model,
+        traits=args.traits,
+        vector_kind=args.vector_kind,
+        max_rows=args.max_samples,
+        shifts_path=args.shifts,
+        **_screen_kwargs(args),
+    )
+    write_csv(out / "check_summary.csv", result.summary)
+    write_csv(out / "check_ordering.csv", result.ordering)
+    cols = ["trait", *LEVELS, "normal_lt_misaligned_2", "ordered"]
+    print(result.ordering[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    n = len(result.ordering)
+    print(
+        f"ordered normal < misaligned_1 < misaligned_2: {int(result.ordering['ordered'].sum())} of {n} traits; "
+        f"normal < misaligned_2: {int(result.ordering['normal_lt_misaligned_2'].sum())} of {n}"
+    )
+    figs = Path(args.figs_dir)
+    save_figure(ordering_figure(result.summary, list(LEVELS)), figs / "projection_difference_by_level.png")
+    if result.merged is not None:
+        write_csv(out / "check_shifts.csv", result.merged)
+        for c in result.correlations:
+            print(
+                f"Pearson r(projection_difference, {c.y}) = {c.r:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}], "
+                f"p = {c.p_value:.2g}, n = {c.n}"
+            )
+        first = result.correlations[0]
+        labels = [f"{t}/{lv}" for t, lv in zip(result.merged["trait"], result.merged["level"])]
+        fig = scatter_figure(
+            result.merged["projection_difference"].tolist(),
+            result.merged[first.y].tolist(),
+            labels,
+            xlabel="projection difference (before finetuning)",
+            ylabel=f"measured {first.y.replace('_', ' ')}",
+            title="projection difference predicts the finetuning shift?",
+        )
+        save_figure(fig, figs / "projection_difference_vs_shift.png")
+    print(f"wrote {out / 'check_summary.csv'} and {out / 'check_ordering.csv'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    return validate(args) if args.validate else screen(args)
+
+
+if __name__ == "__main__":
+    run_cli(main)
