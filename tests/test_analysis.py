@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats as scipy_stats
 
-from persona.analysis.cross_persona import cross_persona_table, load_finetuning_effects
+from persona.analysis.cross_persona import cross_persona_fits, cross_persona_table, load_finetuning_effects
 from persona.analysis.geometry import (
     check_antonyms,
     check_orthogonal,
@@ -19,7 +20,15 @@ from persona.analysis.geometry import (
     norms_by_layer,
     pca_2d,
 )
-from persona.analysis.multi_persona import additivity, additivity_summary, check_settings, interference, linearity_cells
+from persona.analysis.multi_persona import (
+    additivity,
+    additivity_summary,
+    check_settings,
+    interference,
+    interference_fit,
+    linearity_cells,
+    question_grid,
+)
 from persona.analysis.results import (
     load_projection_eval,
     load_steering_sweep,
@@ -287,3 +296,84 @@ def test_check_settings_records_and_refuses_changes(tmp_path):
         check_settings(tmp_path, {"layer": 3, "traits": ["a", "b"]}, overwrite=False)
     check_settings(tmp_path, {"layer": 3, "traits": ["a", "b"]}, overwrite=True)
     assert json.loads((tmp_path / "settings.json").read_text())["layer"] == 3
+
+
+def _t_interval(values) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    return scipy_stats.t.interval(0.95, len(v) - 1, v.mean(), v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def test_load_steering_sweep_intervals_are_over_questions(tmp_path):
+    _eval_csv(tmp_path / sweep_filename("evil", "all", 4, 1.0), "evil", [10, 30, 50, 20], [80, 90, 100, 70])
+    _eval_csv(tmp_path / "evil_baseline.csv", "evil", [5, 15, 25], [99, 99, 99])
+    cells, baselines = load_steering_sweep(tmp_path)
+    row = cells.iloc[0]
+    assert (row["score_ci_low"], row["score_ci_high"]) == pytest.approx(_t_interval([10, 30, 50, 20]))
+    assert row["n_questions"] == 4
+    base = baselines.iloc[0]
+    assert (base["score_ci_low"], base["score_ci_high"]) == pytest.approx(_t_interval([5, 15, 25]))
+    assert base["coherence_ci_low"] == base["coherence_ci_high"] == 99.0
+
+
+def _cell_frame(scores: dict[str, list[float]]) -> pd.DataFrame:
+    """Two answers per question: question q_i gets scores[m][2i], scores[m][2i+1]."""
+    n = len(next(iter(scores.values())))
+    return pd.DataFrame({"question_id": [f"q_{i // 2}" for i in range(n)], **scores})
+
+
+def test_additivity_per_question_residuals_and_their_intervals():
+    rng = np.random.default_rng(0)
+    difficulty = np.repeat(rng.normal(0, 20, 5), 2)  # shared by every cell: cancels in the residual
+    cells = {
+        (0.0, 0.0): 40 + difficulty + rng.normal(0, 1, 10),
+        (2.0, 0.0): 50 + difficulty + rng.normal(0, 1, 10),
+        (0.0, 1.0): 45 + difficulty + rng.normal(0, 1, 10),
+        (2.0, 1.0): 75 + difficulty + rng.normal(0, 1, 10),  # additive would be 55: residual +20
+    }
+    frames = {k: _cell_frame({"m": list(v), "flat": [5.0] * 10}) for k, v in cells.items()}
+    table = additivity(question_grid(frames, ["m", "flat"]), ["m", "flat"]).set_index("metric")
+    q = {k: v.reshape(5, 2).mean(axis=1) for k, v in cells.items()}
+    per_question = q[2.0, 1.0] - q[2.0, 0.0] - q[0.0, 1.0] + q[0.0, 0.0]
+    row = table.loc["m"]
+    assert row["residual"] == pytest.approx(per_question.mean()) and row["n_questions"] == 5
+    assert (row["residual_ci_low"], row["residual_ci_high"]) == pytest.approx(_t_interval(per_question))
+    assert row["score"] == pytest.approx(cells[2.0, 1.0].mean())
+    assert row["residual"] == pytest.approx(row["effect"] - row["predicted"])
+    summary = additivity_summary(table.reset_index()).set_index("metric")
+    assert summary.loc["m", "cells_nonzero"] == 1 and not summary.loc["m", "consistent_with_zero"]
+    assert summary.loc["flat", "cells_nonzero"] == 0 and summary.loc["flat", "consistent_with_zero"]
+    gap = additivity(question_grid({k: f for k, f in frames.items() if k != (2.0, 0.0)}, ["m"]), ["m"])
+    assert gap["residual"].isna().all() and gap["residual_ci_low"].isna().all()
+
+
+def test_interference_paired_deltas_and_an_undefined_fit():
+    frames = {
+        "baseline": _cell_frame({"evil": [10, 12, 30, 32, 50, 52.0], "humorous": [20.0] * 6}),
+        "steer_evil": _cell_frame({"evil": [20, 22, 41, 43, 58, 60.0], "humorous": [21, 23, 20, 20, 19, 21.0]}),
+        "steer_humorous": _cell_frame({"evil": [10, 12, 30, 32, 50, 52.0], "humorous": [60.0] * 6}),
+    }
+    means = {c: {m: float(f[m].mean()) for m in ("evil", "humorous")} for c, f in frames.items()}
+    cos = pd.DataFrame([[1.0, 0.3], [0.3, 1.0]], index=["evil", "humorous"], columns=["evil", "humorous"])
+    columns = {"evil": "evil", "humorous": "humorous"}
+    table = interference(means, cos, columns, frames=frames).set_index(["steered", "judged"])
+    row = table.loc[("evil", "evil")]
+    assert row["delta"] == pytest.approx(10.0 - 1 / 3)
+    assert (row["delta_ci_low"], row["delta_ci_high"]) == pytest.approx(_t_interval([10, 11, 8]))
+    assert table.loc[("evil", "humorous"), "n_questions"] == 3
+    fit = interference_fit(table.reset_index())
+    assert fit.n == 2 and math.isnan(fit.r) and fit.text() == "r undefined (2 points)"
+    plain = interference(means, cos, columns)
+    assert plain["delta_ci_low"].isna().all() and plain["delta"].tolist() == pytest.approx(table["delta"].tolist())
+
+
+def test_cross_persona_changes_carry_paired_intervals(tmp_path):
+    folder = tmp_path / "evil_projection_eval"
+    _eval_csv(folder / "checkpoint-0_evil.csv", "evil", [10, 20, 30], [90, 90, 90])
+    _eval_csv(folder / "checkpoint-5_evil.csv", "evil", [30, 35, 60], [90, 90, 90])
+    effects = load_finetuning_effects({"evil": folder}, layer=20).iloc[0]
+    assert effects["delta"] == pytest.approx(65 / 3)
+    assert (effects["delta_ci_low"], effects["delta_ci_high"]) == pytest.approx(_t_interval([20, 15, 30]))
+    fits = cross_persona_fits(
+        pd.DataFrame({"cos": [0.1, 0.5, 0.9], "relative_trait_score": [0.2, 0.4, 0.9]}), ("relative_trait_score",)
+    ).iloc[0]
+    assert fits["r"] == pytest.approx(np.corrcoef([0.1, 0.5, 0.9], [0.2, 0.4, 0.9])[0, 1]) and fits["n"] == 3

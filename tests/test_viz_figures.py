@@ -347,3 +347,35 @@ def test_every_script_has_help(capsys):
             module.main(["--help"])
         assert exc.value.code == 0
         assert "usage:" in capsys.readouterr().out
+
+
+def test_steering_figure_draws_intervals_and_the_baseline_band(tmp_path):
+    data = tmp_path / "sweep"
+    for layer in (4, 8):
+        eval_csv(data / sweep_filename("evil", "all", layer, 2.0), "evil", [10.0, 30.0, 50.0 + layer])
+    eval_csv(data / "evil_baseline.csv", "evil", [5.0, 15.0, 25.0])
+    cells, baselines = plot_best_steering_layer.load_steering_sweep(data)
+    fig = plot_best_steering_layer.steering_layer_figure(cells, baselines, "score")
+    ax = fig.axes[0]
+    assert len(ax.containers) == 1  # one error-bar set per coefficient
+    band = [p for p in ax.patches if p.get_alpha() == 0.15]
+    assert len(band) == 1 and band[0].get_path().get_extents().transformed(band[0].get_transform()).height > 0
+
+
+def test_interference_figure_says_r_undefined_with_two_points():
+    from persona.analysis.multi_persona import interference_fit
+    from viz.plot_multi_persona import interference_figure
+
+    table = pd.DataFrame(
+        {
+            "steered": ["a", "a", "b", "b"],
+            "judged": ["a", "b", "a", "b"],
+            "cos": [1.0, 0.3, 0.3, 1.0],
+            "delta": [10.0, 2.0, -1.0, 8.0],
+            "delta_ci_low": [5.0, -1.0, -4.0, 3.0],
+            "delta_ci_high": [15.0, 5.0, 2.0, 13.0],
+        }
+    )
+    fig, fit = interference_figure(table, 10, 3.0)
+    assert "r undefined (2 points)" in fig.axes[0].get_title() and fit.text() == interference_fit(table).text()
+    assert "nan" not in fig.axes[0].get_title()
