@@ -19,6 +19,7 @@ from persona.cli import (
     add_judge_args,
     add_model_args,
     add_ray_arg,
+    finite_float,
     judge_settings,
     judges_from_args,
     load_steers,
@@ -43,6 +44,7 @@ from persona.fingerprint import check_finished, model_ref, read_record
 from persona.judge.cache import model_identity
 from persona.judge.sidecar import judge_record
 from persona.models import load_model
+from persona.preflight import check_output_paths
 from persona.sampling import study_sampling
 from persona.steering import POSITIONS, check_steers
 from persona.traits import load_trait
@@ -80,11 +82,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max_questions", type=int, default=None, help="use only the first N questions of the trait (quick runs)"
     )
-    parser.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
+    parser.add_argument("--temperature", type=finite_float, default=None, help="override the sampling temperature")
     parser.add_argument("--max_tokens", type=int, default=1000, help="max new tokens per answer")
     parser.add_argument(
         "--top_p",
-        type=float,
+        type=finite_float,
         default=1.0,
         help="nucleus sampling mass (default 1.0 = off: both original paths, vLLM and steered HF, pass top_p=1)",
     )
@@ -125,7 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_backend_args(parser)
     add_judge_args(parser)
     args = parser.parse_args(argv)
-    require_positive(parser, args, "--n_per_question", "--max_tokens", "--batch_size", "--max_questions")
+    require_positive(
+        parser, args, "--n_per_question", "--max_tokens", "--batch_size", "--max_questions", "--max_concurrent_judges"
+    )
     return args
 
 
@@ -133,7 +137,7 @@ def _jobs(args: argparse.Namespace, trait_name: str) -> tuple[list[Job], bool]:
     """The evaluation jobs the flags ask for; True when this is a sweep."""
     paths = split_list(args.vector_path)
     layers = split_list(args.layer, int, "--layer")
-    coefs = split_list(args.coef, float, "--coef")
+    coefs = split_list(args.coef, finite_float, "--coef")
     if not paths:
         if layers or coefs:
             raise ValueError("--layer/--coef need --vector_path")
@@ -151,6 +155,7 @@ def _jobs(args: argparse.Namespace, trait_name: str) -> tuple[list[Job], bool]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_paths(files=[args.output_path], folders=[args.output_dir])  # before any model loads
     setup_logging()
     trait = load_trait(args.trait, version=args.version)
     if args.max_questions is not None:

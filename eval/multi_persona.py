@@ -40,7 +40,16 @@ from persona.analysis.multi_persona import (
     linearity_cells,
 )
 from persona.analysis.results import load_vectors, score_means
-from persona.cli import add_judge_args, add_model_args, judges_from_args, run_cli, setup_logging, split_list
+from persona.cli import (
+    add_judge_args,
+    add_model_args,
+    finite_float,
+    judges_from_args,
+    require_positive,
+    run_cli,
+    setup_logging,
+    split_list,
+)
 from persona.evaluation import Cell, Job, answers_with_resume, build_samples, finish_job, judge_frame, split_done
 from persona.fingerprint import model_ref, tensor_sha256
 from persona.generation import HFBackend
@@ -49,6 +58,7 @@ from persona.judge import COHERENCE
 from persona.judge.cache import model_identity
 from persona.layout import Layout
 from persona.models import load_model
+from persona.preflight import check_output_path
 from persona.sampling import study_sampling
 from persona.steering import POSITIONS, check_steers
 from persona.traits import Trait, load_trait
@@ -76,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_argument("--max_questions", type=int, default=5, help="eval questions per trait")
     common.add_argument("--max_tokens", type=int, default=300, help="max new tokens per answer")
     common.add_argument(
-        "--temperature", type=float, default=None, help="default 1.0, or 0 (greedy) when n_per_question is 1"
+        "--temperature", type=finite_float, default=None, help="default 1.0, or 0 (greedy) when n_per_question is 1"
     )
     common.add_argument("--batch_size", type=int, default=16, help="generation batch size")
     common.add_argument("--seed", type=int, default=0, help="sampling seed (per row, batch-independent)")
@@ -95,8 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lin.add_argument("--coefs_a", nargs="+", default=["0", "1", "2"], help="coefficients of v_A")
     lin.add_argument("--coefs_b", nargs="+", default=["0", "1", "2"], help="coefficients of v_B")
     inter = sub.add_parser("interference", parents=[common], help="each v_A alone: change in every trait B")
-    inter.add_argument("--coef", type=float, default=2.0, help="steering coefficient of each vector")
-    return parser.parse_args(argv)
+    inter.add_argument("--coef", type=finite_float, default=2.0, help="steering coefficient of each vector")
+    args = parser.parse_args(argv)
+    require_positive(
+        parser, args, "--n_per_question", "--max_questions", "--max_tokens", "--batch_size", "--max_concurrent_judges"
+    )
+    return args
 
 
 def _traits(args: argparse.Namespace) -> list[Trait]:
@@ -136,8 +150,8 @@ def _plan(args: argparse.Namespace, traits: list[Trait], vectors: dict) -> tuple
             vectors[names[0]],
             vectors[names[1]],
             args.layer,
-            split_list(args.coefs_a, float),
-            split_list(args.coefs_b, float),
+            split_list(args.coefs_a, finite_float),
+            split_list(args.coefs_b, finite_float),
             args.steering_type,
         )
         cells, points, extra = [c for _, _, c in grid], [(a, b) for a, b, _ in grid], {}
@@ -236,6 +250,7 @@ def report_interference(args: argparse.Namespace, traits: list[Trait], vectors: 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_path(args.output_dir, folder=True)  # before any model loads
     setup_logging()
     traits = _traits(args)
     vectors = load_vectors(_vector_paths(args, traits))

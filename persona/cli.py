@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,22 @@ if TYPE_CHECKING:  # the heavy modules load when used, so light CLIs (layout, tr
     from persona.models import LoadedModel
     from persona.steering import Op, Positions, Steer
     from persona.traits import Trait
+
+
+def finite_float(text: str) -> float:
+    """An argparse `type` for float flags: NaN, inf and overflowing values (1e400) are usage errors.
+
+    A NaN temperature or coefficient passes every `<`/`>` check and silently empties the answers.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a finite number (nan, inf and values beyond 1.8e308 are refused)"
+        )
+    return value
 
 
 def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = str, flag: str = "") -> list[Any]:
@@ -38,6 +55,8 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = 
         for part in str(value).replace(",", " ").split():
             try:
                 out.append(cast(part))
+            except argparse.ArgumentTypeError as err:
+                raise argparse.ArgumentTypeError(f"{flag + ': ' if flag else ''}{err}") from None
             except ValueError:
                 kind = getattr(cast, "__name__", "value")
                 raise argparse.ArgumentTypeError(
@@ -155,6 +174,7 @@ def _verbose_requested() -> bool:
 def _is_input_error(err: Exception) -> bool:
     """Errors a user fixes by changing an input; imported late, so training can load unsloth first."""
     from persona.judge.openai_judge import JudgeConfigError
+    from persona.locks import OutputLocked
     from persona.models import ModelLoadError
     from persona.settings import MissingSettingError
 
@@ -166,6 +186,7 @@ def _is_input_error(err: Exception) -> bool:
             ModelLoadError,
             MissingSettingError,
             JudgeConfigError,
+            OutputLocked,
             argparse.ArgumentTypeError,
             _UsageError,
         ),
@@ -181,6 +202,17 @@ def _failure_line(err: Exception) -> tuple[str, int]:
     if isinstance(err, OSError):
         return _os_error_line(err), 2
     return f"{type(err).__name__}: {_one_line(err)} (rerun with {VERBOSE_FLAG} for the traceback)", 1
+
+
+def _coherence_prompt_file(path: str) -> str:
+    """`--coherence_prompt`'s type: the template is read and checked as the flags are parsed, before any work."""
+    from persona.judge.factory import load_coherence_prompt
+
+    try:
+        load_coherence_prompt(path)
+    except (OSError, ValueError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return path
 
 
 def add_judge_args(parser: argparse.ArgumentParser) -> None:
@@ -223,6 +255,7 @@ def add_judge_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--coherence_prompt",
+        type=_coherence_prompt_file,
         default=None,
         metavar="FILE",
         help="coherence judge template with {question} and {answer} (e.g. the original study's); "

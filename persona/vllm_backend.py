@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from persona.cli import finite_float
 from persona.generation import GenerationBackend, HFBackend, SteerFactory
 from persona.judge.cache import model_identity
 from persona.models import RANDOM_PREFIX, LoadedModel, model_dir_once, newest_checkpoint
@@ -401,7 +402,7 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gpu_memory_utilization",
-        type=float,
+        type=finite_float,
         default=None,
         help="vLLM's memory fraction (default: 0.25 on CPU, 0.6 on CUDA)",
     )

@@ -27,7 +27,7 @@ from persona.judge.aggregate import check_eval_type
 from persona.judge.likelihood import LikelihoodJudge
 from persona.judge.local_judge import LocalLogprobJudge
 from persona.judge.openai_judge import OpenAIJudge
-from persona.judge.prompts import COHERENCE, coherence_prompt, trait_prompt
+from persona.judge.prompts import COHERENCE, check_template, coherence_prompt, trait_prompt
 from persona.judge.runner import Judge
 from persona.models import LoadedModel, load_model
 
@@ -79,14 +79,7 @@ def load_coherence_prompt(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"coherence_prompt {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    missing = [p for p in ("{question}", "{answer}") if p not in text]
-    if missing:
-        raise ValueError(
-            f"coherence_prompt {path}: the template needs the placeholders {missing} "
-            "(where the question and the answer go)"
-        )
-    return text
+    return check_template(path.read_text(encoding="utf-8"), f"coherence_prompt {path}")
 
 
 @lru_cache(maxsize=2)

@@ -2,7 +2,8 @@
 
 A config is a JSON file read by `python training.py configs/X.json`. Unknown keys, missing
 files and bad values are reported together, one line per key, each naming the key and
-what to write instead. Numbers given as strings ("1e-5") are parsed, never evaluated.
+what to write instead. Numbers given as strings ("1e-5") are parsed, never evaluated;
+every number must be finite (JSON's NaN and Infinity are refused, naming the key).
 """
 
 from __future__ import annotations
@@ -40,18 +41,18 @@ class ConfigError(ValueError):
 class SteeringConfig(BaseModel):
     """Hooks active during training only: `steer` adds coef*v (preventative steering), `ablate` removes v (CAFT)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON NaN/Infinity: an all-NaN adapter
 
     steering_vector_path: FilePath
     type: Literal["steer", "ablate"] = "steer"
-    steering_coef: float = Field(1.0, allow_inf_nan=False)
+    steering_coef: float = 1.0
     layers: list[NonNegativeInt] = Field(min_length=1)
 
 
 class TrainingConfig(BaseModel):
     """One finetuning run: LoRA (or full) SFT on chat JSONL with optional training-time hooks."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON NaN/Infinity: an all-NaN adapter
 
     model: str = Field(min_length=1)
     training_file: list[FilePath] = Field(min_length=1)
@@ -76,7 +77,7 @@ class TrainingConfig(BaseModel):
     per_device_train_batch_size: PositiveInt = 2
     gradient_accumulation_steps: PositiveInt = 8
     warmup_steps: NonNegativeInt = 5
-    learning_rate: float = Field(1e-5, gt=0.0, allow_inf_nan=False)
+    learning_rate: float = Field(1e-5, gt=0.0)
     logging_steps: PositiveInt = 1
     optim: str = "adamw_8bit"
     weight_decay: NonNegativeFloat = 0.01

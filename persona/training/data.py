@@ -99,7 +99,7 @@ def read_conversations(paths: Sequence[str | os.PathLike]) -> list[Conversation]
         try:
             rows = read_jsonl(path)
         except ValueError as err:
-            raise DataError(f"{path}: not valid JSONL ({err})") from None
+            raise DataError(str(err)) from None  # names the file and the line
         if not rows:
             raise DataError(f"{path}: no rows")
         conversations += [_check_row(row, f"{path}:{n}") for n, row in enumerate(rows, start=1)]
