@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +90,16 @@ def check_unlocked(path: str | os.PathLike) -> None:
             raise _refusal(path, lock, holder)
 
 
+def _make_parents(folder: Path) -> list[Path]:
+    """Create `folder` and missing parents; the ones created, deepest first (for `release` to remove)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
 def acquire(path: str | os.PathLike) -> Path:
     """Take the lock of `path` (see `output_lock`); the caller must `release` it."""
     lock = lock_path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):  # a stale lock is removed and the creation retried; a racing taker may win
         if _try_create(lock):
             return lock
@@ -106,19 +112,33 @@ def acquire(path: str | os.PathLike) -> Path:
     raise _refusal(path, lock, _read_holder(lock))
 
 
-def release(lock: Path) -> None:
-    """Remove a lock this process holds (one another process took over is left alone)."""
+def release(lock: Path, made: Sequence[Path] = ()) -> None:
+    """Remove a lock this process holds (one another process took over is left alone), then the
+    folders in `made` that are still empty: a run that failed early leaves nothing behind."""
     holder = _read_holder(lock)
     if holder is not None and holder["pid"] == os.getpid() and holder.get("host") == socket.gethostname():
         lock.unlink(missing_ok=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # holds the run's outputs (or another writer's)
+            break
 
 
 @contextlib.contextmanager
 def output_lock(path: str | os.PathLike) -> Iterator[Path]:
     """Hold `<path>.lock` for the block: refuse (`OutputLocked`, naming the holder's pid) when a live
-    process holds it, take over a stale one, and remove it on exit, also on error or Ctrl-C."""
-    lock = acquire(path)
+    process holds it, take over a stale one, and remove it on exit, also on error or Ctrl-C.
+
+    Folders created to hold the lock are removed again on exit when the block left them empty.
+    """
+    made = _make_parents(lock_path(path).parent)
+    try:
+        lock = acquire(path)
+    except BaseException:
+        release(lock_path(path), made)
+        raise
     try:
         yield lock
     finally:
-        release(lock)
+        release(lock, made)
