@@ -33,9 +33,9 @@ class FiniteGuard(TrainerCallback):
 
     def _fail(self, step: int, what: str) -> TrainingDiverged:
         kept = newest_checkpoint(self.output_dir) if self.output_dir.is_dir() else None
-        where = f"the last good checkpoint is {kept}" if kept else "no checkpoint was saved"
+        where = f"kept the last good checkpoint, {kept}" if kept else "no checkpoint had been saved yet"
         return TrainingDiverged(
-            f"training stopped at step {step}: {what} is not finite; {where} (nothing after it was saved). "
+            f"training stopped at step {step}: {what} is not finite; {where}. "
             "Lower learning_rate, check the training data and the steering vector, then rerun"
         )
 
