@@ -151,7 +151,8 @@ def snapshot(root: Path) -> dict[str, int]:
 
 
 def error_lines(done: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    parts = (part for line in done.stderr.splitlines() for part in line.split("\r"))  # tqdm redraws with \r
+    return [part for part in parts if part.startswith("error:")]
 
 
 def assert_refused(w: Workspace, argv: list[str], message: str, status: int = 2) -> None:
@@ -521,7 +522,7 @@ def test_a_stale_lock_is_taken_over_and_removed(ws):
     assert done.returncode == 0, done.stderr
     assert f"taking over {lock}, left by pid {dead.pid} (no longer running)" in done.stderr
     assert not lock.exists()
-    assert "tiny-model_evil_proj_layer1" in pd.read_csv(data).columns
+    assert f"{ws.model.name}_evil_proj_layer1" in pd.read_csv(data).columns
 
 
 def test_output_lock_refuses_a_live_holder_and_always_cleans_up(tmp_path, live_pid):
