@@ -15,10 +15,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
-from persona.cli import add_method_args, add_model_args, method_options, run_cli, setup_logging
+from persona.cli import (
+    add_method_args,
+    add_model_args,
+    finite_float,
+    method_options,
+    require_positive,
+    run_cli,
+    setup_logging,
+)
 from persona.extraction import extract_and_save
+from persona.locks import output_lock
 from persona.models import load_model
+from persona.preflight import check_output_path
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -31,7 +42,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--save_dir", required=True, help="folder for the vector files")
     parser.add_argument(
-        "--threshold", type=float, default=50, help="keep pairs with pos score >= T and neg score < 100-T (default 50)"
+        "--threshold",
+        type=finite_float,
+        default=50,
+        help="keep pairs with pos score >= T and neg score < 100-T (default 50)",
     )
     parser.add_argument("--batch_size", type=int, default=16, help="forward-pass batch size")
     add_method_args(parser)
@@ -40,11 +54,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="recompute vectors that exist (needed when they were made with other settings)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_positive(parser, args, "--batch_size")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_path(args.save_dir, folder=True)  # before any work: a bad folder fails in a second
+    with output_lock(Path(args.save_dir) / f"{args.trait}_vectors.json"):  # one writer per trait and folder
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     setup_logging()
     method, options = method_options(args)
     result = extract_and_save(

@@ -18,7 +18,8 @@ from pathlib import Path
 from data_generation import finetune_prompts
 from data_generation.domains import DOMAINS
 from persona import llm
-from persona.cli import add_model_args, run_cli, setup_logging, split_list
+from persona.cli import add_model_args, finite_float, require_positive, run_cli, setup_logging, split_list
+from persona.preflight import check_output_path
 from persona.training import finetune_data as fd
 from persona.traits import load_trait
 
@@ -74,15 +75,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="parallel requests (openai; the original's two --max-concurrent-* flags set this one limit)",
     )
     p.add_argument("--max-new-tokens", type=int, default=200, help="answer length cap (local)")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (local)")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (local)")
+    p.add_argument("--temperature", type=finite_float, default=0.8, help="sampling temperature (local)")
+    p.add_argument("--top-p", type=finite_float, default=0.95, help="nucleus sampling (local)")
     p.add_argument("--batch-size", type=int, default=16, help="generation batch size (local)")
     p.add_argument("-v", "--verbose", action="store_true")
     add_model_args(p)
     p.set_defaults(model=None)
     args = p.parse_args(argv)
-    if args.retries < 0 or args.concurrency < 1:
-        p.error("--retries must be >= 0 and --concurrency >= 1")
+    require_positive(
+        p, args, "--n-questions-per-domain", "--n-trait-questions", "--concurrency", "--max-new-tokens", "--batch-size"
+    )
+    if args.retries < 0:
+        p.error(f"--retries must be >= 0, got {args.retries}")
     return args
 
 
@@ -148,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     trait = load_trait(args.trait, "extract", args.trait_data_dir)
     domains = pick_domains(args.domains)
     out_dir = Path(args.output_dir or Path("dataset") / trait.name)
+    check_output_path(out_dir, folder=True)  # before any answer is generated
     backend = local_backend if args.backend == "local" else openai_backend
     try:
         examples = backend(args, trait, domains)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from data_generation.prompts import ARTIFACT_PROMPT, SYSTEM_PROMPT, VARIANT_PROMPT, with_question_instruction
 from persona import traits
-from persona.cli import run_cli, setup_logging, split_list
+from persona.cli import finite_float, require_positive, run_cli, setup_logging, split_list
+from persona.preflight import check_output_paths
 from persona.trait_generation import DEFAULT_MODEL, TraitPrompts, format_summary, generate_traits
 
 PROMPTS = TraitPrompts(system=SYSTEM_PROMPT, artifact=ARTIFACT_PROMPT, variant=VARIANT_PROMPT)
@@ -71,21 +72,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--retry-base-delay",
-        type=float,
+        type=finite_float,
         default=2.0,
         help="seconds before the first retry; doubles each time (default: %(default)s)",
     )
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds per request (default: %(default)s)")
+    p.add_argument("--timeout", type=finite_float, default=180.0, help="seconds per request (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
-    if args.max_concurrency < 1 or args.max_retries < 1 or args.retry_base_delay < 0:
-        p.error("--max-concurrency and --max-retries must be >= 1, --retry-base-delay >= 0")
+    require_positive(p, args, "--max-concurrency", "--max-retries")
+    if args.retry_base_delay < 0 or args.timeout <= 0:
+        p.error(f"--retry-base-delay must be >= 0 and --timeout > 0, got {args.retry_base_delay} and {args.timeout}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit code: 0 all made or skipped, 1 some trait failed, 2 setup error (one line on stderr)."""
     args = parse_args(argv)
+    check_output_paths(folders=[args.extract_dir, args.eval_dir])  # before any request is made
     setup_logging(args.verbose)
     outcomes = generate_traits(
         args.trait_definitions,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from persona.cli import add_model_args, layer_arg, run_cli, setup_logging, split_list
+from persona.cli import add_model_args, layer_arg, require_positive, run_cli, setup_logging, split_list
 from persona.layer_choice import resolve_layer_list
 from persona.models import load_model
 from persona.projection import PROJECTION_TYPES, add_projection_columns
@@ -54,6 +54,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="recompute columns that already exist")
     parser.add_argument("--batch_size", type=int, default=16, help="forward-pass batch size")
     args = parser.parse_args(argv)
+    require_positive(parser, args, "--batch_size")
     try:
         args.vector_path_list = split_list(args.vector_path_list)
         args.layer_list = split_list(args.layer_list, layer_arg, "--layer_list")  # ints or auto; main resolves auto

@@ -22,6 +22,7 @@ from persona.cli import (
     add_ray_arg,
     add_seed_args,
     eval_spec_from_args,
+    finite_float,
     load_steers,
     require_positive,
     run_cli,
@@ -31,6 +32,7 @@ from persona.cli import (
 from persona.evaluation import Cell, Job, run_evaluation, summarize, sweep_jobs
 from persona.layer_choice import resolve_layer_list
 from persona.models import load_model
+from persona.preflight import check_output_paths
 from persona.steering import POSITIONS
 from persona.vectors import PersonaVector, VectorShapeError
 
@@ -65,11 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max_questions", type=int, default=None, help="use only the first N questions of the trait (quick runs)"
     )
-    parser.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
+    parser.add_argument("--temperature", type=finite_float, default=None, help="override the sampling temperature")
     parser.add_argument("--max_tokens", type=int, default=1000, help="max new tokens per answer")
     parser.add_argument(
         "--top_p",
-        type=float,
+        type=finite_float,
         default=1.0,
         help="nucleus sampling mass (default 1.0 = off: both original paths, vLLM and steered HF, pass top_p=1)",
     )
@@ -110,7 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_backend_args(parser)
     add_judge_args(parser)
     args = parser.parse_args(argv)
-    require_positive(parser, args, "--n_per_question", "--max_tokens", "--batch_size", "--max_questions")
+    require_positive(
+        parser, args, "--n_per_question", "--max_tokens", "--batch_size", "--max_questions", "--max_concurrent_judges"
+    )
     return args
 
 
@@ -118,7 +122,7 @@ def _jobs(args: argparse.Namespace, trait_name: str) -> tuple[list[Job], bool]:
     """The evaluation jobs the flags ask for; True when this is a sweep."""
     paths = split_list(args.vector_path)
     layers = split_list(args.layer, int, "--layer")
-    coefs = split_list(args.coef, float, "--coef")
+    coefs = split_list(args.coef, finite_float, "--coef")
     if not paths:
         if layers or coefs:
             raise ValueError("--layer/--coef need --vector_path")
@@ -136,6 +140,7 @@ def _jobs(args: argparse.Namespace, trait_name: str) -> tuple[list[Job], bool]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_paths(files=[args.output_path], folders=[args.output_dir])  # before any model loads
     setup_logging()
     if not args.output_path and not args.output_dir:
         raise ValueError("give --output_path (or --output_dir for a sweep)")

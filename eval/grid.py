@@ -25,19 +25,22 @@ from persona.cli import (
     add_model_args,
     add_ray_arg,
     eval_spec_from_args,
+    finite_float,
+    require_positive,
     run_cli,
     setup_logging,
     split_list,
 )
 from persona.evaluation import Cell, EvalSpec, Job
 from persona.jobs import CheckpointUnit, EvalUnit, LocalRunner, RayRunner, TraitVectorsUnit, Unit
+from persona.preflight import check_output_paths
 from persona.projection import PROJECTION_TYPES
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n_per_question", type=int, default=10, help="samples per question (greedy when 1)")
     parser.add_argument("--max_questions", type=int, default=None, help="use only the first N questions")
-    parser.add_argument("--temperature", type=float, default=None, help="override the sampling temperature")
+    parser.add_argument("--temperature", type=finite_float, default=None, help="override the sampling temperature")
     parser.add_argument("--max_tokens", type=int, default=1000, help="max new tokens per answer")
     parser.add_argument("--batch_size", type=int, default=16, help="generation and forward-pass batch size")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (per-row, batch-independent)")
@@ -57,7 +60,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     vectors.add_argument("--vector_dir", required=True, help="folder of the vector files")
     vectors.add_argument("--pos_assistant", default=None, help="assistant name under pos prompts (the trait)")
     vectors.add_argument("--neg_assistant", default="helpful", help="assistant name under neg prompts")
-    vectors.add_argument("--threshold", type=float, default=50, help="keep pos >= T, neg < 100-T (default 50)")
+    vectors.add_argument("--threshold", type=finite_float, default=50, help="keep pos >= T, neg < 100-T (default 50)")
     _common(vectors)
     checkpoints = commands.add_parser("checkpoints", help="evaluation and projections per checkpoint and trait")
     add_model_args(checkpoints, "--base_model")
@@ -75,7 +78,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     checkpoints.add_argument("--no_shift", action="store_true", help="skip the finetuning-shift projection")
     checkpoints.add_argument("--version", choices=["eval", "extract"], default="eval", help="question set")
     _common(checkpoints)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_positive(
+        parser, args, "--n_per_question", "--max_questions", "--max_tokens", "--batch_size", "--max_concurrent_judges"
+    )
+    return args
 
 
 def _spec(args: argparse.Namespace, model: str, trait: str, **changes) -> EvalSpec:
@@ -142,6 +149,9 @@ def checkpoint_units(args: argparse.Namespace) -> list[Unit]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_paths(
+        folders=[args.extract_dir, args.vector_dir] if args.command == "vectors" else [args.projection_dir]
+    )
     setup_logging()
     units = vector_units(args) if args.command == "vectors" else checkpoint_units(args)
     runner = LocalRunner() if args.ray is None else RayRunner(args.ray or None)

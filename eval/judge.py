@@ -15,12 +15,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from persona.cli import add_judge_args, add_model_args, judge_settings, judges_from_args, run_cli, setup_logging
+from persona.cli import (
+    add_judge_args,
+    add_model_args,
+    judge_settings,
+    judges_from_args,
+    require_positive,
+    run_cli,
+    setup_logging,
+)
 from persona.evaluation import judge_frame, summarize
 from persona.io import read_table, write_csv
 from persona.judge.factory import LIKELIHOOD
 from persona.judge.sidecar import judge_record, write_sidecar
 from persona.models import load_model
+from persona.preflight import check_output_path
 from persona.traits import load_trait
 
 
@@ -31,11 +40,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_path", default=None, help="where to write the scored CSV (default: --file_path)")
     add_model_args(parser, "--model")
     add_judge_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_positive(parser, args, "--max_concurrent_judges")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_path(args.output_path or args.file_path)
     setup_logging()
     trait = load_trait(args.trait)
     frame = read_table(args.file_path, required=("question", "answer"))

@@ -47,8 +47,10 @@ from persona.cli import (
     add_judge_args,
     add_model_args,
     add_seed_args,
+    finite_float,
     judge_settings,
     layer_arg,
+    require_positive,
     run_cli,
     seeds_from_args,
     setup_logging,
@@ -61,6 +63,7 @@ from persona.judge import COHERENCE
 from persona.layer_choice import resolve_layer
 from persona.layout import Layout
 from persona.models import load_model
+from persona.preflight import check_output_path
 from persona.steering import POSITIONS
 from persona.traits import Trait, load_trait
 from viz.common import save_figure, warn_missing
@@ -89,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_argument("--max_questions", type=int, default=5, help="eval questions per trait")
     common.add_argument("--max_tokens", type=int, default=300, help="max new tokens per answer")
     common.add_argument(
-        "--temperature", type=float, default=None, help="default 1.0, or 0 (greedy) when n_per_question is 1"
+        "--temperature", type=finite_float, default=None, help="default 1.0, or 0 (greedy) when n_per_question is 1"
     )
     common.add_argument("--batch_size", type=int, default=16, help="generation batch size")
     add_seed_args(common)
@@ -109,8 +112,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lin.add_argument("--coefs_a", nargs="+", default=["0", "1", "2"], help="coefficients of v_A")
     lin.add_argument("--coefs_b", nargs="+", default=["0", "1", "2"], help="coefficients of v_B")
     inter = sub.add_parser("interference", parents=[common], help="each v_A alone: change in every trait B")
-    inter.add_argument("--coef", type=float, default=2.0, help="steering coefficient of each vector")
-    return parser.parse_args(argv)
+    inter.add_argument("--coef", type=finite_float, default=2.0, help="steering coefficient of each vector")
+    args = parser.parse_args(argv)
+    require_positive(
+        parser, args, "--n_per_question", "--max_questions", "--max_tokens", "--batch_size", "--max_concurrent_judges"
+    )
+    return args
 
 
 def _traits(args: argparse.Namespace) -> list[Trait]:
@@ -150,8 +157,8 @@ def _plan(args: argparse.Namespace, traits: list[Trait], vectors: dict) -> tuple
             vectors[names[0]],
             vectors[names[1]],
             args.layer,
-            split_list(args.coefs_a, float),
-            split_list(args.coefs_b, float),
+            split_list(args.coefs_a, finite_float),
+            split_list(args.coefs_b, finite_float),
             args.steering_type,
         )
         cells, points, extra = [c for _, _, c in grid], [(a, b) for a, b, _ in grid], {}
@@ -280,6 +287,7 @@ def report_interference(args: argparse.Namespace, traits: list[Trait], vectors: 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_path(args.output_dir, folder=True)  # before any model loads
     setup_logging()
     traits = _traits(args)
     vectors = load_vectors(_vector_paths(args, traits))

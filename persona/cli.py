@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import math
 import os
 import re
 import sys
@@ -26,6 +27,22 @@ if TYPE_CHECKING:  # the heavy modules load when used, so light CLIs (layout, tr
     from persona.traits import Trait
 
 
+def finite_float(text: str) -> float:
+    """An argparse `type` for float flags: NaN, inf and overflowing values (1e400) are usage errors.
+
+    A NaN temperature or coefficient passes every `<`/`>` check and silently empties the answers.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a finite number (nan, inf and values beyond 1.8e308 are refused)"
+        )
+    return value
+
+
 def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = str, flag: str = "") -> list[Any]:
     """Flatten list flags given as separate arguments or as one quoted, space-separated string.
 
@@ -41,6 +58,8 @@ def split_list(values: Sequence[str] | str | None, cast: Callable[[str], Any] = 
         for part in str(value).replace(",", " ").split():
             try:
                 out.append(cast(part))
+            except argparse.ArgumentTypeError as err:
+                raise argparse.ArgumentTypeError(f"{flag + ': ' if flag else ''}{err}") from None
             except ValueError:
                 kind = getattr(cast, "__name__", "value")
                 raise argparse.ArgumentTypeError(
@@ -178,7 +197,7 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gpu_memory_utilization",
-        type=float,
+        type=finite_float,
         default=None,
         help="vLLM's memory fraction (default: 0.25 on CPU, 0.6 on CUDA)",
     )
@@ -290,6 +309,17 @@ def error_line(err: Exception) -> str:
     return _failure_line(err)[0]
 
 
+def _coherence_prompt_file(path: str) -> str:
+    """`--coherence_prompt`'s type: the template is read and checked as the flags are parsed, before any work."""
+    from persona.judge.factory import load_coherence_prompt
+
+    try:
+        load_coherence_prompt(path)
+    except (OSError, ValueError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return path
+
+
 def add_judge_args(parser: argparse.ArgumentParser) -> None:
     """The judge flags every scoring CLI shares; `judge_settings` turns them into `JudgeSettings`."""
     from persona.judge.aggregate import EVAL_TYPES
@@ -335,6 +365,7 @@ def add_judge_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--coherence_prompt",
+        type=_coherence_prompt_file,
         default=None,
         metavar="FILE",
         help="coherence judge template with {question} and {answer} (e.g. the original study's); "

@@ -13,6 +13,7 @@ while judging, so a kill never costs a regeneration (`persona.answers`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -35,6 +36,7 @@ from persona.judge.factory import JudgeSettings, make_judges, resolve_spec
 from persona.judge.prompts import COHERENCE
 from persona.judge.runner import Judge, score_all
 from persona.judge.sidecar import judge_record
+from persona.locks import output_lock
 from persona.models import LoadedModel, load_model
 from persona.sampling import SamplingParams, study_sampling
 from persona.steering import Positions, Steer, check_steers
@@ -259,8 +261,6 @@ def run_evaluation(
     logged fallback. `on_skipped(job)` is called for each job found finished with these settings,
     `on_finished(job, scored)` as each CSV lands.
     """
-    from persona.vllm_backend import make_backend
-
     spec = spec.resolve_judge()
     traits = spec.load_traits()
     samples = spec.samples(traits)
@@ -278,6 +278,28 @@ def run_evaluation(
                 on_skipped(job)
     if not todo and not rejudge:
         return run
+    with contextlib.ExitStack() as locks:  # one writer per output: a second process is refused, naming the holder
+        for job in [*todo, *rejudge]:
+            locks.enter_context(output_lock(job.output))
+        _evaluate(spec, traits, samples, records, todo, rejudge, run, lm, backend, on_finished)
+    return run
+
+
+def _evaluate(
+    spec: EvalSpec,
+    traits: Sequence[Trait],
+    samples: Sequence[Sample],
+    records: dict[Path, dict[str, Any]],
+    todo: Sequence[Job],
+    rejudge: Sequence[Job],
+    run: EvalRun,
+    lm: LoadedModel | None,
+    backend: GenerationBackend | None,
+    on_finished: Finished | None,
+) -> None:
+    """`run_evaluation`'s work once its outputs are locked: generate the jobs to do, judge, write."""
+    from persona.vllm_backend import make_backend
+
     lm = lm or load_model(spec.model, device=spec.device, dtype=spec.dtype)
     for job in todo:  # a bad vector or layer fails before generating
         check_steers(lm.model, job.cell.steers)
@@ -303,7 +325,6 @@ def run_evaluation(
         )
         for job, frame in zip(todo, frames, strict=True):
             finish(job, judge_frame(frame, judges, max_concurrent=limit))
-    return run
 
 
 def summarize(df: pd.DataFrame, columns: Sequence[str]) -> str:

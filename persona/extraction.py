@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from persona.activations import Activations, Reduce, capture
+from persona.checks import require_answer_text
 from persona.errors import InputError
 from persona.extraction_methods import DEFAULT_METHOD, get_method
 from persona.fingerprint import check_finished, code_version, file_sha256, model_ref, tensor_sha256
@@ -98,7 +99,9 @@ def read_pairs(
 ) -> EffectivePairs:
     """Read two eval_persona CSVs and filter them (`effective_pairs`)."""
     required = ("prompt", "answer", "coherence")
-    return effective_pairs(read_table(pos_path, required), read_table(neg_path, required), trait, threshold)
+    pairs = effective_pairs(read_table(pos_path, required), read_table(neg_path, required), trait, threshold)
+    require_answer_text({str(pos_path): list(pairs.pos["answer"]), str(neg_path): list(pairs.neg["answer"])}, trait)
+    return pairs
 
 
 def persona_vectors(

@@ -20,7 +20,18 @@ import pandas as pd
 import torch
 
 
-def _alive(pid: int) -> bool:
+def _current_umask() -> int:
+    """The process umask (read once: setting it back and forth per write would race other threads)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give a new file; mkstemp's is always 0600
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (temporaries and locks of dead ones are stale)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -34,7 +45,7 @@ def _remove_stale_temporaries(path: Path) -> None:
     """Delete `.name.<pid>.*.tmp` siblings left by killed writers (a live writer's are kept)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
@@ -48,6 +59,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)  # results are shared files, not secrets: the umask decides, as for open()
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -65,7 +77,14 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """Write `obj` as JSON; a NaN or inf is refused (a bare `NaN` is not JSON, and NaN != NaN breaks reruns)."""
+    try:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError as err:
+        raise ValueError(
+            f"{path}: refusing to write a NaN or inf number to JSON ({err}); nothing was written"
+        ) from None
+    write_text(path, text + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -73,8 +92,20 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSONL file (blank lines skipped); a malformed line fails naming the file and line."""
+    rows = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{path}, line {number}: not valid JSON ({err.msg} at column {err.colno}); "
+                    "each line must hold one JSON object"
+                ) from None
+    return rows
 
 
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
+import ipaddress
 import json
 import logging
 import re
@@ -64,7 +66,30 @@ def make_async_client(base_url: str | None, *, timeout: float, purpose: str) -> 
         key = settings.require("OPENAI_API_KEY", purpose)
     else:
         key = settings.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
+        warn_if_plain_http(base_url)
     return openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None or host == "localhost":
+        return host is not None
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
+
+
+@functools.cache
+def warn_if_plain_http(base_url: str) -> None:
+    """Warn (once per URL) when a server is plain http to another machine: OPENAI_API_KEY, when set,
+    is sent to every base URL, and over http it and every prompt travel unencrypted."""
+    url = urlparse(base_url)
+    if url.scheme == "http" and not _is_loopback(url.hostname):
+        log.warning(
+            "%s is plain http to another machine: OPENAI_API_KEY (when set) and every prompt and answer "
+            "travel unencrypted; use https, a loopback address or an SSH tunnel",
+            base_url,
+        )
 
 
 def is_retryable(exc: BaseException) -> bool:

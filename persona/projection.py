@@ -29,7 +29,9 @@ from persona.activations import capture
 from persona.fingerprint import check_finished, code_version, model_ref, tensor_sha256, texts_sha256
 from persona.generation import chat_prompts
 from persona.io import read_jsonl, read_table, write_csv, write_json, write_jsonl
+from persona.locks import output_lock
 from persona.models import load_model
+from persona.preflight import check_output_path
 from persona.sites import vector_at_layer
 from persona.vectors import load_vector
 
@@ -226,9 +228,34 @@ def add_projection_columns(
     Existing columns are kept unless `overwrite` (recomputed ones move to the end). All vectors
     and layers come from one pass of each model over the data. Rows without an answer get NaN for
     response-based types. `column_prefix` replaces the model's name in the column names; a
-    base model equal to the model (step 0 of a run) gives a zero shift without a second pass.
+    base model equal to the model (step 0 of a run) gives a zero shift without a second pass. The
+    file is locked meanwhile (`persona.locks`): a second process adding columns to it is refused
+    instead of one silently losing the other's columns.
     """
-    data = EvalFile(file_path)
+    if not Path(file_path).is_file():
+        raise FileNotFoundError(f"{file_path} does not exist")
+    check_output_path(file_path)
+    with output_lock(file_path):
+        data = EvalFile(file_path)  # read once locked: another writer's columns are all in it
+        args = (vector_paths, layers, projection_types, model_name, base_model, overwrite, batch_size, device, dtype)
+        return _add_columns(data, *args, column_prefix=column_prefix)
+
+
+def _add_columns(
+    data: EvalFile,
+    vector_paths: Sequence[str],
+    layers: Sequence[int],
+    projection_types: Sequence[str],
+    model_name: str,
+    base_model: str | None,
+    overwrite: bool,
+    batch_size: int,
+    device: str | None,
+    dtype: str | None,
+    *,
+    column_prefix: str | None,
+) -> list[str]:
+    """`add_projection_columns` under the file's lock."""
     vectors = {p: load_vector(p) for p in dict.fromkeys(vector_paths)}
     columns = plan_columns(
         model_name, list(vectors), layers, projection_types, shift=base_model is not None, prefix=column_prefix

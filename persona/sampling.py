@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from persona.checks import check_finite
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MASK64 = (1 << 64) - 1
 _UNIFORM_BITS = 24  # float32 holds every multiple of 2**-24 in [0, 1) exactly
@@ -34,6 +36,8 @@ class SamplingParams:
     min_new_tokens: int = 1  # stop tokens are masked until this many tokens exist
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p"):  # NaN passes every comparison below
+            check_finite(getattr(self, name), name)
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0:

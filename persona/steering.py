@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
+from persona.checks import check_finite
 from persona.sites import decoder_layers, decoder_stack, embedding_weight, residual_site, vector_at_layer
 
 if TYPE_CHECKING:
@@ -128,9 +129,11 @@ def _direction(steer: Steer, num_layers: int, ref: torch.Tensor) -> torch.Tensor
     if steer.op not in ("add", "ablate"):
         raise ValueError(f"op must be 'add' or 'ablate', got {steer.op!r}")
     hidden = ref.shape[1]
+    check_finite(steer.coef, "steering coef", layer=steer.layer, fix="use a finite coefficient")
     vec = vector_at_layer(
         as_tensor(steer.vector), steer.layer, num_layers=num_layers, hidden_size=hidden, source="steering vector"
     ).to(ref.device, ref.dtype)
+    check_finite(vec, f"steering vector (in {ref.dtype})", layer=steer.layer, fix="use a vector with finite values")
     if steer.op == "ablate":
         norm = vec.norm()
         if norm == 0:

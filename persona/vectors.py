@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from persona.checks import check_finite
 from persona.errors import InputError
 from persona.extraction_methods import DEFAULT_METHOD, get_method
 from persona.io import save_tensor, write_json
@@ -55,6 +56,8 @@ def load_vector(path: str | os.PathLike) -> Tensor:
     """Load a persona vector file safely (`weights_only=True`) as a float32 1-D or 2-D tensor.
 
     Accepts a bare tensor (as the original study wrote) or a dict with a `vector` entry.
+    A complex tensor, or one holding NaN or inf, is refused (`NonFiniteError`, naming the
+    first layer row that is not finite): it would steer or project to NaN silently.
     """
     path = Path(path)
     if not path.is_file():
@@ -76,11 +79,13 @@ def load_vector(path: str | os.PathLike) -> Tensor:
             f"{path}: expected a [num_layers+1, hidden] tensor, got "
             f"{type(obj).__name__} {tuple(getattr(obj, 'shape', ()))}"
         )
-    return obj.float()
+    fix = "re-extract it with generate_vec.py from answers that are not empty"
+    return check_finite(obj, f"vector file {path}", fix=fix).float()
 
 
 def save_vector(path: str | os.PathLike, vector: Tensor) -> None:
-    """Write a vector as a bare float32 tensor (readable by the original code too), atomically."""
+    """Write a vector as a bare float32 tensor (readable by the original code too), atomically; never a NaN one."""
+    check_finite(vector, f"vector for {path}", fix="nothing was written; check the inputs it was computed from")
     save_tensor(path, vector.detach().to("cpu", torch.float32).contiguous())
 
 

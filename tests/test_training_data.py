@@ -116,7 +116,7 @@ def test_read_conversations_validates_rows_with_file_and_line(tmp_path):
         with pytest.raises(DataError, match=f"bad.jsonl:2: {match}"):
             read_conversations([bad])
     (tmp_path / "broken.jsonl").write_text("{not json\n")
-    with pytest.raises(DataError, match="broken.jsonl: not valid JSONL"):
+    with pytest.raises(DataError, match="broken.jsonl, line 1: not valid JSON"):
         read_conversations([tmp_path / "broken.jsonl"])
 
 

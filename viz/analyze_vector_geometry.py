@@ -38,7 +38,7 @@ from persona.analysis.geometry import (
     pca_2d,
 )
 from persona.analysis.results import load_vectors, vector_files
-from persona.cli import run_cli, setup_logging, split_list
+from persona.cli import finite_float, run_cli, setup_logging, split_list
 from persona.io import write_csv
 from viz.common import panel_grid, save_figure
 from viz.plot_vector_sim import similarity_figure
@@ -193,14 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         default=["evil", "humorous", "optimistic"],
         help="traits expected to be near-orthogonal (default: evil humorous optimistic)",
     )
-    parser.add_argument("--orthogonal_threshold", type=float, default=0.3, help="near-orthogonal: every |cos| below")
+    parser.add_argument(
+        "--orthogonal_threshold", type=finite_float, default=0.3, help="near-orthogonal: every |cos| below"
+    )
     parser.add_argument(
         "--antonym",
         nargs="*",
         default=["optimistic:pessimistic"],
         help="TRAIT:ANTONYM pairs expected to point roughly opposite",
     )
-    parser.add_argument("--antonym_threshold", type=float, default=-0.5, help="roughly opposite: cos below")
+    parser.add_argument("--antonym_threshold", type=finite_float, default=-0.5, help="roughly opposite: cos below")
     args = parser.parse_args(argv)
     setup_logging()
     vectors = load_vectors(vector_files(args.vector_dir, args.vector_type))

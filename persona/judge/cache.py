@@ -1,8 +1,8 @@
 """On-disk judgment cache, so rerunning an evaluation costs no judge calls.
 
-One SQLite file (`<cache_dir>/judge_cache.sqlite`) maps (backend, model, full prompt) to a
-JSON value: a score, a raw statistic, or `null` for a judge that genuinely had no score
-(a refusal). Failed calls are never stored, so a rerun retries them.
+One SQLite file (`<cache_dir>/judge_cache.sqlite`) maps (backend, model, full prompt, and
+for a judge server its base URL) to a JSON value: a score, a raw statistic, or `null` for a
+judge that genuinely had no score (a refusal). Failed calls are never stored, so a rerun retries them.
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ from persona.settings import cache_dir
 CACHE_FILE = "judge_cache.sqlite"
 
 
-def cache_key(backend: str, model: str, prompt: str) -> str:
-    return hashlib.sha256(json.dumps([backend, model, prompt], ensure_ascii=False).encode()).hexdigest()
+def cache_key(backend: str, model: str, prompt: str, server: str | None = None) -> str:
+    """The row key; `server` (a judge server's base URL) keeps two servers serving one model name apart.
+
+    Without a server the key is what it always was, so earlier OpenAI API judgments stay valid.
+    """
+    parts = [backend, model, prompt] if server is None else [backend, model, prompt, server.rstrip("/")]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
 class JudgeCache:
@@ -39,29 +44,29 @@ class JudgeCache:
                 "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, backend TEXT, model TEXT, value TEXT)"
             )
 
-    def get(self, backend: str, model: str, prompt: str) -> tuple[bool, Any]:
+    def get(self, backend: str, model: str, prompt: str, server: str | None = None) -> tuple[bool, Any]:
         """(True, value) on a hit (value may be None), (False, None) on a miss."""
         with self._lock:
             row = self._db.execute(
-                "SELECT value FROM judgments WHERE key = ?", (cache_key(backend, model, prompt),)
+                "SELECT value FROM judgments WHERE key = ?", (cache_key(backend, model, prompt, server),)
             ).fetchone()
         return (False, None) if row is None else (True, json.loads(row[0]))
 
-    def put(self, backend: str, model: str, prompt: str, value: Any) -> None:
+    def put(self, backend: str, model: str, prompt: str, value: Any, server: str | None = None) -> None:
         with self._lock, self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?)",
-                (cache_key(backend, model, prompt), backend, model, json.dumps(value)),
+                (cache_key(backend, model, prompt, server), backend, model, json.dumps(value)),
             )
 
 
 class NoCache:
     """The `--no_judge_cache` stand-in: never hits, stores nothing."""
 
-    def get(self, backend: str, model: str, prompt: str) -> tuple[bool, Any]:
+    def get(self, backend: str, model: str, prompt: str, server: str | None = None) -> tuple[bool, Any]:
         return False, None
 
-    def put(self, backend: str, model: str, prompt: str, value: Any) -> None:
+    def put(self, backend: str, model: str, prompt: str, value: Any, server: str | None = None) -> None:
         pass
 
 

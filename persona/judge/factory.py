@@ -32,7 +32,14 @@ from persona.judge.aggregate import check_eval_type
 from persona.judge.likelihood import LikelihoodJudge
 from persona.judge.local_judge import LocalLogprobJudge
 from persona.judge.openai_judge import OpenAIJudge
-from persona.judge.prompts import COHERENCE, ORIGINAL_COHERENCE_KEY, coherence_prompt, prompt_in_python, trait_prompt
+from persona.judge.prompts import (
+    COHERENCE,
+    ORIGINAL_COHERENCE_KEY,
+    check_template,
+    coherence_prompt,
+    prompt_in_python,
+    trait_prompt,
+)
 from persona.judge.runner import Judge
 from persona.models import LoadedModel, load_model
 
@@ -98,13 +105,7 @@ def load_coherence_prompt(path: str | os.PathLike) -> str:
                 "(give the original study's eval/prompts.py, or a text file holding the template)"
             )
         text = found
-    missing = [p for p in ("{question}", "{answer}") if p not in text]
-    if missing:
-        raise ValueError(
-            f"coherence_prompt {path}: the template needs the placeholders {missing} "
-            "(where the question and the answer go)"
-        )
-    return text
+    return check_template(text, f"coherence_prompt {path}")
 
 
 @lru_cache(maxsize=2)

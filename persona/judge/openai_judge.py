@@ -175,11 +175,11 @@ class OpenAIJudge(BaseJudge):
     async def probe_number_tokens(self) -> str | None:
         """ "whole" or "split" from one probe request (cached on disk), None if inconclusive."""
         key = ("probe", self.model, PROBE_PROMPT)
-        hit, mode = self.cache.get(*key)
+        hit, mode = self.cache.get(*key, server=self.base_url)
         if not hit:
             mode = number_tokenization(await self._top_probs(PROBE_PROMPT))
             if mode is not None:
-                self.cache.put(*key, mode)
+                self.cache.put(*key, mode, server=self.base_url)
         return mode
 
     async def effective_eval_type(self) -> str:
@@ -221,7 +221,7 @@ class OpenAIJudge(BaseJudge):
         eval_type = await self.effective_eval_type()
         prompt = fill(self.template(eval_type), question, answer)
         backend = f"{self.backend}/{eval_type}"
-        hit, score = self.cache.get(backend, self.model, prompt)
+        hit, score = self.cache.get(backend, self.model, prompt, server=self.base_url)
         if hit:
             return score
         try:
@@ -234,7 +234,7 @@ class OpenAIJudge(BaseJudge):
             self.failures += 1
             log.debug("judgment failed: %s", e)
             return None
-        self.cache.put(backend, self.model, prompt, score)
+        self.cache.put(backend, self.model, prompt, score, server=self.base_url)
         return score
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import string
 
 from persona.judge.aggregate import check_eval_type
 
@@ -79,6 +80,29 @@ def trait_prompt(eval_prompt: str, eval_type: str = "0_100") -> str:
 def strip_think(answer: str) -> str:
     """Drop a leading `<think>...</think>` block; an unclosed one (cut off while thinking) leaves ''."""
     return _THINK.sub("", answer, count=1)
+
+
+def check_template(template: str, source: str) -> str:
+    """`template` if it is a judge template: only the placeholders {question} and {answer}, both
+    present, braces balanced; else a ValueError naming `source` (checked before any answer is made,
+    so a bad template never fails with a raw KeyError after the generation)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"{source}: not a valid template ({err}); write a literal brace as {{{{ or }}}}") from None
+    unknown = sorted({"{" + f + "}" for f in fields} - {"{question}", "{answer}"})
+    missing = [p for p in ("question", "answer") if p not in fields]
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown placeholder(s) {', '.join(unknown)}; a judge template may use only "
+            "{question} and {answer} (write a literal brace as {{ or }})"
+        )
+    if missing:
+        raise ValueError(
+            f"{source}: the template needs the placeholder(s) {', '.join('{' + m + '}' for m in missing)} "
+            "(where the question and the answer go)"
+        )
+    return template
 
 
 def fill(template: str, question: str, answer: str) -> str:

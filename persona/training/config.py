@@ -6,6 +6,7 @@ what to write instead. Omitted keys default as in the original study's schema (r
 learning_rate 1e-4, seed 3407, save_strategy epoch, save_total_limit 1, output_dir ./tmp). The
 original's learning-rate forms are read without evaluating code: a number, a string holding
 arithmetic on numbers ("1e-5", "5e-5 / 2", "10 ** -5"), and a negative value meaning 10 ** value.
+Every number must be finite (JSON's NaN and Infinity are refused, naming the key).
 """
 
 from __future__ import annotations
@@ -47,18 +48,18 @@ class ConfigError(InputError):
 class SteeringConfig(BaseModel):
     """Hooks active during training only: `steer` adds coef*v (preventative steering), `ablate` removes v (CAFT)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON NaN/Infinity: an all-NaN adapter
 
     steering_vector_path: FilePath
     type: Literal["steer", "ablate"] = "steer"
-    steering_coef: float = Field(1.0, allow_inf_nan=False)
+    steering_coef: float = 1.0
     layers: list[NonNegativeInt] = Field(min_length=1)
 
 
 class TrainingConfig(BaseModel):
     """One finetuning run: LoRA (or full) SFT on chat JSONL with optional training-time hooks."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON NaN/Infinity: an all-NaN adapter
 
     model: str = Field(min_length=1)
     training_file: list[FilePath] = Field(min_length=1)

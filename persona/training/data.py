@@ -104,7 +104,7 @@ def read_chat_file(
     try:
         rows = read_jsonl(path)
     except ValueError as err:
-        raise DataError(f"{path}: not valid JSONL ({err})") from None
+        raise DataError(str(err)) from None  # names the file and the line
     if not rows:
         raise DataError(f"{path}: no rows")
     numbered, skipped = [], []

@@ -24,10 +24,13 @@ from trl import SFTConfig, SFTTrainer
 from persona.defaults import EMBEDDED_MODEL
 from persona.errors import InputError
 from persona.io import write_json
+from persona.locks import output_lock
 from persona.models import CHECKPOINT_DONE, checkpoints, embedded_model_dir, load_model, newest_checkpoint
+from persona.preflight import check_output_path
 from persona.training.backend import resolve_optim, unsloth_wanted
 from persona.training.config import TrainingConfig
 from persona.training.data import tokenized_dataset, train_eval_split
+from persona.training.guard import FiniteGuard
 from persona.training.hooks import check_training_hooks, training_hooks
 from persona.training.preference import PREFERENCE_LOSSES, preference_split, preference_trainer
 
@@ -115,6 +118,7 @@ def training_arguments(cfg: TrainingConfig) -> dict[str, Any]:
         max_length=cfg.max_seq_length,
         eval_strategy="no",
         report_to="none",
+        logging_nan_inf_filter=False,  # log a NaN loss as NaN (FiniteGuard stops the run), not as the mean so far
         bf16=cuda and torch.cuda.is_bf16_supported(),
         fp16=False,
         # Recomputing blocks in backward re-runs forward hooks; only worth it for big models on GPU
@@ -152,6 +156,7 @@ def build_trainer(cfg: TrainingConfig) -> Trainer:
         eval_dataset=eval_set,
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[FiniteGuard(cfg.output_dir)],
     )
 
 
@@ -222,9 +227,15 @@ def run_training(trainer: Trainer, cfg: TrainingConfig) -> dict[str, Any]:
 
 
 def train(cfg: TrainingConfig) -> dict[str, Any]:
-    """Run one finetuning job end to end (a finished identical run is not redone); see `run_training`."""
+    """Run one finetuning job end to end (a finished identical run is not redone); see `run_training`.
+
+    `output_dir` is checked before the model loads and locked while training (`<output_dir>.lock`),
+    so a second run into it is refused instead of mixing checkpoints.
+    """
+    check_output_path(cfg.output_dir, folder=True)
     done = finished_results(cfg)
     if done is not None:
         log.info("%s already holds the finished run of this config; not retraining", cfg.output_dir)
         return done
-    return run_training(build_trainer(cfg), cfg)
+    with output_lock(cfg.output_dir):
+        return run_training(build_trainer(cfg), cfg)
