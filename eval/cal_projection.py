@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from persona.cli import add_model_args, run_cli, setup_logging, split_list
+from persona.cli import add_model_args, layer_arg, run_cli, setup_logging, split_list
 from persona.layer_choice import resolve_layer_list
 from persona.models import load_model
 from persona.projection import PROJECTION_TYPES, add_projection_columns
@@ -50,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.vector_path_list = split_list(args.vector_path_list)
-        args.layer_list = split_list(args.layer_list)  # ints or auto; main resolves auto
+        args.layer_list = split_list(args.layer_list, layer_arg, "--layer_list")  # main resolves auto
         args.projection_type = split_list(args.projection_type)
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
