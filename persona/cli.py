@@ -75,7 +75,7 @@ def layer_arg(value: str) -> int | str:
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {value!r} (expected a layer: an integer or auto)") from None
+        raise argparse.ArgumentTypeError(f"invalid value {value!r} (expected an integer or auto)") from None
 
 
 def broadcast(flag: str, values: Sequence[Any], n: int) -> list[Any]:

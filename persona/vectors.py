@@ -3,7 +3,9 @@
 Row L of a vector is `hidden_states[L]`: row 0 the embedding output, row L the output of
 decoder block L (the last row after the final norm). On disk a vector is a bare float32
 tensor (the original study's format, readable by its code) and the metadata lives in
-`<trait>_vectors.json` beside it, one file per trait and folder for all its kinds.
+`<trait>_vectors.json` beside it, one file per trait and folder for all its kinds. Another
+extraction method (`persona.extraction_methods`) names its files `<trait>_<kind>_<suffix>.pt`
+with `<trait>_<suffix>_vectors.json`; `vector_filename` is the one place names are decided.
 
 `PersonaVector` wraps both so a notebook can do arithmetic, compare vectors and steer:
 
