@@ -177,3 +177,29 @@ def test_embedded_pos_neg_evaluations_and_zero_coefficient(small_trait, tmp_path
         == 0
     )
     assert pd.read_csv(zero)["answer"].tolist() == pd.read_csv(plain)["answer"].tolist()
+
+
+def test_a_rerun_asks_the_judge_again_for_exactly_the_empty_cells(tiny_llama_dir, small_trait, tmp_path, monkeypatch):
+    from persona import answers, evaluation
+
+    out = tmp_path / "r.csv"
+    assert _run(tiny_llama_dir, small_trait, out) == 0
+    full = pd.read_csv(out, keep_default_na=False)
+    holed = full.copy().astype({"evil": object})
+    holed.loc[1, "evil"] = ""  # a judge call that failed: an empty cell beside a non-empty answer
+    holed.to_csv(out, index=False)
+    asked = []
+    real = evaluation.score_all
+
+    def counting(judge, questions, answers_, **kwargs):
+        asked.append((kwargs.get("desc"), list(answers_)))
+        return real(judge, questions, answers_, **kwargs)
+
+    monkeypatch.setattr(evaluation, "score_all", counting)
+    monkeypatch.setattr(answers, "generate_cells", lambda *a, **k: pytest.fail("nothing needs generating"))
+    assert _run(tiny_llama_dir, small_trait, out) == 0
+    assert asked == [("judging evil again", [full.loc[1, "answer"]])]  # coherence had no hole
+    again = pd.read_csv(out, keep_default_na=False)
+    assert again["evil"].tolist() == pytest.approx(full["evil"].tolist())
+    assert _run(tiny_llama_dir, small_trait, out) == 0  # nothing empty now: skipped, nothing asked
+    assert len(asked) == 1
