@@ -15,7 +15,7 @@ from eval import judge as judge_cli
 from persona.cli import add_judge_args, judge_settings, judges_from_args
 from persona.judge import likelihood as likelihood_module
 from persona.judge import make_judge, score_all
-from persona.judge.factory import PROXY_NOTICE, announce_proxy
+from persona.judge.factory import PROXY_NOTICE, announce_proxy, load_coherence_prompt
 from persona.judge.openai_judge import OpenAIJudge
 from persona.judge.prompts import coherence_prompt
 from persona.judge.sidecar import judge_record, read_sidecar, sidecar_path, write_sidecar
@@ -71,7 +71,7 @@ def test_proxy_default_is_announced_once_as_a_warning(tiny_lm, caplog, monkeypat
     assert notices() == 0
 
 
-def test_coherence_prompt_file_replaces_the_built_in_template(coherence_file, tmp_path, monkeypatch):
+def test_coherence_prompt_file_replaces_the_built_in_template(coherence_file, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # the client is made, never called
     judges = judges_from_args(parse("--judge_model", "gpt-x", "--coherence_prompt", str(coherence_file)), trait=TRAIT)
     assert isinstance(judges["coherence"], OpenAIJudge)
@@ -81,12 +81,12 @@ def test_coherence_prompt_file_replaces_the_built_in_template(coherence_file, tm
         judges["coherence"].template("0_10")
     bad = tmp_path / "bad.txt"
     bad.write_text("Rate {answer} only.")
-    with pytest.raises(ValueError, match=r"bad.txt.*\['\{question\}'\]"):
-        judges_from_args(parse("--judge_model", "gpt-x", "--coherence_prompt", str(bad)), trait=TRAIT)
-    with pytest.raises(FileNotFoundError, match="absent.txt does not exist"):
-        judges_from_args(
-            parse("--judge_model", "gpt-x", "--coherence_prompt", str(tmp_path / "absent.txt")), trait=TRAIT
-        )
+    with pytest.raises(ValueError, match=r"bad.txt: the template needs the placeholder\(s\) \{question\}"):
+        load_coherence_prompt(bad)
+    for path, message in ((bad, "needs the placeholder(s) {question}"), (tmp_path / "absent.txt", "does not exist")):
+        with pytest.raises(SystemExit):  # checked as the flags are parsed, before any work
+            parse("--judge_model", "gpt-x", "--coherence_prompt", str(path))
+        assert message in capsys.readouterr().err
 
 
 def test_record_hashes_the_prompts_each_judge_reads(coherence_file):
