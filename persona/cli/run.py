@@ -29,20 +29,23 @@ def as_flags(text: str) -> str:
     return _PARAMETER.sub(lambda m: f"--{m[1]}" if f"--{m[1]}" in _FLAGS else m[0], text)
 
 
-class _FlagNames(logging.Filter):
-    """Log lines name the flags of the running CLI, as its error lines do."""
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = as_flags(record.getMessage()), None
-        return True
+
+class _FlagFormatter(logging.Formatter):
+    """Log lines name the flags of the running CLI, as its error lines do (only on the CLI's own handler)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return as_flags(super().format(record))
 
 
 def setup_logging(verbose: bool = False) -> None:
     """Scripts print summaries; library modules log through `logging` at INFO."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _FlagNames) for f in handler.filters):
-            handler.addFilter(_FlagNames())
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:  # the handler basicConfig made (not a test's capture handler)
+        formatter = handler.formatter
+        if formatter is not None and formatter._fmt == LOG_FORMAT and not isinstance(formatter, _FlagFormatter):
+            handler.setFormatter(_FlagFormatter(LOG_FORMAT))
     for noisy in ("httpx", "httpx2", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
