@@ -13,7 +13,8 @@ from torch import nn
 from persona import vllm_backend
 from persona.generation import HFBackend
 from persona.steering import Steer
-from persona.vllm_backend import _TokenTable, make_backend, steering_in_vllm, unsteerable_reason, vllm_model_dir
+from persona.vllm_backend import make_backend, vllm_model_dir
+from persona.vllm_steering import _TokenTable, steering_in_vllm, unsteerable_reason
 
 HIDDEN = 4
 
