@@ -15,15 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from persona.cli import (
-    add_judge_args,
-    add_model_args,
-    judge_settings,
-    judges_from_args,
-    require_positive,
-    run_cli,
-    setup_logging,
-)
+from persona.cli import add_scoring_args, judge_settings, judges_from_args, require_positive, run_cli, setup_logging
 from persona.evaluation import judge_frame, summarize
 from persona.io import read_table, write_csv
 from persona.judge.factory import LIKELIHOOD
@@ -36,10 +28,8 @@ from persona.traits import load_trait
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--file_path", required=True, help="CSV with question and answer columns (eval_persona output)")
-    parser.add_argument("--trait", required=True, help="trait name (e.g. evil, anxious_2) or a trait .json path")
     parser.add_argument("--output_path", default=None, help="where to write the scored CSV (default: --file_path)")
-    add_model_args(parser, "--model")
-    add_judge_args(parser)
+    add_scoring_args(parser, "trait name (e.g. evil, anxious_2) or a trait .json path")
     args = parser.parse_args(argv)
     require_positive(parser, args, "--max_concurrent_judges")
     return args

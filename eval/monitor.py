@@ -6,7 +6,8 @@
 Conditions: no system prompt, the trait's 5 pos and 5 neg system prompts, and (with
 --shots_file) k-shot prefixes of its user/assistant examples. Per condition: the mean
 projection of the last prompt token (before any answer) and the mean judged trait score of
-the answers; Pearson r over conditions with a bootstrap interval. Writes monitor_samples.csv
+the answers (generated with --backend: vllm, hf or auto, as eval_persona); Pearson r over
+conditions with a bootstrap interval. Writes monitor_samples.csv
 (eval columns + condition, prompt_last_proj), monitor_conditions.csv and
 monitor_projection_vs_score.png to --output_dir; a rerun with the same settings reads them back.
 """
@@ -19,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from persona.cli import (
-    add_judge_args,
-    add_model_args,
+    add_backend_args,
+    add_scoring_args,
     judge_settings,
     judges_from_args,
     require_positive,
@@ -41,10 +42,9 @@ from viz.plot_screening import scatter_figure
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trait", required=True, help="trait name (e.g. evil) or a trait .json path")
+    add_scoring_args(parser, "trait name (e.g. evil) or a trait .json path")
     parser.add_argument("--vector_path", required=True, help="persona vector .pt ([num_layers+1, hidden])")
     parser.add_argument("--layer", type=int, required=True, help="layer L = output of decoder block L")
-    add_model_args(parser)
     parser.add_argument("--version", choices=["eval", "extract"], default="eval", help="question set (default eval)")
     parser.add_argument("--max_questions", type=int, default=None, help="use only the first N questions")
     parser.add_argument("--shots_file", default=None, help="chat JSONL of trait-eliciting examples (many-shot)")
@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--output_dir", default=None, help="output folder (default output/monitor/<model>/<trait>_layer<L>)"
     )
     parser.add_argument("--overwrite", action="store_true", help="recompute finished outputs made otherwise")
-    add_judge_args(parser)
+    add_backend_args(parser)
     args = parser.parse_args(argv)
     require_positive(parser, args, "--max_questions", "--n_per_question", "--max_tokens", "--batch_size")
     args.shots = split_list(args.shots, int, "--shots")
@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             max_concurrent=args.max_concurrent_judges,
+            backend=args.backend,
+            gpu_memory_utilization=args.gpu_memory_utilization,
         )
         write_csv(samples_path, samples)
         write_json(record_path(samples_path), settings)

@@ -25,13 +25,14 @@ import torch
 import persona.app  # noqa: F401  (switches Gradio's analytics off before anything imports it)
 from persona.activations import capture
 from persona.app import browse
-from persona.app.__main__ import main, parse_args
+from persona.app.__main__ import main
 from persona.app.actions import Explorer, VectorChoice, chat_sample, judge_label, question_id, sampling
 from persona.app.render import token_html
 from persona.app.tabs import guarded
 from persona.cli import run_cli
+from persona.cli.commands import app_args
 from persona.evaluation import build_samples, sweep_filename
-from persona.generation import chat_prompts, generate_answers
+from persona.generation import HFBackend, chat_prompts, generate_answers
 from persona.judge.factory import JudgeSettings
 from persona.judge.likelihood import LikelihoodJudge
 from persona.models import load_model
@@ -228,15 +229,39 @@ def test_token_html_escapes_and_carries_values():
 
 def test_cli_help_and_bad_model(tmp_path, capsys):
     with pytest.raises(SystemExit) as shown:
-        parse_args(["--help"])
+        app_args(["--help"])
     assert shown.value.code == 0
     text = capsys.readouterr().out
-    assert "--vector_dir" in text and "WARNING: 0.0.0.0" in text
+    assert "--vector_dir" in text and "WARNING: 0.0.0.0" in text and "--backend {auto,hf,vllm}" in text
     with pytest.raises(SystemExit) as failed:
         run_cli(lambda: main(["--model", str(tmp_path / "none")]))
     assert failed.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model path") and "\n" not in err
+
+
+def test_backend_vllm_without_vllm_falls_back_and_the_explorer_answers_through_it(
+    lm, tiny_llama_dir, vector_dir, tmp_path, offline_env, monkeypatch, caplog
+):
+    from persona import vllm_backend
+    from persona.app import ui
+
+    monkeypatch.setattr(vllm_backend, "vllm_unusable_reason", lambda device: "vLLM is not installed")
+    served = []
+    monkeypatch.setattr(ui, "build_app", lambda ex, vectors, results: served.append((ex, vectors, results)))
+    monkeypatch.setattr(ui, "launch", lambda app, host, port: None)
+    argv = ["--model", str(tiny_llama_dir), "--device", "cpu", "--dtype", "float32", "--backend", "vllm"]
+    argv += ["--batch_size", "3", "--judge_model", "likelihood", "--vector_dir", str(vector_dir)]
+    assert main([*argv, "--results_dir", str(tmp_path)]) == 0
+    assert "backend vllm: vLLM is not installed; generating with the HF backend instead" in caplog.text
+    ((explorer, vectors, results),) = served
+    assert (vectors, results) == (str(vector_dir), str(tmp_path))
+    assert type(explorer.backend) is HFBackend and explorer.backend.batch_size == 3  # the one make_backend built
+    unsteered, steered = explorer.steer_pair(
+        chat_sample(PROMPT), [VectorChoice(_path(vector_dir), 2, 6.0)], "response", sampling(TOKENS), 0
+    )
+    assert unsteered == _plain(lm, [{"role": "user", "content": PROMPT}])
+    assert steered == _steered(lm, vector_dir, 2, 6.0) != unsteered
 
 
 # --- the page --------------------------------------------------------------------------------

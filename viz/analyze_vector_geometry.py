@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from persona.analysis.figures import lines_figure, similarity_figure
 from persona.analysis.geometry import (
     average_cosine_table,
     check_antonyms,
@@ -41,19 +42,6 @@ from persona.analysis.results import load_vectors, vector_files
 from persona.cli import finite_float, run_cli, setup_logging, split_list
 from persona.io import write_csv
 from viz.common import panel_grid, save_figure
-from viz.plot_vector_sim import similarity_figure
-
-
-def lines_figure(table: pd.DataFrame, title: str, ylabel: str) -> Figure:
-    """One line per column against the index (layer)."""
-    fig, (ax,) = panel_grid(1, size=(8, 4.5))
-    for column in table.columns:
-        ax.plot(table.index, table[column], label=column, lw=1.2)
-    ax.set(title=title, xlabel="layer", ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2 if table.shape[1] > 8 else 1, loc="best")
-    fig.tight_layout()
-    return fig
 
 
 def pca_figure(vectors: Mapping[str, torch.Tensor], layer: int) -> Figure:

@@ -1,4 +1,9 @@
-"""Shared figure plumbing: the Agg backend, atomic PNG writes, heatmaps with gaps, fit-line scatters."""
+"""Shared figure plumbing: atomic PNG writes and fit-line scatters.
+
+The drawing primitives (`panel_grid`, `heatmap`) and the geometry figures live in the library
+(`persona.analysis.figures`), which the explorer draws with too; they are re-exported here for
+the scripts.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,24 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from persona.analysis.figures import heatmap, panel_grid
+from persona.analysis.stats import Correlation, correlation, fit_line
+from persona.io import atomic_path
 
-from persona.analysis.stats import Correlation, correlation, fit_line  # noqa: E402
-from persona.io import atomic_path  # noqa: E402
+__all__ = ["heatmap", "panel_grid", "save_figure", "scatter_with_fit", "show_requested", "warn_missing"]
 
 log = logging.getLogger(__name__)
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write a PNG atomically, close the figure and say where it went."""
+    """Write a PNG atomically and say where it went."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
     print(f"wrote {path}")
     return path
 
@@ -36,48 +38,6 @@ def show_requested(show: bool) -> None:
     """`--show`: figures render with the file backend (Agg) so every run writes the same PNG; say so."""
     if show:
         log.warning("--show: figures are written to PNG files (non-interactive backend); open the file to view it")
-
-
-def panel_grid(n: int, *, ncols: int = 3, size: tuple[float, float] = (4.5, 3.5)) -> tuple[Figure, list[Axes]]:
-    """A figure with `n` panels in rows of `ncols`; unused panels are hidden."""
-    ncols = max(1, min(ncols, n))
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
-    flat = list(axes.ravel())
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-def heatmap(
-    ax: Axes,
-    matrix: pd.DataFrame,
-    *,
-    cmap: str = "RdBu_r",
-    vmin: float | None = None,
-    vmax: float | None = None,
-    fmt: str = "{:.2f}",
-    label: str = "",
-) -> None:
-    """A labelled heatmap; NaN cells stay blank (gaps), others carry their value."""
-    values = matrix.to_numpy(dtype=float)
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns], rotation=45, ha="right")
-    ax.set_yticks(range(matrix.shape[0]), [str(i) for i in matrix.index])
-    if matrix.size <= 400:
-        span = float(np.nanmax(np.abs(image.get_clim()))) or 1.0
-        for (i, j), v in np.ndenumerate(values):
-            if np.isfinite(v):
-                ax.text(
-                    j,
-                    i,
-                    fmt.format(v),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if abs(v) > 0.6 * span else "black",
-                )
-    ax.figure.colorbar(image, ax=ax, label=label)
 
 
 def scatter_with_fit(

@@ -13,22 +13,13 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 
+from persona.analysis.figures import similarity_figure
 from persona.analysis.geometry import cosine_table
 from persona.analysis.results import load_vectors, variant_names, vector_files
 from persona.cli import run_cli, setup_logging
 from persona.layout import Layout
-from viz.common import heatmap, panel_grid, save_figure
-
-
-def similarity_figure(cos: pd.DataFrame, title: str) -> Figure:
-    """A cosine-similarity heatmap on the fixed scale [-1, 1]."""
-    fig, (ax,) = panel_grid(1, size=(1.2 * len(cos) + 3, 1.0 * len(cos) + 2))
-    heatmap(ax, cos, vmin=-1, vmax=1, label="cosine similarity")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
+from viz.common import save_figure
 
 
 def variant_similarity(

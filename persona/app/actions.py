@@ -1,7 +1,8 @@
 """The explorer's work as plain functions over one loaded model, testable without the UI.
 
-Answers come from the calls `eval_persona` makes (`generate_cells`: the chat template, per-row
-seeds from `row_seed`, cells packed into shared batches with per-row coefficients) and scores
+Answers come from the calls `eval_persona` makes (`generate_cells` on the chosen generation
+backend: the chat template, per-row seeds from `row_seed`, cells packed into shared batches with
+per-row coefficients) and scores
 from its judges (`make_judges` + `judge_frame`). So an answer shown here is the answer a
 one-question evaluation with the same settings writes, and a trait question picked from the
 trait's list keeps its `question_id` (and with it its sampling seed).
@@ -19,7 +20,7 @@ import pandas as pd
 
 from persona.activations import token_states
 from persona.evaluation import Cell, Sample, generate_cells, judge_frame
-from persona.generation import HFBackend, chat_prompts
+from persona.generation import GenerationBackend, HFBackend, chat_prompts
 from persona.judge.factory import JudgeSettings, is_proxy, make_judges, resolve_spec
 from persona.judge.runner import Judge
 from persona.models import LoadedModel
@@ -82,13 +83,16 @@ class Explorer:
     """One model per process, with the lock that keeps two requests from steering it at once.
 
     Steering hooks live on the shared model, so every generation, judgment and capture runs
-    under `lock`; vectors are read once per file version, judges built once per trait.
+    under `lock`; vectors are read once per file version, judges built once per trait. Answers
+    come from `backend` (default: the HF backend on `lm`; `make_backend` chooses vLLM or HF).
     """
 
-    def __init__(self, lm: LoadedModel, judge: JudgeSettings | None = None, batch_size: int = 16) -> None:
+    def __init__(
+        self, lm: LoadedModel, judge: JudgeSettings | None = None, backend: GenerationBackend | None = None
+    ) -> None:
         self.lm = lm
         self.judge = judge or JudgeSettings()
-        self.batch_size = batch_size
+        self.backend = backend or HFBackend(lm)
         self.lock = threading.Lock()
         self._vectors: dict[str, tuple[float, PersonaVector]] = {}
         self._judges: dict[str, dict[str, Judge]] = {}
@@ -123,9 +127,8 @@ class Explorer:
     # --- generation --------------------------------------------------------------------
     def answers(self, sample: Sample, cells: Sequence[Cell], params: SamplingParams, seed: int) -> list[str]:
         """The sample's answer under every cell, all cells packed into one generation."""
-        backend = HFBackend(self.lm, self.batch_size)
         with self.lock:
-            frames = generate_cells(backend, self.lm.tokenizer, [sample], cells, params, seed)
+            frames = generate_cells(self.backend, self.lm.tokenizer, [sample], cells, params, seed)
         return [str(frame["answer"].iloc[0]) for frame in frames]
 
     def steer_pair(

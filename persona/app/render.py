@@ -9,8 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from viz.analyze_vector_geometry import lines_figure
-from viz.plot_vector_sim import similarity_figure
+from persona.analysis.figures import lines_figure, similarity_figure
 
 TokenValues = Sequence[tuple[str, float]]
 _POSITIVE = (220, 38, 38)  # red: more of the vector's direction than the centre
@@ -56,7 +55,8 @@ def score_line(scores: pd.Series, trait_column: str | None) -> str:
 
 
 def geometry_figures(cosines: pd.DataFrame, norms: pd.DataFrame, layer: int) -> tuple[Figure, Figure]:
-    """The cosine heatmap at `layer` and the norms by layer, drawn as `viz/analyze_vector_geometry.py` draws them."""
+    """The cosine heatmap at `layer` and the norms by layer, drawn as `viz/analyze_vector_geometry.py` draws them
+    (both draw with `persona.analysis.figures`)."""
     return similarity_figure(cosines, f"cosine similarity, layer {layer}"), lines_figure(
         norms, "vector norm by layer", "L2 norm"
     )

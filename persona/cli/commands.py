@@ -1,4 +1,5 @@
-"""The small commands that live with the library: `python -m persona.traits` and `python -m persona.layout`."""
+"""The commands that live with the library: `python -m persona.traits` and `persona.layout`, and the
+flags of `python -m persona.app` (whose `__main__` serves the explorer with them)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the heavy modules load when used, so light CLIs (layout, traits) start fast
-    pass
+from persona.cli.flags import add_backend_args, add_judge_args, add_model_args
 
 
 def traits_main(argv: Sequence[str] | None = None) -> int:
@@ -67,3 +66,38 @@ def layout_main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         raise ValueError(f"{args.model}: {err}") from err
     return 0
+
+
+APP_DESCRIPTION = """Explore persona vectors in the browser: steer, watch the trait token by token, browse results.
+
+    python -m persona.app                                   # embedded model, output/demo/vectors
+    python -m persona.app --model Qwen/Qwen2.5-7B-Instruct --vector_dir output/persona_vectors/Qwen2.5-7B-Instruct
+
+Serves on http://127.0.0.1:7860 only, fully offline. --host 0.0.0.0 serves every machine that
+can reach this one, with no password: anyone there can run the model.
+"""
+
+
+def app_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags of `python -m persona.app`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m persona.app", description=APP_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_model_args(parser, "--model")
+    parser.add_argument(
+        "--vector_dir", default="output/demo/vectors", help="folder of persona vectors (.pt) to steer with"
+    )
+    parser.add_argument(
+        "--results_dir", default="output/demo", help="output folder (a demo, a sweep, an experiment) to browse"
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default: this machine only). WARNING: 0.0.0.0 lets anyone on your "
+        "network use the explorer and the model, without a password",
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on")
+    parser.add_argument("--batch_size", type=int, default=16, help="generation batch size (the strip packs 5 rows)")
+    add_backend_args(parser)
+    add_judge_args(parser)
+    return parser.parse_args(argv)

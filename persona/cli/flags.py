@@ -174,6 +174,14 @@ def add_judge_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_scoring_args(parser: argparse.ArgumentParser, trait_help: str) -> None:
+    """The flags of a command that scores a trait's answers: `--trait`, the model (which the likelihood
+    proxy judges with) and the judge flags; `judges_from_args` builds the judges."""
+    parser.add_argument("--trait", required=True, help=trait_help)
+    add_model_args(parser)
+    add_judge_args(parser)
+
+
 def judge_settings(args: argparse.Namespace) -> JudgeSettings:
     """The `add_judge_args` flags of parsed `args` (the fields are named after the flags)."""
     from persona.judge.factory import JudgeSettings
