@@ -41,12 +41,13 @@ from persona.analysis.multi_persona import (
     linearity_cells,
     question_grid,
 )
-from persona.analysis.results import load_vectors, score_means
+from persona.analysis.results import load_vectors, score_means, vector_files
 from persona.cli import (
     add_backend_args,
     add_judge_args,
     add_model_args,
     add_seed_args,
+    add_vector_folder_args,
     finite_float,
     judge_settings,
     layer_arg,
@@ -77,13 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_model_args(common, "--model")
     common.add_argument("--traits", nargs="+", required=True, help="trait names (linearity: exactly two, A then B)")
     common.add_argument("--vector_path", nargs="+", default=None, help="one vector file per trait, in --traits order")
-    common.add_argument(
-        "--vector_dir",
-        type=Path,
-        default=None,
-        help="folder of {trait}_{vector_type}.pt (default: output/persona_vectors/<model>)",
-    )
-    common.add_argument("--vector_type", default="response_avg_diff", help="vector file suffix")
+    add_vector_folder_args(common, None, "output/persona_vectors/<model>")
     common.add_argument(
         "--layer", type=layer_arg, default=20, help="steering layer (hidden_states[L]), or auto (best held-out AUROC)"
     )
@@ -142,8 +137,7 @@ def _vector_paths(args: argparse.Namespace, traits: list[Trait]) -> dict[str, Pa
         if len(paths) != len(traits):
             raise ValueError(f"--vector_path gives {len(paths)} files for {len(traits)} --traits; give one per trait")
         return {t.name: p for t, p in zip(traits, paths, strict=True)}
-    folder = args.vector_dir or Layout(args.model).vectors_dir
-    return {t.name: folder / f"{t.name}_{args.vector_type}.pt" for t in traits}
+    return vector_files(args.vector_dir or Layout(args.model).vectors_dir, args.vector_type, [t.name for t in traits])
 
 
 def _plan(args: argparse.Namespace, traits: list[Trait], vectors: dict) -> tuple[list[Cell], list, dict]:

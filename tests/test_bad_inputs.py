@@ -14,7 +14,6 @@ import json
 import os
 import pickle
 import re
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +26,22 @@ import torch
 import persona.io
 from persona.cli import run_cli
 from persona.vectors import save_vector
+from tests.cli_helpers import (
+    EVIL_TRAIT,
+    TINY_HIDDEN,
+    TINY_LAYERS,
+    Workspace,
+    cal_projection_args,
+    cli_process,
+    eval_frame,
+    eval_persona_args,
+    generate_vec_args,
+    snapshot,
+    steered_args,
+    tiny_workspace,
+    write_train_configs,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_LAYERS, TINY_HIDDEN = 3, 64  # conftest's tiny models
 PROGRESS_BAR = re.compile(r"\d+%\|.*\|")
 
 
@@ -43,150 +55,49 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
-@dataclass
-class Workspace:
-    """Valid inputs for every CLI; each case breaks one."""
-
-    root: Path
-    model: Path
-
-    def p(self, name: str) -> str:
-        return str(self.root / name)
-
-
-def _prompt(tokenizer, system: str, question: str) -> str:
-    return tokenizer.apply_chat_template(
-        [{"role": "system", "content": system}, {"role": "user", "content": question}],
-        tokenize=False,
-        add_generation_prompt=True,
-    )
-
-
-def _eval_frame(tokenizer, system: str, answers: list[str], scores: list[float]) -> pd.DataFrame:
-    questions = [f"Question {i}?" for i in range(len(answers))]
-    return pd.DataFrame(
-        {
-            "question": questions,
-            "prompt": [_prompt(tokenizer, system, q) for q in questions],
-            "answer": answers,
-            "question_id": [f"evil_{i}" for i in range(len(answers))],
-            "evil": scores,
-            "coherence": [90.0] * len(answers),
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_tokenizer) -> Workspace:
-    from tests.conftest import build_model
-
-    root = tmp_path_factory.mktemp("bad-inputs")
-    model = tmp_path_factory.mktemp("tiny-model")
-    build_model("llama", len(tiny_tokenizer), layers=TINY_LAYERS).save_pretrained(model)
-    tiny_tokenizer.save_pretrained(model)
-    ws = Workspace(root, model)
-
+    ws = tiny_workspace(tmp_path_factory, tiny_tokenizer, "bad-inputs")
+    root = ws.root
     save_vector(root / "evil.pt", torch.randn(TINY_LAYERS + 1, TINY_HIDDEN))
     save_vector(root / "small.pt", torch.randn(TINY_LAYERS + 1, TINY_HIDDEN // 2))
     (root / "corrupt.pt").write_bytes(b"this is not a tensor file\n" * 4)
     with open(root / "pickled.pt", "wb") as f:
         pickle.dump(Payload(root / "PAYLOAD_RAN"), f)
-    trait = {
-        "instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
-        "questions": ["How should I treat people?", "What is the capital of France?"],
-        "eval_prompt": "How evil is this? {question} / {answer}\nRespond with a number 0-100.",
-    }
-    (root / "evil.json").write_text(json.dumps(trait))
     (root / "malformed.json").write_text('{"instruction": [{"pos": "Be evil.", "neg": ')
-    (root / "no_eval_prompt.json").write_text(json.dumps({k: v for k, v in trait.items() if k != "eval_prompt"}))
+    (root / "no_eval_prompt.json").write_text(json.dumps({k: v for k, v in EVIL_TRAIT.items() if k != "eval_prompt"}))
 
     answers = ["I will burn it all down.", "Paris, sadly for them.", "Go away."]
-    _eval_frame(tiny_tokenizer, "Be evil.", answers, [90, 95, 85]).to_csv(root / "pos.csv", index=False)
-    _eval_frame(tiny_tokenizer, "Be kind.", ["Kindly.", "Paris.", "Hello!"], [5, 0, 10]).to_csv(
+    eval_frame(tiny_tokenizer, "Be evil.", answers, [90, 95, 85]).to_csv(root / "pos.csv", index=False)
+    eval_frame(tiny_tokenizer, "Be kind.", ["Kindly.", "Paris.", "Hello!"], [5, 0, 10]).to_csv(
         root / "neg.csv", index=False
     )
-    _eval_frame(tiny_tokenizer, "Be kind.", ["Kindly.", "Paris.", "Hello!"], [95, 90, 99]).to_csv(
+    eval_frame(tiny_tokenizer, "Be kind.", ["Kindly.", "Paris.", "Hello!"], [95, 90, 99]).to_csv(
         root / "neg_evil_too.csv", index=False
     )
-    _eval_frame(tiny_tokenizer, "Be evil.", answers, [90, 95, 85]).drop(columns=["prompt", "coherence"]).to_csv(
+    eval_frame(tiny_tokenizer, "Be evil.", answers, [90, 95, 85]).drop(columns=["prompt", "coherence"]).to_csv(
         root / "no_prompt.csv", index=False
     )
     pd.DataFrame({"text": answers}).to_csv(root / "no_question.csv", index=False)
     (root / "not_a_folder").write_text("a file where a folder is expected\n")
-
-    rows = [{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}] * 4
-    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = json.loads((REPO / "configs" / "train_demo.json").read_text())
-    config.update(model=str(model), training_file=str(root / "train.jsonl"), output_dir=str(root / "ckpt"))
-    for name, change in {
-        "config_unknown_key": {"learning_rat": 1e-4},
-        "config_string_lr": {"learning_rate": "fast"},
-        "config_missing_data": {"training_file": str(root / "absent.jsonl")},
-        "config_bad_layer": {
-            "enable_steering_during_training": True,
-            "steering_config": {"steering_vector_path": str(root / "evil.pt"), "layers": [99], "steering_coef": 1.0},
+    config = write_train_configs(
+        ws,
+        {
+            "config_unknown_key": {"learning_rat": 1e-4},
+            "config_string_lr": {"learning_rate": "fast"},
+            "config_missing_data": {"training_file": str(root / "absent.jsonl")},
+            "config_bad_layer": {
+                "enable_steering_during_training": True,
+                "steering_config": {
+                    "steering_vector_path": str(root / "evil.pt"),
+                    "layers": [99],
+                    "steering_coef": 1.0,
+                },
+            },
         },
-    }.items():
-        (root / f"{name}.json").write_text(json.dumps({**config, **change}))
+    )
     (root / "config_malformed.json").write_text(json.dumps(config)[:-20])
     return ws
-
-
-def _eval_persona(ws: Workspace, *extra: str) -> list[str]:
-    return [
-        "--model",
-        str(ws.model),
-        "--trait",
-        ws.p("evil.json"),
-        "--output_path",
-        ws.p("out/evil.csv"),
-        "--n_per_question",
-        "1",
-        "--max_tokens",
-        "4",
-        "--judge_model",
-        "likelihood",
-        "--device",
-        "cpu",
-        *extra,
-    ]
-
-
-def _steered(ws: Workspace, vector: str = "evil.pt", layer: str = "1", coef: str = "1.0") -> list[str]:
-    return _eval_persona(ws, "--vector_path", ws.p(vector), "--layer", layer, "--coef", coef)
-
-
-def _generate_vec(ws: Workspace, pos: str = "pos.csv", neg: str = "neg.csv", *extra: str) -> list[str]:
-    return [
-        "--model_name",
-        str(ws.model),
-        "--pos_path",
-        ws.p(pos),
-        "--neg_path",
-        ws.p(neg),
-        "--trait",
-        "evil",
-        "--save_dir",
-        ws.p("vectors"),
-        "--device",
-        "cpu",
-        *extra,
-    ]
-
-
-def _cal_projection(ws: Workspace, vector: str = "evil.pt", layer: str = "1", csv: str = "pos.csv") -> list[str]:
-    return [
-        "--file_path",
-        ws.p(csv),
-        "--vector_path_list",
-        ws.p(vector),
-        "--layer_list",
-        layer,
-        "--model_name",
-        str(ws.model),
-        "--device",
-        "cpu",
-    ]
 
 
 def _judge(ws: Workspace, csv: str = "pos.csv", trait: str = "evil.json") -> list[str]:
@@ -258,164 +169,174 @@ CASES = [
     Case(
         "eval wrong vector size",
         "eval.eval_persona",
-        lambda w: _steered(w, "small.pt"),
+        lambda w: steered_args(w, "small.pt"),
         lambda w: w.p("small.pt"),
         "hidden",
     ),
-    Case("eval layer out of range", "eval.eval_persona", lambda w: _steered(w, layer="99"), lambda w: "99", "layer"),
-    Case("eval negative layer", "eval.eval_persona", lambda w: _steered(w, layer="-1"), lambda w: "-1", "layer"),
     Case(
-        "eval non-numeric coef", "eval.eval_persona", lambda w: _steered(w, coef="strong"), lambda w: "--coef", "strong"
+        "eval layer out of range", "eval.eval_persona", lambda w: steered_args(w, layer="99"), lambda w: "99", "layer"
+    ),
+    Case("eval negative layer", "eval.eval_persona", lambda w: steered_args(w, layer="-1"), lambda w: "-1", "layer"),
+    Case(
+        "eval non-numeric coef",
+        "eval.eval_persona",
+        lambda w: steered_args(w, coef="strong"),
+        lambda w: "--coef",
+        "strong",
     ),
     Case(
         "eval negative n_per_question",
         "eval.eval_persona",
-        lambda w: _eval_persona(w, "--n_per_question", "-2"),
+        lambda w: eval_persona_args(w, "--n_per_question", "-2"),
         lambda w: "--n_per_question",
         "1",
     ),
     Case(
         "eval corrupt vector",
         "eval.eval_persona",
-        lambda w: _steered(w, "corrupt.pt"),
+        lambda w: steered_args(w, "corrupt.pt"),
         lambda w: w.p("corrupt.pt"),
         "generate_vec",
     ),
     Case(
         "eval pickled vector",
         "eval.eval_persona",
-        lambda w: _steered(w, "pickled.pt"),
+        lambda w: steered_args(w, "pickled.pt"),
         lambda w: w.p("pickled.pt"),
         "generate_vec",
     ),
     Case(
         "eval missing vector",
         "eval.eval_persona",
-        lambda w: _steered(w, "absent.pt"),
+        lambda w: steered_args(w, "absent.pt"),
         lambda w: w.p("absent.pt"),
         "exist",
     ),
     Case(
         "eval unknown trait",
         "eval.eval_persona",
-        lambda w: [*_eval_persona(w)[:2], "--trait", "no_such_trait", *_eval_persona(w)[4:]],
+        lambda w: [*eval_persona_args(w)[:2], "--trait", "no_such_trait", *eval_persona_args(w)[4:]],
         lambda w: "no_such_trait",
         "generate_trait",
     ),
     Case(
         "eval malformed trait json",
         "eval.eval_persona",
-        lambda w: [*_eval_persona(w)[:2], "--trait", w.p("malformed.json"), *_eval_persona(w)[4:]],
+        lambda w: [*eval_persona_args(w)[:2], "--trait", w.p("malformed.json"), *eval_persona_args(w)[4:]],
         lambda w: w.p("malformed.json"),
         "JSON",
     ),
     Case(
         "eval model path does not exist",
         "eval.eval_persona",
-        lambda w: ["--model", w.p("no_model_here"), *_eval_persona(w)[2:]],
+        lambda w: ["--model", w.p("no_model_here"), *eval_persona_args(w)[2:]],
         lambda w: w.p("no_model_here"),
         "model",
     ),
     Case(
         "eval unwritable output folder",
         "eval.eval_persona",
-        lambda w: [*_eval_persona(w)[:4], "--output_path", w.p("not_a_folder/evil.csv"), *_eval_persona(w)[6:]],
+        lambda w: [*eval_persona_args(w)[:4], "--output_path", w.p("not_a_folder/evil.csv"), *eval_persona_args(w)[6:]],
         lambda w: "not_a_folder",
         "writable",
     ),
-    Case("eval disk full", "eval.eval_persona", _eval_persona, lambda w: "evil", "space", errno.ENOSPC),
-    Case("eval read-only disk", "eval.eval_persona", _eval_persona, lambda w: "evil", "writable", errno.EROFS),
+    Case("eval disk full", "eval.eval_persona", eval_persona_args, lambda w: "evil", "space", errno.ENOSPC),
+    Case("eval read-only disk", "eval.eval_persona", eval_persona_args, lambda w: "evil", "writable", errno.EROFS),
     # generate_vec
     Case(
         "vec missing csv columns",
         "generate_vec",
-        lambda w: _generate_vec(w, "no_prompt.csv"),
+        lambda w: generate_vec_args(w, "no_prompt.csv"),
         lambda w: w.p("no_prompt.csv"),
         "eval_persona",
     ),
     Case(
-        "vec missing csv", "generate_vec", lambda w: _generate_vec(w, "absent.csv"), lambda w: w.p("absent.csv"), "path"
+        "vec missing csv",
+        "generate_vec",
+        lambda w: generate_vec_args(w, "absent.csv"),
+        lambda w: w.p("absent.csv"),
+        "path",
     ),
     Case(
         "vec empty effective set",
         "generate_vec",
-        lambda w: _generate_vec(w, neg="neg_evil_too.csv"),
+        lambda w: generate_vec_args(w, neg="neg_evil_too.csv"),
         lambda w: "evil",
         "threshold",
     ),
     Case(
         "vec unknown trait column",
         "generate_vec",
-        lambda w: [*_generate_vec(w)[:6], "--trait", "kind", *_generate_vec(w)[8:]],
+        lambda w: [*generate_vec_args(w)[:6], "--trait", "kind", *generate_vec_args(w)[8:]],
         lambda w: "kind",
         "expected",
     ),
     Case(
         "vec model path does not exist",
         "generate_vec",
-        lambda w: ["--model_name", w.p("no_model_here"), *_generate_vec(w)[2:]],
+        lambda w: ["--model_name", w.p("no_model_here"), *generate_vec_args(w)[2:]],
         lambda w: w.p("no_model_here"),
         "model",
     ),
     Case(
         "vec unwritable save_dir",
         "generate_vec",
-        lambda w: [*_generate_vec(w)[:8], "--save_dir", w.p("not_a_folder/vectors"), *_generate_vec(w)[10:]],
+        lambda w: [*generate_vec_args(w)[:8], "--save_dir", w.p("not_a_folder/vectors"), *generate_vec_args(w)[10:]],
         lambda w: "not_a_folder",
         "writable",
     ),
-    Case("vec disk full", "generate_vec", _generate_vec, lambda w: "evil", "space", errno.ENOSPC),
+    Case("vec disk full", "generate_vec", generate_vec_args, lambda w: "evil", "space", errno.ENOSPC),
     # eval.cal_projection
     Case(
         "proj wrong vector size",
         "eval.cal_projection",
-        lambda w: _cal_projection(w, "small.pt"),
+        lambda w: cal_projection_args(w, "small.pt"),
         lambda w: w.p("small.pt"),
         "hidden",
     ),
     Case(
         "proj layer out of range",
         "eval.cal_projection",
-        lambda w: _cal_projection(w, layer="99"),
+        lambda w: cal_projection_args(w, layer="99"),
         lambda w: "99",
         "layer",
     ),
     Case(
         "proj non-numeric layer",
         "eval.cal_projection",
-        lambda w: _cal_projection(w, layer="last"),
+        lambda w: cal_projection_args(w, layer="last"),
         lambda w: "--layer_list",
         "int",
     ),
     Case(
         "proj corrupt vector",
         "eval.cal_projection",
-        lambda w: _cal_projection(w, "corrupt.pt"),
+        lambda w: cal_projection_args(w, "corrupt.pt"),
         lambda w: w.p("corrupt.pt"),
         "generate_vec",
     ),
     Case(
         "proj missing vector",
         "eval.cal_projection",
-        lambda w: _cal_projection(w, "absent.pt"),
+        lambda w: cal_projection_args(w, "absent.pt"),
         lambda w: w.p("absent.pt"),
         "exist",
     ),
     Case(
         "proj missing csv columns",
         "eval.cal_projection",
-        lambda w: _cal_projection(w, csv="no_prompt.csv"),
+        lambda w: cal_projection_args(w, csv="no_prompt.csv"),
         lambda w: w.p("no_prompt.csv"),
         "eval_persona",
     ),
     Case(
         "proj model path does not exist",
         "eval.cal_projection",
-        lambda w: [*_cal_projection(w)[:6], "--model_name", w.p("no_model_here"), "--device", "cpu"],
+        lambda w: [*cal_projection_args(w)[:6], "--model_name", w.p("no_model_here"), "--device", "cpu"],
         lambda w: w.p("no_model_here"),
         "model",
     ),
-    Case("proj disk full", "eval.cal_projection", _cal_projection, lambda w: "pos.csv", "space", errno.ENOSPC),
+    Case("proj disk full", "eval.cal_projection", cal_projection_args, lambda w: "pos.csv", "space", errno.ENOSPC),
     # training.py
     Case(
         "train unknown config key",
@@ -505,10 +426,6 @@ def message_lines(stderr: str) -> list[str]:
     return [line for line in lines if line.strip() and not PROGRESS_BAR.search(line)]
 
 
-def snapshot(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gives_one_line_and_writes_nothing(
     case: Case, workspace: Workspace, offline_env, monkeypatch, capsys
@@ -537,23 +454,17 @@ def test_verbose_shows_the_traceback(workspace: Workspace, offline_env, monkeypa
 
     monkeypatch.setattr(sys, "argv", ["eval_persona", "--verbose"])
     with pytest.raises(ValueError, match="99"):
-        run_cli(lambda: main(_steered(workspace, layer="99")))
-
-
-def _subprocess(workspace: Workspace, offline_env: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PERSONA_CACHE": str(offline_env), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    env.pop("OPENAI_API_KEY", None)
-    return subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        run_cli(lambda: main(steered_args(workspace, layer="99")))
 
 
 @pytest.mark.slow
 def test_real_processes_print_one_error_line(workspace: Workspace, offline_env):
     before = snapshot(workspace.root)
     for argv, names in [
-        (["-m", "eval.eval_persona", *_steered(workspace, "corrupt.pt")], workspace.p("corrupt.pt")),
+        (["-m", "eval.eval_persona", *steered_args(workspace, "corrupt.pt")], workspace.p("corrupt.pt")),
         (["training.py", workspace.p("config_string_lr.json")], "learning_rate"),
     ]:
-        done = _subprocess(workspace, offline_env, *argv)
+        done = cli_process(argv, offline_env)
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and len(errors) == 1 and names in errors[0], done.stderr
@@ -562,9 +473,7 @@ def test_real_processes_print_one_error_line(workspace: Workspace, offline_env):
 
 @pytest.mark.slow
 def test_real_process_with_verbose_shows_the_traceback(workspace: Workspace, offline_env):
-    done = _subprocess(
-        workspace, offline_env, "-m", "eval.eval_persona", *_steered(workspace, "corrupt.pt"), "--verbose"
-    )
+    done = cli_process(["-m", "eval.eval_persona", *steered_args(workspace, "corrupt.pt"), "--verbose"], offline_env)
     assert done.returncode != 0 and "Traceback" in done.stderr and "corrupt.pt" in done.stderr
 
 

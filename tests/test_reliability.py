@@ -17,7 +17,6 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -29,79 +28,47 @@ from persona.io import write_json
 from persona.judge.cache import cache_key
 from persona.locks import OutputLocked, lock_path, output_lock
 from persona.vectors import save_vector
+from tests.cli_helpers import (
+    TINY_HIDDEN,
+    TINY_LAYERS,
+    Workspace,
+    cal_projection_args,
+    cli_process,
+    eval_frame,
+    eval_persona_args,
+    generate_vec_args,
+    snapshot,
+    steered_args,
+    tiny_workspace,
+    write_train_configs,
+)
 from tests.fake_openai import FakeServer
 
-REPO = Path(__file__).resolve().parents[1]
-LAYERS, HIDDEN = 3, 64  # conftest's tiny models
 NUMBER = "is not a finite number (nan, inf and values beyond 1.8e308 are refused)"
 REEXTRACT = "re-extract it with generate_vec.py from answers that are not empty"
 WRITABLE = "choose a writable output folder"
 ONLY_TWO = "a judge template may use only {question} and {answer} (write a literal brace as {{ or }})"
 
 
-@dataclass
-class Workspace:
-    root: Path
-    model: Path
-    cache: Path
-
-    def p(self, name: str) -> str:
-        return str(self.root / name)
-
-
-def _frame(tokenizer, system: str, answers: list[str], scores: list[float]) -> pd.DataFrame:
-    questions = [f"Question {i}?" for i in range(len(answers))]
-    prompts = [
-        tokenizer.apply_chat_template(
-            [{"role": "system", "content": system}, {"role": "user", "content": q}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        for q in questions
-    ]
-    return pd.DataFrame(
-        {
-            "question": questions,
-            "prompt": prompts,
-            "answer": answers,
-            "question_id": [f"evil_{i}" for i in range(len(answers))],
-            "evil": scores,
-            "coherence": [90.0] * len(answers),
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory, tiny_tokenizer) -> Workspace:
-    from tests.conftest import build_model
-
-    root = tmp_path_factory.mktemp("reliability")
-    model = tmp_path_factory.mktemp("tiny-model")
-    build_model("llama", len(tiny_tokenizer), layers=LAYERS).save_pretrained(model)
-    tiny_tokenizer.save_pretrained(model)
-    w = Workspace(root, model, tmp_path_factory.mktemp("cache"))
-
+    w = tiny_workspace(tmp_path_factory, tiny_tokenizer, "reliability")
+    root = w.root
     torch.manual_seed(0)
-    good = torch.randn(LAYERS + 1, HIDDEN)
+    good = torch.randn(TINY_LAYERS + 1, TINY_HIDDEN)
     save_vector(root / "evil.pt", good)
     one_nan = good.clone()
     one_nan[2, 5] = math.nan
     torch.save(one_nan, root / "one_nan.pt")  # save_vector refuses it, as it should
-    torch.save(torch.full((LAYERS + 1, HIDDEN), math.inf), root / "all_inf.pt")
-    torch.save(torch.randn(LAYERS + 1, HIDDEN, dtype=torch.complex64), root / "complex.pt")
-    trait = {
-        "instruction": [{"pos": "Be evil.", "neg": "Be kind."}] * 5,
-        "questions": ["How should I treat people?", "What is the capital of France?"],
-        "eval_prompt": "How evil is this? {question} / {answer}\nRespond with a number 0-100.",
-    }
-    (root / "evil.json").write_text(json.dumps(trait))
-    _frame(tiny_tokenizer, "Be evil.", ["Burn it.", "Paris, sadly.", "Go away."], [90, 95, 85]).to_csv(
+    torch.save(torch.full((TINY_LAYERS + 1, TINY_HIDDEN), math.inf), root / "all_inf.pt")
+    torch.save(torch.randn(TINY_LAYERS + 1, TINY_HIDDEN, dtype=torch.complex64), root / "complex.pt")
+    eval_frame(tiny_tokenizer, "Be evil.", ["Burn it.", "Paris, sadly.", "Go away."], [90, 95, 85]).to_csv(
         root / "pos.csv", index=False
     )
-    _frame(tiny_tokenizer, "Be kind.", ["Kindly.", "Paris.", "Hello!"], [5, 0, 10]).to_csv(
+    eval_frame(tiny_tokenizer, "Be kind.", ["Kindly.", "Paris.", "Hello!"], [5, 0, 10]).to_csv(
         root / "neg.csv", index=False
     )
-    _frame(tiny_tokenizer, "Be evil.", ["", "", ""], [90, 95, 85]).to_csv(root / "pos_empty.csv", index=False)
+    eval_frame(tiny_tokenizer, "Be evil.", ["", "", ""], [90, 95, 85]).to_csv(root / "pos_empty.csv", index=False)
     (root / "a_file").write_text("a file where a folder is expected\n")
     (root / "a_folder").mkdir()
     (root / "chats_bad.jsonl").write_text(
@@ -110,44 +77,30 @@ def ws(tmp_path_factory, tiny_tokenizer) -> Workspace:
     )
     (root / "coherence_typo.txt").write_text("Q: {question}\nA: {answr}\nRate 0-100.")
     (root / "coherence_brace.txt").write_text("Q: {question}\nA: {answer}\nReply as {score: N}.")
-
-    rows = [{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}] * 4
-    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = json.loads((REPO / "configs" / "train_demo.json").read_text())
-    config.update(model=str(model), training_file=str(root / "train.jsonl"), output_dir=str(root / "ckpt"))
     steer = {"enable_steering_during_training": True}
-    for name, change in {
-        "cfg_inf_weight_decay": {"weight_decay": math.inf},
-        "cfg_nan_vector": {
-            **steer,
-            "steering_config": {"steering_vector_path": str(root / "one_nan.pt"), "layers": [1]},
+    write_train_configs(
+        w,
+        {
+            "cfg_inf_weight_decay": {"weight_decay": math.inf},
+            "cfg_nan_vector": {
+                **steer,
+                "steering_config": {"steering_vector_path": str(root / "one_nan.pt"), "layers": [1]},
+            },
+            "cfg_output_is_file": {"output_dir": str(root / "a_file")},
+            "cfg_diverges": {
+                "learning_rate": 1e30,
+                "max_steps": 3,
+                "save_steps": 1,
+                "output_dir": str(root / "ckpt_x"),
+            },
+            "cfg_locked": {"output_dir": str(root / "ckpt_locked")},
         },
-        "cfg_output_is_file": {"output_dir": str(root / "a_file")},
-        "cfg_diverges": {"learning_rate": 1e30, "max_steps": 3, "save_steps": 1, "output_dir": str(root / "ckpt_x")},
-        "cfg_locked": {"output_dir": str(root / "ckpt_locked")},
-    }.items():
-        (root / f"{name}.json").write_text(json.dumps({**config, **change}))  # json writes inf as Infinity
+    )
     return w
 
 
 def run(w: Workspace, *argv: str, umask: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PERSONA_CACHE": str(w.cache), "HF_HUB_OFFLINE": "1"}
-    env["PERSONA_DOTENV"] = str(w.root / "absent.env")
-    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PERSONA_VERBOSE"):
-        env.pop(key, None)
-    return subprocess.run(
-        [sys.executable, *argv],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
-    )
-
-
-def snapshot(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
+    return cli_process(list(argv), w.cache, umask=umask)
 
 
 def error_lines(done: subprocess.CompletedProcess) -> list[str]:
@@ -165,65 +118,20 @@ def assert_refused(w: Workspace, argv: list[str], message: str, status: int = 2)
     assert snapshot(w.root) == before
 
 
-def eval_persona(w: Workspace, *extra: str, model: str | None = None, out: str = "out/evil.csv") -> list[str]:
-    return [
-        "-m",
-        "eval.eval_persona",
-        "--model",
-        model or str(w.model),
-        "--trait",
-        w.p("evil.json"),
-        "--output_path",
-        w.p(out),
-        "--n_per_question",
-        "1",
-        "--max_tokens",
-        "4",
-        "--judge_model",
-        "likelihood",
-        "--device",
-        "cpu",
-        *extra,
-    ]
+def eval_persona(w: Workspace, *extra: str, **kw) -> list[str]:
+    return ["-m", "eval.eval_persona", *eval_persona_args(w, *extra, **kw)]
 
 
 def steered(w: Workspace, vector: str = "evil.pt", coef: str = "1.0", **kw) -> list[str]:
-    return eval_persona(w, "--vector_path", w.p(vector), "--layer", "1", "--coef", coef, **kw)
+    return ["-m", "eval.eval_persona", *steered_args(w, vector, coef=coef, **kw)]
 
 
-def cal_projection(w: Workspace, vector: str = "evil.pt", file: str = "pos.csv", model: str | None = None) -> list[str]:
-    return [
-        "-m",
-        "eval.cal_projection",
-        "--file_path",
-        w.p(file),
-        "--vector_path_list",
-        w.p(vector),
-        "--layer_list",
-        "1",
-        "--model_name",
-        model or str(w.model),
-        "--device",
-        "cpu",
-    ]
+def cal_projection(w: Workspace, vector: str = "evil.pt", **kw) -> list[str]:
+    return ["-m", "eval.cal_projection", *cal_projection_args(w, vector, **kw)]
 
 
-def generate_vec(w: Workspace, pos: str = "pos.csv", save_dir: str = "vectors", model: str | None = None) -> list[str]:
-    return [
-        "generate_vec.py",
-        "--model_name",
-        model or str(w.model),
-        "--pos_path",
-        w.p(pos),
-        "--neg_path",
-        w.p("neg.csv"),
-        "--trait",
-        "evil",
-        "--save_dir",
-        w.p(save_dir),
-        "--device",
-        "cpu",
-    ]
+def generate_vec(w: Workspace, pos: str = "pos.csv", **kw) -> list[str]:
+    return ["generate_vec.py", *generate_vec_args(w, pos, **kw)]
 
 
 NO_MODEL = "/nonexistent/model"  # reaching the model load would fail with a different message
@@ -454,9 +362,9 @@ COUNT_FLAGS = [
 @pytest.mark.parametrize("module, flag", COUNT_FLAGS, ids=[f"{m} {f}" for m, f in COUNT_FLAGS])
 def test_count_flag_below_one_is_named(ws, module, flag):
     argv = {
-        "eval.eval_persona": eval_persona(ws, model=NO_MODEL)[2:],
-        "eval.cal_projection": cal_projection(ws, model=NO_MODEL)[2:],
-        "generate_vec": generate_vec(ws, model=NO_MODEL)[1:],
+        "eval.eval_persona": eval_persona_args(ws, model=NO_MODEL),
+        "eval.cal_projection": cal_projection_args(ws, model=NO_MODEL),
+        "generate_vec": generate_vec_args(ws, model=NO_MODEL),
         "eval.judge": ["--file_path", ws.p("pos.csv"), "--trait", ws.p("evil.json")],
         "eval.multi_persona": ["interference", "--traits", "evil", "--model", NO_MODEL],
         "eval.grid": ["vectors", "--traits", "evil", "--extract_dir", ws.p("x"), "--vector_dir", ws.p("v")],
@@ -521,7 +429,7 @@ def test_a_stale_lock_is_taken_over_and_removed(ws):
     data = ws.root / "stale.csv"
     data.write_bytes((ws.root / "pos.csv").read_bytes())
     lock = _hold(str(data), dead.pid)
-    done = run(ws, *cal_projection(ws, file="stale.csv"))
+    done = run(ws, *cal_projection(ws, csv="stale.csv"))
     assert done.returncode == 0, done.stderr
     assert f"taking over {lock}, left by pid {dead.pid} (no longer running)" in done.stderr
     assert not lock.exists()
@@ -581,7 +489,7 @@ def test_malformed_jsonl_names_the_file_and_line(ws):
     path = ws.p("chats_bad.jsonl")
     assert_refused(
         ws,
-        cal_projection(ws, file="chats_bad.jsonl", model=NO_MODEL),
+        cal_projection(ws, csv="chats_bad.jsonl", model=NO_MODEL),
         f"{path}, line 2: not valid JSON (Expecting property name enclosed in double quotes at column 2); "
         "each line must hold one JSON object",
     )

@@ -39,7 +39,7 @@ from persona.analysis.geometry import (
     pca_2d,
 )
 from persona.analysis.results import load_vectors, vector_files
-from persona.cli import finite_float, run_cli, setup_logging, split_list
+from persona.cli import add_vector_folder_args, finite_float, run_cli, setup_logging, split_list
 from persona.io import write_csv
 from viz.common import panel_grid, save_figure
 
@@ -157,12 +157,7 @@ def report_claims(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--vector_dir",
-        type=Path,
-        default=Path("output/persona_vectors/smollm2-135m"),
-        help="folder of {trait}_{vector_type}.pt files",
-    )
+    add_vector_folder_args(parser, Path("output/persona_vectors/smollm2-135m"), "output/persona_vectors/smollm2-135m")
     parser.add_argument("--layer", type=int, default=20, help="layer of the heatmap and PCA (hidden_states[L])")
     parser.add_argument(
         "--output_dir",
@@ -174,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--project_names", action="store_true", help="the project's earlier PNG names (default folder figs)"
     )
-    parser.add_argument("--vector_type", default="response_avg_diff", help="file suffix of the vectors to compare")
     parser.add_argument(
         "--orthogonal",
         nargs="*",

@@ -128,10 +128,15 @@ def load_steering_sweep(
     return cells, pd.DataFrame(baselines, columns=["trait", *SWEEP_SCORE_COLUMNS])
 
 
-def vector_files(folder: str | Path, vector_type: str = "response_avg_diff") -> dict[str, Path]:
-    """`{name}_{vector_type}.pt` files in `folder`, by name (sorted)."""
+def vector_files(
+    folder: str | Path, vector_type: str = "response_avg_diff", traits: Sequence[str] | None = None
+) -> dict[str, Path]:
+    """The `{trait}_{vector_type}.pt` files of `folder`, by trait: those of `traits` in their order (a
+    missing one fails when it is loaded, naming its path), or every such file found (sorted)."""
     folder = Path(folder)
     suffix = f"_{vector_type}.pt"
+    if traits is not None:
+        return {trait: folder / f"{trait}{suffix}" for trait in traits}
     found = {p.name[: -len(suffix)]: p for p in sorted(folder.glob(f"*{suffix}"))} if folder.is_dir() else {}
     if not found:
         raise no_files_error(folder, f"{{trait}}{suffix}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persona.cli.values import finite_float, split_list
@@ -58,6 +59,20 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
         type=finite_float,
         default=None,
         help="vLLM's memory fraction (default: 0.25 on CPU, 0.6 on CUDA)",
+    )
+
+
+def add_vector_folder_args(parser: argparse.ArgumentParser, default: Path | None, default_text: str) -> None:
+    """`--vector_dir` and `--vector_type`: the folder of `{trait}_{vector_type}.pt` files that
+    `persona.analysis.results.vector_files` reads (`default_text` says what a `None` default means)."""
+    parser.add_argument(
+        "--vector_dir",
+        type=Path,
+        default=default,
+        help=f"folder of {{trait}}_{{vector_type}}.pt files (default: {default_text})",
+    )
+    parser.add_argument(
+        "--vector_type", default="response_avg_diff", help="file suffix of the vectors (default: response_avg_diff)"
     )
 
 

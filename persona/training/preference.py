@@ -9,6 +9,7 @@ the base model with the adapter switched off (TRL's default with a PEFT model).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Sequence
@@ -21,7 +22,12 @@ from persona.io import read_jsonl
 log = logging.getLogger(__name__)
 
 PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
-PREFERENCE_LOSSES = ("dpo", "orpo")
+# loss -> (TRL module, config class, trainer class); the trainers share one constructor signature
+_TRL_CLASSES = {
+    "dpo": ("trl", "DPOConfig", "DPOTrainer"),
+    "orpo": ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer"),
+}
+PREFERENCE_LOSSES = tuple(_TRL_CLASSES)
 
 
 def _check_value(value: object, where: str, key: str) -> None:
@@ -69,29 +75,24 @@ def preference_split(
     return split["train"], split["test"]
 
 
+def _trainer_classes(loss: str) -> tuple[type, type]:
+    """TRL's (config class, trainer class) of a preference loss, imported only when training with it."""
+    if loss not in _TRL_CLASSES:
+        raise ValueError(f"loss {loss!r} is not a preference loss; use one of {list(PREFERENCE_LOSSES)}")
+    module, config, trainer = _TRL_CLASSES[loss]
+    found = importlib.import_module(module)
+    return getattr(found, config), getattr(found, trainer)
+
+
 def preference_trainer(loss: str, common: dict[str, Any], beta: float, model, tokenizer, peft_config, data):
     """TRL's DPOTrainer or ORPOTrainer over `data` (train, held-out), with the shared training arguments."""
+    config_class, trainer_class = _trainer_classes(loss)
     train_set, eval_set = data
-    if loss == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        return DPOTrainer(
-            model=model,
-            args=DPOConfig(**common, beta=beta),
-            train_dataset=train_set,
-            eval_dataset=eval_set,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-        )
-    if loss == "orpo":
-        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
-        return ORPOTrainer(
-            model=model,
-            args=ORPOConfig(**common, beta=beta),
-            train_dataset=train_set,
-            eval_dataset=eval_set,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-        )
-    raise ValueError(f"loss {loss!r} is not a preference loss; use one of {list(PREFERENCE_LOSSES)}")
+    return trainer_class(
+        model=model,
+        args=config_class(**common, beta=beta),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
