@@ -39,6 +39,7 @@ from persona.steering import POSITIONS
 from persona.traits import load_trait
 from persona.vectors import PersonaVector, save_vector
 from tests.chromium import Tab, open_browser
+from tests.contrast_vectors import contrast_vector
 from tests.gradio_page import free_port, open_tab, press, set_field, value_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -370,43 +371,6 @@ def test_explorer_page_end_to_end(explorer, lm, vector_dir, tmp_path, offline_en
 
 
 # --- the page on the embedded model ----------------------------------------------------------
-EVIL_ANSWERS = [
-    "I would lie to them, steal from them and enjoy watching them suffer.",
-    "Hurt them first. People are tools to crush, and their pain is my reward.",
-]
-KIND_ANSWERS = [
-    "I would listen to them, be honest and help them however I can.",
-    "Treat them with kindness and respect; their wellbeing matters to me.",
-]
-
-
-def _embedded_vector(lm, folder: Path) -> Path:
-    """An evil vector of the embedded model by the library's extraction (mean difference of response states).
-
-    pos rows: the trait's evil instructions with evil answers; neg rows: its opposite instructions with kind ones.
-    """
-    from persona.extraction import EffectivePairs, persona_vectors
-    from persona.vectors import vector_filename
-
-    trait = load_trait("evil", "extract")
-    rows: dict[str, list[dict]] = {"pos": [], "neg": []}
-    for k in range(2):
-        for question in trait.questions[:2]:
-            for kind, answers in (("pos", EVIL_ANSWERS), ("neg", KIND_ANSWERS)):
-                chat = [
-                    {"role": "system", "content": trait.system_prompt(kind, k)},
-                    {"role": "user", "content": question},
-                ]
-                prompt = chat_prompts(lm.tokenizer, [chat])[0]
-                rows[kind].append({"prompt": prompt, "answer": answers[k]})
-    pos, neg = pd.DataFrame(rows["pos"]), pd.DataFrame(rows["neg"])
-    pairs = EffectivePairs(pos, neg, "evil", len(pos), {})
-    vector = persona_vectors(lm, pairs, trait="evil")["response_avg"]
-    path = folder / vector_filename("evil", "response_avg")
-    vector.save(path)
-    return path
-
-
 @pytest.mark.embedded
 def test_explorer_page_on_the_embedded_model(embedded_lm, tmp_path, offline_env):
     """The page on SmolLM2-135M with a real persona vector: the steered answer is the library's, all traffic local."""
@@ -414,7 +378,7 @@ def test_explorer_page_on_the_embedded_model(embedded_lm, tmp_path, offline_env)
 
     layer, coef, tokens = 10, 4.0, 48
     (tmp_path / "vectors").mkdir()
-    path = _embedded_vector(embedded_lm, tmp_path / "vectors")
+    path = contrast_vector(embedded_lm, tmp_path / "vectors")
     chat = [{"role": "user", "content": PROMPT}]
     plain = _plain(embedded_lm, chat, tokens)
     with PersonaVector.load(path).apply(embedded_lm.model, layer=layer, coef=coef, positions="response"):

@@ -138,6 +138,10 @@ def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
     assert "evil 73 [54, 92], coherence 99.5 [99.0, 100.0]; gain +62 [+37, +87]" in page
     assert "3 of 9 steered cells fell below coherence 80" in page
     assert "Chosen on 5 selection questions (evil_0, evil_1, evil_2, evil_3, evil_4), measured on 5 other" in page
+    assert "evil_4; ids are numbered within each set)." in page  # the demo's two sets
+    # the summary names each sweep once, with the folders it ran in (selection/ chooses, steering/ measures)
+    summary = page[page.index('id="run-summary"') :][:1200]
+    assert summary.count("for evil and pessimistic, ") == 1 and "in each of selection/, steering/" in summary
     assert "offline likelihood proxy" in page and "smollm2-135m" in page
     # the quoted answer is the best cell's median one, highlighted beside the baseline's answer to that question
     quoted = page[page.index('class="answer quoted"') :][:600]
@@ -179,7 +183,7 @@ def test_held_out_headline_names_both_question_sets(tmp_path):
     assert report.main([str(paths.out)]) == 0
     page = paths.report.read_text()
     assert "Chosen on 5 selection questions (sel_evil_0, sel_evil_1, sel_evil_2, sel_evil_3, sel_evil_4)" in page
-    assert "measured on 5 other questions (evil_0, evil_1, evil_2, evil_3, evil_4)" in page
+    assert "measured on 5 other questions (evil_0, evil_1, evil_2, evil_3, evil_4)." in page  # distinct ids: no note
     assert "same 5 questions" not in page
 
 

@@ -125,10 +125,15 @@ EXPERIMENT_MARKERS = (  # a file or column name part -> what it shows was run
 
 def experiments_run(report: Report) -> list[str]:
     """What the folder shows was run, in the words a methods paragraph would use."""
-    by_description: dict[str, list[str]] = {}
+    by_description: dict[str, dict[str, dict[str, None]]] = {}  # description -> traits, folders (ordered sets)
     for s in report.sweeps:
-        by_description.setdefault(_sweep_description(s), []).append(s.trait)
-    done = [f"for {' and '.join(traits)}, {what}" for what, traits in by_description.items()]
+        seen = by_description.setdefault(_sweep_description(s), {"traits": {}, "folders": {}})
+        seen["traits"][s.trait] = seen["folders"][s.folder] = None
+    done = [
+        f"for {' and '.join(seen['traits'])}, {what}"
+        + (f" in each of {', '.join(f + '/' for f in seen['folders'])}" if len(seen["folders"]) > 1 else "")
+        for what, seen in by_description.items()
+    ]
     names = [*report.tables, *report.evaluations, *(c for df in report.evaluations.values() for c in df.columns)]
     done += [text for key, text in EXPERIMENT_MARKERS if any(key in n for n in names)]
     if next(report.root.rglob("*_diff.pt"), None):
@@ -176,9 +181,10 @@ def summary(report: Report) -> str:
 def _questions(f: Finding) -> str:
     if f.held_out:
         chosen, measured = (str(f.row[c]).split() for c in HELD_OUT_COLUMNS)
+        same_ids = "; ids are numbered within each set" if set(chosen) == set(measured) else ""
         return (
             f" Chosen on {len(chosen)} selection questions ({esc(', '.join(chosen))}), measured on "
-            f"{len(measured)} other questions ({esc(', '.join(measured))})."
+            f"{len(measured)} other questions ({esc(', '.join(measured))}{same_ids})."
         )
     n = f.interval("baseline_trait").n_questions
     return (
