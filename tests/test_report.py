@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from persona.analysis.headline import held_out_headlines, held_out_rows  # noqa: E402
+from persona.analysis.stats import Interval  # noqa: E402
 from persona.cli import run_cli  # noqa: E402
 from persona.evaluation import sweep_filename  # noqa: E402
 from study.demo import DemoSettings  # noqa: E402
@@ -30,7 +32,7 @@ from tests.demo_layout import QUOTED, XSS, build_demo_output  # noqa: E402
 from viz import report  # noqa: E402
 from viz.report import html  # noqa: E402
 from viz.report.experiments import projection_label  # noqa: E402
-from viz.report.intervals import mean_text  # noqa: E402
+from viz.report.intervals import mean_text, score_text  # noqa: E402
 
 
 @pytest.fixture
@@ -86,8 +88,9 @@ def test_report_content(tmp_path, capsys):
     assert table.loc["layer 20, coef 2", "trait"] == 50.0  # unscored rows are skipped
     assert table.loc["layer 20, coef 2", "n"] == 2
     # evil 10, 30 on 2 questions: se = sqrt(2 * (10^2 + 10^2)) / 2 = 10, t(0.975, 1) = 12.706: 20 [-107, 147];
-    # coherence 80, 90: se 5, half-width 63.5: 85 [21, 149] (two questions give almost no certainty)
-    assert "<td>20 [-107, 147]</td><td>85 [21, 149]</td>" in page
+    # coherence 80, 90: se 5, half-width 63.5: 85 [21, 149] (two questions give almost no certainty); a mean
+    # score lies in 0..100, so the bounds are shown cut there (rounded by the full width: whole numbers)
+    assert "<td>20 [0, 100]</td><td>85 [21, 100]</td>" in page
     assert "smollm2-135m" in page and "likelihood" in page and "<td>0.250</td>" in page
     assert "q &lt;1&gt;" in page and "a &amp; b" in page  # questions and answers are shown, escaped
     assert "no unsteered baseline to compare with" in page
@@ -102,6 +105,15 @@ def test_numbers_are_rounded_to_their_interval():
     assert mean_text(frame.drop(columns="question_id"), "x") == "50.0"  # no questions: the mean alone
     assert mean_text(frame.iloc[:1], "x") == "40.0"  # one question: no interval
     assert html.number(85.0) == "85.0" and html.number(0.25) == "0.250" and html.number(1234.5) == "1234"
+
+
+def test_score_intervals_stay_on_the_judge_scale():
+    # the demo's coherence at layer 6, coef 3 on 5 questions: 97.1 [89.7, 104.6]; no mean score exceeds 100
+    assert score_text(Interval(5, 5, 97.14, 89.71, 104.57)) == "97.1 [89.7, 100.0]"
+    assert score_text(Interval(5, 5, 36.1, -14.2, 86.4)) == "36 [0, 86]"  # half-width 50: whole numbers
+    assert score_text(Interval(5, 5, 62.0, 48.1, 75.9)) == "62 [48, 76]"  # inside the scale: as it is
+    assert score_text(Interval(5, 5, -20.0, -130.0, 90.0), signed=True) == "-20 [-130, +90]"  # a gain is not cut
+    assert score_text(Interval(1, 2, 40.0, math.nan, math.nan)) == "40.0"  # no interval: the mean alone
 
 
 def test_projection_columns_get_short_headers():
