@@ -145,7 +145,8 @@ def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
     # half-width 10.4 -> whole numbers: 11 [1, 21]
     assert "<strong>steering effect: the 95% interval of the gain lies above 0</strong>" in page
     assert (
-        "baseline evil 11 [1, 21], coherence 99.9 [99.8, 100.0] &rarr; best coherent cell (layer 10, coef 2.5)" in page
+        "baseline evil 11 [1, 21], coherence 99.9 [99.8, 100.0] &rarr; "
+        "cell chosen on the selection questions (layer 10, coef 2.5)" in page
     )
     assert "evil 73 [54, 92], coherence 99.5 [99.0, 100.0]; gain +62 [+37, +87]" in page
     assert "3 of 9 steered cells fell below coherence 80" in page
@@ -176,6 +177,8 @@ def test_no_steering_effect_is_said_plainly(tmp_path):
     assert report.main([str(paths.out / "steering")]) == 0
     page = (paths.out / "steering" / "report.html").read_text()
     assert "<strong>no steering effect: none of the 9 steered cells kept mean coherence &ge; 80</strong>" in page
+    # chosen and measured here (no headline.csv in the sweep folder): the best coherent cell, named so
+    assert "&rarr; best coherent cell (layer 10, coef 2.5)" in page and "chosen on the selection" not in page
 
 
 def test_held_out_headline_names_both_question_sets(tmp_path):

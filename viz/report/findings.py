@@ -44,6 +44,11 @@ class Finding:
     def held_out(self) -> bool:
         return all(isinstance(self.row.get(c), str) for c in HELD_OUT_COLUMNS)
 
+    @property
+    def chosen(self) -> str:
+        """What the best cell is: chosen elsewhere (held out, its coherence here may fall short) or here."""
+        return "cell chosen on the selection questions" if self.held_out else "best coherent cell"
+
     def interval(self, prefix: str) -> Interval:
         return row_interval(self.row, prefix)
 
@@ -245,7 +250,7 @@ def headline(f: Finding, floor: float = COHERENCE_FLOOR) -> str:
     delta = f.interval("delta")
     gain = f"; gain {score_text(delta, signed=True)}" if delta.defined else ""
     text = (
-        f"{title}<strong>{words}</strong>. {base_text} &rarr; best coherent cell ({cell}) {esc(s.column)} "
+        f"{title}<strong>{words}</strong>. {base_text} &rarr; {f.chosen} ({cell}) {esc(s.column)} "
         f"{score_text(f.interval('best_trait'))}, coherence {score_text(f.interval('best_coherence'))}{gain}."
         f"{below_text}{_questions(f)}"
     )
