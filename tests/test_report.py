@@ -32,7 +32,7 @@ from tests.demo_layout import QUOTED, XSS, build_demo_output  # noqa: E402
 from viz import report  # noqa: E402
 from viz.report import html  # noqa: E402
 from viz.report.experiments import projection_label  # noqa: E402
-from viz.report.intervals import mean_text, score_text  # noqa: E402
+from viz.report.intervals import interval_text, mean_text, score_text  # noqa: E402
 
 
 @pytest.fixture
@@ -114,6 +114,9 @@ def test_score_intervals_stay_on_the_judge_scale():
     assert score_text(Interval(5, 5, 62.0, 48.1, 75.9)) == "62 [48, 76]"  # inside the scale: as it is
     assert score_text(Interval(5, 5, -20.0, -130.0, 90.0), signed=True) == "-20 [-130, +90]"  # a gain is not cut
     assert score_text(Interval(1, 2, 40.0, math.nan, math.nan)) == "40.0"  # no interval: the mean alone
+    # the demo's evil L10 projection of one cell: 4.6 [-0.04, 9.2] rounds its low bound to zero, not to "-0.0"
+    assert interval_text(Interval(5, 5, 4.6, -0.04, 9.2)) == "4.6 [0.0, 9.2]"
+    assert interval_text(Interval(5, 5, -0.004, -0.5, 0.48), signed=True) == "+0.00 [-0.50, +0.48]"
 
 
 def test_projection_columns_get_short_headers():
@@ -167,6 +170,7 @@ def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
         assert name in provenance
     assert "<details open" not in page
     assert "r undefined (2 points): r needs 3+ pairs, so 3+ traits" in page  # two traits: never `r = nan`
+    assert "two traits give one cosine, shared by both points" in page  # the figure's caption says why
 
 
 def test_no_steering_effect_is_said_plainly(tmp_path):

@@ -37,7 +37,8 @@ def interval_text(interval: Interval, *, signed: bool = False, max_decimals: int
     if not (math.isfinite(interval.ci_low) and math.isfinite(interval.ci_high)):
         return ("+" if signed and interval.mean > 0 else "") + number(interval.mean)
     digits = interval.decimals() if max_decimals is None else min(interval.decimals(), max_decimals)
-    return interval.text(digits, signed=signed)
+    zeroed = {k: 0.0 for k in ("mean", "ci_low", "ci_high") if round(getattr(interval, k), digits) == 0}
+    return dataclasses.replace(interval, **zeroed).text(digits, signed=signed)  # no "-0.0" for a rounded -0.04
 
 
 SCORE_SCALE = (0.0, 100.0)
