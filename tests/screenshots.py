@@ -32,6 +32,7 @@ from tests.gradio_page import click, free_port, open_tab, press, set_field, valu
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPO_ROOT / "docs" / "assets"
+TABS = ["steer", "tokens", "strip", "vectors", "results"]
 
 
 def report(folder: Path, out: Path) -> None:
@@ -78,7 +79,8 @@ def _window(tab: Tab, height: int, width: int = 1280) -> None:
 
 
 def _shoot(tab: Tab, name: str) -> None:
-    """Save the whole page: the window grown from 900 pixels to the page's height (at most 2400)."""
+    """Save the whole page once Gradio is idle: the window grown from 900 pixels to its height (at most 2400)."""
+    tab.wait("!document.body.innerText.includes('processing |')", 900)
     _window(tab, 900)
     height = min(int(tab.js("document.documentElement.scrollHeight")), 2400)
     _window(tab, height)
@@ -103,47 +105,54 @@ def explorer(args: argparse.Namespace) -> None:
             tab = Tab(browser, width=1280, height=900)
             tab.navigate(url)
             tab.wait("document.querySelector('#steer-generate') !== null")
-            set_field(tab, "#steer-prompt textarea", prompt)
-            _choose(tab, "#steer-vector-0", vector)
-            set_field(tab, "#steer-layer-0 input[type=number]", args.layer)
-            set_field(tab, "#steer-coef-0 input[type=number]", args.coef)
-            click(tab, f"#steer-positions input[value={args.positions}]")
-            set_field(tab, "#steer-max-tokens input[type=number]", args.max_tokens)
-            for _ in range(args.repeat):
-                print("steer:", press(tab, "#steer-generate", "#steer-status textarea", timeout=900))
-            for side in ("unsteered", "steered"):
-                score = tab.js(f"document.querySelector('#steer-{side}-score').innerText")
-                print(f"{side} [{score.strip()}]: {tab.js(value_of(f'#steer-{side} textarea'))!r}")
-            _shoot(tab, "steer")
+            if "steer" in args.tabs:
+                set_field(tab, "#steer-prompt textarea", prompt)
+                _choose(tab, "#steer-vector-0", vector)
+                set_field(tab, "#steer-layer-0 input[type=number]", args.layer)
+                set_field(tab, "#steer-coef-0 input[type=number]", args.coef)
+                click(tab, f"#steer-positions input[value={args.positions}]")
+                set_field(tab, "#steer-max-tokens input[type=number]", args.max_tokens)
+                for _ in range(args.repeat):
+                    print("steer:", press(tab, "#steer-generate", "#steer-status textarea", timeout=900))
+                for side in ("unsteered", "steered"):
+                    score = tab.js(f"document.querySelector('#steer-{side}-score').innerText")
+                    print(f"{side} [{score.strip()}]: {tab.js(value_of(f'#steer-{side} textarea'))!r}")
+                _shoot(tab, "steer")
 
-            open_tab(tab, "Token view")
-            _choose(tab, "#tokens-vector", vector)
-            set_field(tab, "#tokens-layer input[type=number]", args.layer)
-            print("tokens:", press(tab, "#tokens-run", "#tokens-status textarea", timeout=900))
-            _shoot(tab, "tokens")
+            if "tokens" in args.tabs:
+                open_tab(tab, "Token view")
+                _choose(tab, "#tokens-vector", vector)
+                set_field(tab, "#tokens-layer input[type=number]", args.layer)
+                print("tokens:", press(tab, "#tokens-run", "#tokens-status textarea", timeout=900))
+                _shoot(tab, "tokens")
 
-            open_tab(tab, "Coefficient strip")
-            _choose(tab, "#strip-vector", vector)
-            set_field(tab, "#strip-layer input[type=number]", args.layer)
-            print("strip:", press(tab, "#strip-run", "#strip-status textarea", timeout=900))
-            for i in range(5):
-                label = tab.js(f"document.querySelector('#strip-answer-{i} label, #strip-answer-{i} span').innerText")
-                print(f"  {label.strip()}: {tab.js(value_of(f'#strip-answer-{i} textarea'))!r}")
-            _shoot(tab, "strip")
+            if "strip" in args.tabs:
+                open_tab(tab, "Coefficient strip")
+                _choose(tab, "#strip-vector", vector)
+                set_field(tab, "#strip-layer input[type=number]", args.layer)
+                print("strip:", press(tab, "#strip-run", "#strip-status textarea", timeout=900))
+                for i in range(5):
+                    label = tab.js(
+                        f"document.querySelector('#strip-answer-{i} label, #strip-answer-{i} span').innerText"
+                    )
+                    print(f"  {label.strip()}: {tab.js(value_of(f'#strip-answer-{i} textarea'))!r}")
+                _shoot(tab, "strip")
 
-            open_tab(tab, "Vectors")
-            set_field(tab, "#vectors-layer input[type=number]", args.layer)
-            print("vectors:", press(tab, "#vectors-run", "#vectors-status textarea", timeout=900))
-            tab.wait("document.querySelectorAll('#vectors-heatmap img, #vectors-heatmap svg').length > 0")
-            _shoot(tab, "vectors")
+            if "vectors" in args.tabs:
+                open_tab(tab, "Vectors")
+                set_field(tab, "#vectors-layer input[type=number]", args.layer)
+                print("vectors:", press(tab, "#vectors-run", "#vectors-status textarea", timeout=900))
+                tab.wait("document.querySelectorAll('#vectors-heatmap img, #vectors-heatmap svg').length > 0")
+                _shoot(tab, "vectors")
 
-            open_tab(tab, "Results")
-            print("results:", press(tab, "#results-load", "#results-status textarea", timeout=900))
-            if args.cell:
-                _pick_option(tab, "#results-cell", args.cell)
-                tab.wait(f"({value_of('#results-status textarea')}).endsWith({json.dumps(args.cell)})", 300)
-            tab.wait("document.querySelector('#results-answers').innerText.trim().length > 0", 300)
-            _shoot(tab, "results")
+            if "results" in args.tabs:
+                open_tab(tab, "Results")
+                print("results:", press(tab, "#results-load", "#results-status textarea", timeout=900))
+                if args.cell:
+                    _pick_option(tab, "#results-cell", args.cell)
+                    tab.wait(f"({value_of('#results-status textarea')}).endsWith({json.dumps(args.cell)})", 300)
+                tab.wait("document.querySelector('#results-answers').innerText.trim().length > 0", 300)
+                _shoot(tab, "results")
 
             outside = [u for u in tab.requested_urls() if not u.startswith((url, "data:", "blob:"))]
             print(f"page errors: {tab.errors()}; requests outside {url}: {outside}")
@@ -182,6 +191,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     app.add_argument("--positions", default="all", choices=("response", "prompt", "all"))
     app.add_argument("--max_tokens", type=int, default=48)
     app.add_argument("--repeat", type=int, default=2, help="Generate this often (the later runs time a warm model)")
+    app.add_argument("--tabs", nargs="+", default=TABS, choices=TABS, help="the tabs to shoot (tokens needs steer)")
     app.add_argument(
         "--cell", default="", help="the Results tab's cell, e.g. steering/evil_steer_all_layer_10_coef_3.0.csv"
     )
