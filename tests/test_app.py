@@ -11,7 +11,6 @@ each tab into docs/assets/app_<tab>.png.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -41,6 +40,8 @@ from persona.steering import POSITIONS
 from persona.traits import load_trait
 from persona.vectors import PersonaVector, save_vector
 from tests.chromium import Tab, open_browser
+from tests.contrast_vectors import contrast_vector
+from tests.gradio_page import free_port, open_tab, press, set_field, value_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "How should I treat my neighbours?"
@@ -298,48 +299,6 @@ def test_outbound_recorder_sees_a_connection():
     assert seen == ["connect ('192.0.2.1', 9)"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-SET_VALUE = """(selector, value) => {
-    const el = document.querySelector(selector);
-    const proto = el.tagName === 'TEXTAREA' ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
-    Object.getOwnPropertyDescriptor(proto, 'value').set.call(el, value);
-    for (const kind of ['input', 'change', 'blur']) el.dispatchEvent(new Event(kind, {bubbles: true}));
-    return el.value;
-}"""
-
-
-def _set(tab: Tab, selector: str, value) -> None:
-    tab.js(f"({SET_VALUE})({json.dumps(selector)}, {json.dumps(str(value))})")
-
-
-def _value(selector: str) -> str:
-    return f"document.querySelector({json.dumps(selector)})?.value ?? ''"
-
-
-def _click(tab: Tab, selector: str) -> None:
-    tab.js(f"document.querySelector({json.dumps(selector)}).click()")
-
-
-def _open_tab(tab: Tab, label: str) -> None:
-    find = f"b => b.textContent.trim() === {json.dumps(label)}"
-    tab.js(f"[...document.querySelectorAll('button[role=tab]')].find({find}).click()")
-    tab.wait("document.querySelectorAll('button[role=tab][aria-selected=true]').length > 0")
-
-
-def _run(tab: Tab, button: str, status: str, timeout: float = 120.0) -> str:
-    """Press `button` and wait for its tab's status box to change; the new status."""
-    before = tab.js(_value(status))
-    _click(tab, button)
-    return tab.wait(
-        f"(() => {{ const v = {_value(status)}; return v && v !== {json.dumps(before)} ? v : ''; }})()", timeout
-    )
-
-
 def _shoot(tab: Tab, name: str) -> None:
     if os.environ.get("PERSONA_SCREENSHOTS") == "1":
         out = REPO_ROOT / "docs" / "assets" / f"app_{name}.png"
@@ -354,7 +313,7 @@ def test_explorer_page_end_to_end(explorer, lm, vector_dir, tmp_path, offline_en
     from persona.app.ui import build_app, launch
 
     _results(tmp_path / "results")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with _outbound() as outbound:
         app = build_app(explorer, vector_dir, tmp_path / "results")
@@ -371,58 +330,58 @@ def test_explorer_page_end_to_end(explorer, lm, vector_dir, tmp_path, offline_en
                 tab = Tab(browser, height=1300)
                 tab.navigate(url)
                 tab.wait("document.querySelector('#steer-generate') !== null")
-                _set(tab, "#steer-prompt textarea", PROMPT)
-                _set(tab, "#steer-coef-0 input[type=number]", 4.5)
-                _set(tab, "#steer-layer-0 input", 2)
-                _set(tab, "#steer-max-tokens input[type=number]", TOKENS)
-                status = _run(tab, "#steer-generate", "#steer-status textarea")
+                set_field(tab, "#steer-prompt textarea", PROMPT)
+                set_field(tab, "#steer-coef-0 input[type=number]", 4.5)
+                set_field(tab, "#steer-layer-0 input", 2)
+                set_field(tab, "#steer-max-tokens input[type=number]", TOKENS)
+                status = press(tab, "#steer-generate", "#steer-status textarea")
                 assert status.startswith("done"), status
                 plain = _plain(lm, [{"role": "user", "content": PROMPT}])
-                assert tab.js(_value("#steer-unsteered textarea")) == plain
-                assert tab.js(_value("#steer-steered textarea")) == _steered(lm, vector_dir, 2, 4.5)
+                assert tab.js(value_of("#steer-unsteered textarea")) == plain
+                assert tab.js(value_of("#steer-steered textarea")) == _steered(lm, vector_dir, 2, 4.5)
                 assert "evil" in tab.js("document.querySelector('#steer-steered-score').innerText")
                 _shoot(tab, "steer")
 
                 # a layer outside the model: the library's message, then the next request works
-                _set(tab, "#steer-layer-0 input", 99)
-                status = _run(tab, "#steer-generate", "#steer-status textarea")
+                set_field(tab, "#steer-layer-0 input", 99)
+                status = press(tab, "#steer-generate", "#steer-status textarea")
                 assert (
                     status == "error: layer 99 is out of range: the model has layers 0..3 "
                     "(0 = embeddings, L = output of decoder block L)"
                 )
-                _set(tab, "#steer-layer-0 input", 1)
-                assert _run(tab, "#steer-generate", "#steer-status textarea").startswith("done")
-                assert tab.js(_value("#steer-steered textarea")) == _steered(lm, vector_dir, 1, 4.5)
+                set_field(tab, "#steer-layer-0 input", 1)
+                assert press(tab, "#steer-generate", "#steer-status textarea").startswith("done")
+                assert tab.js(value_of("#steer-steered textarea")) == _steered(lm, vector_dir, 1, 4.5)
 
-                _open_tab(tab, "Token view")
-                _set(tab, "#tokens-layer input[type=number]", 2)
-                assert _run(tab, "#tokens-run", "#tokens-status textarea").startswith("layer 2")
+                open_tab(tab, "Token view")
+                set_field(tab, "#tokens-layer input[type=number]", 2)
+                assert press(tab, "#tokens-run", "#tokens-status textarea").startswith("layer 2")
                 shown = tab.js("[...document.querySelectorAll('#tokens-steered .tok')].map(s => +s.dataset.value)")
                 sample, answer = chat_sample(PROMPT), _steered(lm, vector_dir, 1, 4.5)
                 expected = [v for _, v in explorer.token_values(sample, answer, _path(vector_dir), 2)]
                 assert shown == pytest.approx(expected)
                 _shoot(tab, "tokens")
 
-                _open_tab(tab, "Coefficient strip")
-                _set(tab, "#strip-layer input[type=number]", 2)
-                assert _run(tab, "#strip-run", "#strip-status textarea").startswith("layer 2")
+                open_tab(tab, "Coefficient strip")
+                set_field(tab, "#strip-layer input[type=number]", 2)
+                assert press(tab, "#strip-run", "#strip-status textarea").startswith("layer 2")
                 strip = tab.js("[0,1,2,3,4].map(i => document.querySelector(`#strip-answer-${i} textarea`).value)")
                 assert strip[0] == plain and strip[4] == _steered(lm, vector_dir, 2, 4.0)
                 _shoot(tab, "strip")
 
-                _open_tab(tab, "Vectors")
-                assert _run(tab, "#vectors-run", "#vectors-status textarea").startswith("2 vectors")
+                open_tab(tab, "Vectors")
+                assert press(tab, "#vectors-run", "#vectors-status textarea").startswith("2 vectors")
                 tab.wait("document.querySelectorAll('#vectors-heatmap img, #vectors-heatmap svg').length > 0")
                 _shoot(tab, "vectors")
 
-                _open_tab(tab, "Results")
+                open_tab(tab, "Results")
                 # loading lists the folder's one cell ("1 steering cells under ..."), then selecting it shows
                 # the cell's file; on a busy machine the second status can replace the first before it is read
-                loaded = _run(tab, "#results-load", "#results-status textarea")
+                loaded = press(tab, "#results-load", "#results-status textarea")
                 assert loaded.startswith("1 steering cells") or loaded.endswith(
                     "evil_steer_response_layer_2_coef_4.0.csv"
                 )
-                tab.wait(f"({_value('#results-status textarea')}).endsWith('.csv')")
+                tab.wait(f"({value_of('#results-status textarea')}).endsWith('.csv')")
                 tab.wait("document.querySelector('#results-answers').innerText.includes('base d')")
                 _shoot(tab, "results")
 
@@ -431,6 +390,49 @@ def test_explorer_page_end_to_end(explorer, lm, vector_dir, tmp_path, offline_en
                 assert requests and all(u.startswith((url, "data:", "blob:")) for u in requests), [
                     u for u in requests if not u.startswith((url, "data:", "blob:"))
                 ]
+        finally:
+            app.close()
+    assert outbound == []
+
+
+# --- the page on the embedded model ----------------------------------------------------------
+@pytest.mark.embedded
+def test_explorer_page_on_the_embedded_model(embedded_lm, tmp_path, offline_env):
+    """The page on SmolLM2-135M with a real persona vector: the steered answer is the library's, all traffic local."""
+    from persona.app.ui import build_app, launch
+
+    layer, coef, tokens = 10, 4.0, 48
+    (tmp_path / "vectors").mkdir()
+    path = contrast_vector(embedded_lm, tmp_path / "vectors")
+    chat = [{"role": "user", "content": PROMPT}]
+    plain = _plain(embedded_lm, chat, tokens)
+    with PersonaVector.load(path).apply(embedded_lm.model, layer=layer, coef=coef, positions="response"):
+        steered = _plain(embedded_lm, chat, tokens)
+    assert steered != plain  # the vector changes the answer, so the equalities below mean something
+
+    explorer = Explorer(embedded_lm, JudgeSettings(judge_model="likelihood", no_judge_cache=True))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with _outbound() as outbound:
+        app = build_app(explorer, path.parent, tmp_path / "no-results")
+        launch(app, "127.0.0.1", port, block=False)
+        try:
+            with open_browser(tmp_path / "profile", timeout=600) as browser:
+                tab = Tab(browser, height=1300)
+                tab.navigate(url)
+                tab.wait("document.querySelector('#steer-generate') !== null")
+                set_field(tab, "#steer-prompt textarea", PROMPT)
+                set_field(tab, "#steer-layer-0 input[type=number]", layer)
+                set_field(tab, "#steer-coef-0 input[type=number]", coef)
+                set_field(tab, "#steer-max-tokens input[type=number]", tokens)
+                status = press(tab, "#steer-generate", "#steer-status textarea", timeout=400)
+                assert status.startswith("done"), status
+                assert tab.js(value_of("#steer-unsteered textarea")) == plain
+                assert tab.js(value_of("#steer-steered textarea")) == steered
+                assert "evil" in tab.js("document.querySelector('#steer-steered-score').innerText")
+                assert tab.errors() == []
+                requests = tab.requested_urls()
+                assert requests and all(u.startswith((url, "data:", "blob:")) for u in requests)
         finally:
             app.close()
     assert outbound == []

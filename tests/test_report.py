@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from persona.analysis.headline import held_out_headlines, held_out_rows  # noqa: E402
+from persona.analysis.stats import Interval  # noqa: E402
 from persona.cli import run_cli  # noqa: E402
 from persona.evaluation import sweep_filename  # noqa: E402
 from study.demo import DemoSettings  # noqa: E402
@@ -30,7 +32,7 @@ from tests.demo_layout import QUOTED, XSS, build_demo_output  # noqa: E402
 from viz import report  # noqa: E402
 from viz.report import html  # noqa: E402
 from viz.report.experiments import projection_label  # noqa: E402
-from viz.report.intervals import mean_text  # noqa: E402
+from viz.report.intervals import interval_text, mean_text, score_text  # noqa: E402
 
 
 @pytest.fixture
@@ -86,8 +88,9 @@ def test_report_content(tmp_path, capsys):
     assert table.loc["layer 20, coef 2", "trait"] == 50.0  # unscored rows are skipped
     assert table.loc["layer 20, coef 2", "n"] == 2
     # evil 10, 30 on 2 questions: se = sqrt(2 * (10^2 + 10^2)) / 2 = 10, t(0.975, 1) = 12.706: 20 [-107, 147];
-    # coherence 80, 90: se 5, half-width 63.5: 85 [21, 149] (two questions give almost no certainty)
-    assert "<td>20 [-107, 147]</td><td>85 [21, 149]</td>" in page
+    # coherence 80, 90: se 5, half-width 63.5: 85 [21, 149] (two questions give almost no certainty); a mean
+    # score lies in 0..100, so the bounds are shown cut there (rounded by the full width: whole numbers)
+    assert "<td>20 [0, 100]</td><td>85 [21, 100]</td>" in page
     assert "smollm2-135m" in page and "likelihood" in page and "<td>0.250</td>" in page
     assert "q &lt;1&gt;" in page and "a &amp; b" in page  # questions and answers are shown, escaped
     assert "no unsteered baseline to compare with" in page
@@ -102,6 +105,18 @@ def test_numbers_are_rounded_to_their_interval():
     assert mean_text(frame.drop(columns="question_id"), "x") == "50.0"  # no questions: the mean alone
     assert mean_text(frame.iloc[:1], "x") == "40.0"  # one question: no interval
     assert html.number(85.0) == "85.0" and html.number(0.25) == "0.250" and html.number(1234.5) == "1234"
+
+
+def test_score_intervals_stay_on_the_judge_scale():
+    # the demo's coherence at layer 6, coef 3 on 5 questions: 97.1 [89.7, 104.6]; no mean score exceeds 100
+    assert score_text(Interval(5, 5, 97.14, 89.71, 104.57)) == "97.1 [89.7, 100.0]"
+    assert score_text(Interval(5, 5, 36.1, -14.2, 86.4)) == "36 [0, 86]"  # half-width 50: whole numbers
+    assert score_text(Interval(5, 5, 62.0, 48.1, 75.9)) == "62 [48, 76]"  # inside the scale: as it is
+    assert score_text(Interval(5, 5, -20.0, -130.0, 90.0), signed=True) == "-20 [-130, +90]"  # a gain is not cut
+    assert score_text(Interval(1, 2, 40.0, math.nan, math.nan)) == "40.0"  # no interval: the mean alone
+    # the demo's evil L10 projection of one cell: 4.6 [-0.04, 9.2] rounds its low bound to zero, not to "-0.0"
+    assert interval_text(Interval(5, 5, 4.6, -0.04, 9.2)) == "4.6 [0.0, 9.2]"
+    assert interval_text(Interval(5, 5, -0.004, -0.5, 0.48), signed=True) == "+0.00 [-0.50, +0.48]"
 
 
 def test_projection_columns_get_short_headers():
@@ -133,11 +148,16 @@ def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
     # half-width 10.4 -> whole numbers: 11 [1, 21]
     assert "<strong>steering effect: the 95% interval of the gain lies above 0</strong>" in page
     assert (
-        "baseline evil 11 [1, 21], coherence 99.9 [99.8, 100.0] &rarr; best coherent cell (layer 10, coef 2.5)" in page
+        "baseline evil 11 [1, 21], coherence 99.9 [99.8, 100.0] &rarr; "
+        "cell chosen on the selection questions (layer 10, coef 2.5)" in page
     )
     assert "evil 73 [54, 92], coherence 99.5 [99.0, 100.0]; gain +62 [+37, +87]" in page
     assert "3 of 9 steered cells fell below coherence 80" in page
     assert "Chosen on 5 selection questions (evil_0, evil_1, evil_2, evil_3, evil_4), measured on 5 other" in page
+    assert "evil_4; ids are numbered within each set)." in page  # the demo's two sets
+    # the summary names each sweep once, with the folders it ran in (selection/ chooses, steering/ measures)
+    summary = page[page.index('id="run-summary"') :][:1200]
+    assert summary.count("for evil and pessimistic, ") == 1 and "in each of selection/, steering/" in summary
     assert "offline likelihood proxy" in page and "smollm2-135m" in page
     # the quoted answer is the best cell's median one, highlighted beside the baseline's answer to that question
     quoted = page[page.index('class="answer quoted"') :][:600]
@@ -150,6 +170,7 @@ def test_report_on_the_demo_layout_has_every_section_in_order(tmp_path):
         assert name in provenance
     assert "<details open" not in page
     assert "r undefined (2 points): r needs 3+ pairs, so 3+ traits" in page  # two traits: never `r = nan`
+    assert "two traits give one cosine, shared by both points" in page  # the figure's caption says why
 
 
 def test_no_steering_effect_is_said_plainly(tmp_path):
@@ -160,6 +181,8 @@ def test_no_steering_effect_is_said_plainly(tmp_path):
     assert report.main([str(paths.out / "steering")]) == 0
     page = (paths.out / "steering" / "report.html").read_text()
     assert "<strong>no steering effect: none of the 9 steered cells kept mean coherence &ge; 80</strong>" in page
+    # chosen and measured here (no headline.csv in the sweep folder): the best coherent cell, named so
+    assert "&rarr; best coherent cell (layer 10, coef 2.5)" in page and "chosen on the selection" not in page
 
 
 def test_held_out_headline_names_both_question_sets(tmp_path):
@@ -179,7 +202,7 @@ def test_held_out_headline_names_both_question_sets(tmp_path):
     assert report.main([str(paths.out)]) == 0
     page = paths.report.read_text()
     assert "Chosen on 5 selection questions (sel_evil_0, sel_evil_1, sel_evil_2, sel_evil_3, sel_evil_4)" in page
-    assert "measured on 5 other questions (evil_0, evil_1, evil_2, evil_3, evil_4)" in page
+    assert "measured on 5 other questions (evil_0, evil_1, evil_2, evil_3, evil_4)." in page  # distinct ids: no note
     assert "same 5 questions" not in page
 
 

@@ -75,7 +75,7 @@ def trait_answers(f: Finding, floor: float = COHERENCE_FLOOR) -> str:
     base: list[Column] = [("baseline (unsteered)", read_table(s.baseline), None)] if s.baseline else []
     if f.best is not None:
         best: Column = (
-            f"best coherent cell: layer {int(f.best['layer'])}, coef {f.best['coef']:g}",
+            f"{f.chosen}: layer {int(f.best['layer'])}, coef {f.best['coef']:g}",
             read_table(f.best["path"]),
             f.quoted[1] if f.quoted else None,
         )

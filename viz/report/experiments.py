@@ -96,7 +96,10 @@ def steering_section(report: Report, used: set[str]) -> str:
     used.update(written)
     parts.append(_as_written(report, written))
     sources = sorted({s.folder + "/" for s in report.sweeps} | set(written))
-    legend = '<p class="muted">Means over answers (0-100) with their intervals where recorded.</p>'
+    legend = (
+        '<p class="muted">Means over answers (0-100) with their 95% intervals over questions where recorded, '
+        "cut at 0 and 100 where an interval over a few questions reaches past the scale.</p>"
+    )
     return _section("steering-sweep", "Steering sweep", legend + "".join(parts), sources)
 
 

@@ -26,7 +26,7 @@ CAPTIONS: dict[str, tuple[str, str]] = {
     ),
     "interference_vs_cos.png": (
         "Change in each judged trait B when steering with vector A alone, against cos(v_A, v_B); Pearson r is "
-        "undefined with fewer than three traits (only two distinct cosines).",
+        "undefined with fewer than three traits (two traits give one cosine, shared by both points).",
         "<code>interference.csv</code> (from the judged cells in <code>interference/cells/</code>)",
     ),
     "linearity_residuals.png": (

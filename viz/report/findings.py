@@ -44,6 +44,11 @@ class Finding:
     def held_out(self) -> bool:
         return all(isinstance(self.row.get(c), str) for c in HELD_OUT_COLUMNS)
 
+    @property
+    def chosen(self) -> str:
+        """What the best cell is: chosen elsewhere (held out, its coherence here may fall short) or here."""
+        return "cell chosen on the selection questions" if self.held_out else "best coherent cell"
+
     def interval(self, prefix: str) -> Interval:
         return row_interval(self.row, prefix)
 
@@ -125,10 +130,15 @@ EXPERIMENT_MARKERS = (  # a file or column name part -> what it shows was run
 
 def experiments_run(report: Report) -> list[str]:
     """What the folder shows was run, in the words a methods paragraph would use."""
-    by_description: dict[str, list[str]] = {}
+    by_description: dict[str, dict[str, dict[str, None]]] = {}  # description -> traits, folders (ordered sets)
     for s in report.sweeps:
-        by_description.setdefault(_sweep_description(s), []).append(s.trait)
-    done = [f"for {' and '.join(traits)}, {what}" for what, traits in by_description.items()]
+        seen = by_description.setdefault(_sweep_description(s), {"traits": {}, "folders": {}})
+        seen["traits"][s.trait] = seen["folders"][s.folder] = None
+    done = [
+        f"for {' and '.join(seen['traits'])}, {what}"
+        + (f" in each of {', '.join(f + '/' for f in seen['folders'])}" if len(seen["folders"]) > 1 else "")
+        for what, seen in by_description.items()
+    ]
     names = [*report.tables, *report.evaluations, *(c for df in report.evaluations.values() for c in df.columns)]
     done += [text for key, text in EXPERIMENT_MARKERS if any(key in n for n in names)]
     if next(report.root.rglob("*_diff.pt"), None):
@@ -176,9 +186,10 @@ def summary(report: Report) -> str:
 def _questions(f: Finding) -> str:
     if f.held_out:
         chosen, measured = (str(f.row[c]).split() for c in HELD_OUT_COLUMNS)
+        same_ids = "; ids are numbered within each set" if set(chosen) == set(measured) else ""
         return (
             f" Chosen on {len(chosen)} selection questions ({esc(', '.join(chosen))}), measured on "
-            f"{len(measured)} other questions ({esc(', '.join(measured))})."
+            f"{len(measured)} other questions ({esc(', '.join(measured))}{same_ids})."
         )
     n = f.interval("baseline_trait").n_questions
     return (
@@ -239,7 +250,7 @@ def headline(f: Finding, floor: float = COHERENCE_FLOOR) -> str:
     delta = f.interval("delta")
     gain = f"; gain {score_text(delta, signed=True)}" if delta.defined else ""
     text = (
-        f"{title}<strong>{words}</strong>. {base_text} &rarr; best coherent cell ({cell}) {esc(s.column)} "
+        f"{title}<strong>{words}</strong>. {base_text} &rarr; {f.chosen} ({cell}) {esc(s.column)} "
         f"{score_text(f.interval('best_trait'))}, coherence {score_text(f.interval('best_coherence'))}{gain}."
         f"{below_text}{_questions(f)}"
     )

@@ -6,6 +6,7 @@ Every mean in the report goes through here, so it is rounded to what its interva
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -36,12 +37,28 @@ def interval_text(interval: Interval, *, signed: bool = False, max_decimals: int
     if not (math.isfinite(interval.ci_low) and math.isfinite(interval.ci_high)):
         return ("+" if signed and interval.mean > 0 else "") + number(interval.mean)
     digits = interval.decimals() if max_decimals is None else min(interval.decimals(), max_decimals)
-    return interval.text(digits, signed=signed)
+    zeroed = {k: 0.0 for k in ("mean", "ci_low", "ci_high") if round(getattr(interval, k), digits) == 0}
+    return dataclasses.replace(interval, **zeroed).text(digits, signed=signed)  # no "-0.0" for a rounded -0.04
+
+
+SCORE_SCALE = (0.0, 100.0)
+
+
+def on_scale(interval: Interval) -> Interval:
+    """A mean judge score's interval cut to the 0-100 scale: a t interval over a few questions reaches past
+    the scale's ends, where no mean score can lie."""
+    low, high = SCORE_SCALE
+    cut = {k: min(max(v, low), high) for k, v in (("ci_low", interval.ci_low), ("ci_high", interval.ci_high))}
+    return dataclasses.replace(interval, **{k: v for k, v in cut.items() if math.isfinite(getattr(interval, k))})
 
 
 def score_text(interval: Interval, *, signed: bool = False) -> str:
-    """A judge score's interval text (at most `SCORE_DECIMALS` decimals)."""
-    return interval_text(interval, signed=signed, max_decimals=SCORE_DECIMALS)
+    """A judge score's interval text (at most `SCORE_DECIMALS` decimals, rounded by the interval's full width).
+
+    A mean's bounds are cut to the 0-100 scale (`on_scale`); a `signed` difference is shown as it is.
+    """
+    digits = min(interval.decimals(), SCORE_DECIMALS)
+    return interval_text(interval if signed else on_scale(interval), signed=signed, max_decimals=digits)
 
 
 def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
