@@ -244,7 +244,8 @@ def _interference(
 ) -> None:
     if BASELINE not in means:
         raise FileNotFoundError(
-            f"{result.out / 'cells' / (BASELINE + '.csv')}: the unsteered cell is missing; evaluate it first (without `no_run`)"
+            f"{result.out / 'cells' / (BASELINE + '.csv')}: the unsteered cell is missing; "
+            "evaluate it first (without `no_run`)"
         )
     columns = {t.name: t.judge_column for t in result.traits}
     table = interference(means, cosine_table(vectors, int(result.experiment.layer)), columns, frames=frames)
