@@ -29,7 +29,7 @@ from persona.cli import (
     setup_logging,
     split_list,
 )
-from persona.evaluation import Cell, Job, run_evaluation, summarize, sweep_jobs
+from persona.evaluation import Cell, Job, run_evaluation, summarize, sweep_jobs, unsteered_job
 from persona.layer_choice import resolve_layer_list
 from persona.models import load_model
 from persona.preflight import check_output_paths
@@ -126,7 +126,7 @@ def _jobs(args: argparse.Namespace, trait_name: str) -> tuple[list[Job], bool]:
     if not paths:
         if layers or coefs:
             raise ValueError("--layer/--coef need --vector_path")
-        return [Job(Cell("unsteered"), Path(args.output_path))], False
+        return [unsteered_job(args.output_path)], False
     layers, coefs = layers or [20], coefs or [1.0]
     is_sweep = args.sweep or (len(paths) == 1 and (len(layers) > 1 or len(coefs) > 1))
     if not is_sweep:

@@ -31,7 +31,7 @@ from persona.cli import (
     setup_logging,
     split_list,
 )
-from persona.evaluation import Cell, EvalSpec, Job
+from persona.evaluation import EvalSpec, Job, unsteered_job
 from persona.jobs import CheckpointUnit, EvalUnit, LocalRunner, RayRunner, TraitVectorsUnit, Unit
 from persona.preflight import check_output_paths
 from persona.projection import PROJECTION_TYPES
@@ -100,7 +100,7 @@ def _spec(args: argparse.Namespace, model: str, trait: str, **changes) -> EvalSp
 
 
 def _job(path: Path) -> Job:
-    return Job(Cell("unsteered"), path.resolve())
+    return unsteered_job(path.resolve())
 
 
 def vector_units(args: argparse.Namespace) -> list[Unit]:

@@ -19,29 +19,16 @@ one process; each judged cell is written as <output_dir>/cells/<cell>.csv and sk
 (generated answers wait in <cell>.answers.csv while judging). The folder's settings.json must
 match a rerun's settings (--overwrite recomputes). --no_run tabulates and plots the cells on
 disk only (missing cells are listed and drawn as gaps).
+
+This is a thin command over `persona.experiments.run_experiment` (flags -> `Experiment`), plus
+the figure (`viz.plot_multi_persona.save_experiment_figure`).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-import pandas as pd
-
-from persona.analysis.geometry import cosine_table
-from persona.analysis.multi_persona import (
-    BASELINE,
-    additivity,
-    additivity_summary,
-    check_settings,
-    interference,
-    interference_cells,
-    interference_fit,
-    linearity_cells,
-    question_grid,
-)
-from persona.analysis.results import load_vectors, score_means, vector_files
 from persona.cli import (
     add_backend_args,
     add_judge_args,
@@ -57,20 +44,10 @@ from persona.cli import (
     setup_logging,
     split_list,
 )
-from persona.evaluation import Cell, EvalSpec, Job, run_evaluation
-from persona.fingerprint import model_ref, tensor_sha256
-from persona.io import read_table, write_csv
-from persona.judge import COHERENCE
-from persona.layer_choice import resolve_layer
-from persona.layout import Layout
-from persona.models import load_model
-from persona.preflight import check_output_path
+from persona.evaluation import EvalSpec
+from persona.experiments import Experiment, experiment_vectors, run_experiment
 from persona.steering import POSITIONS
-from persona.traits import Trait, load_trait
-from viz.common import save_figure, warn_missing
-from viz.plot_multi_persona import interference_figure, linearity_figure
-
-log = logging.getLogger(__name__)
+from viz.plot_multi_persona import save_experiment_figure
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,70 +92,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _traits(args: argparse.Namespace) -> list[Trait]:
-    traits = [load_trait(name, version="eval") for name in split_list(args.traits)]
-    if args.experiment == "linearity" and len(traits) != 2:
-        raise ValueError(f"linearity takes exactly two --traits (A B), got {[t.name for t in traits]}")
-    if args.experiment == "interference" and len(traits) < 2:
-        raise ValueError(f"interference needs at least two --traits, got {[t.name for t in traits]}")
-    columns = [t.judge_column for t in traits]
-    if len(set(columns)) != len(columns):
-        raise ValueError(
-            f"--traits {[t.name for t in traits]} share judge columns {columns}: each trait needs its own score column"
-        )
-    for t in traits:
-        t.questions = t.questions[: args.max_questions]
-    return traits
-
-
-def _vector_paths(args: argparse.Namespace, traits: list[Trait]) -> dict[str, Path]:
-    if args.vector_path:
-        paths = [Path(p) for p in split_list(args.vector_path)]
-        if len(paths) != len(traits):
-            raise ValueError(f"--vector_path gives {len(paths)} files for {len(traits)} --traits; give one per trait")
-        return {t.name: p for t, p in zip(traits, paths, strict=True)}
-    return vector_files(args.vector_dir or Layout(args.model).vectors_dir, args.vector_type, [t.name for t in traits])
-
-
-def _plan(args: argparse.Namespace, traits: list[Trait], vectors: dict) -> tuple[list[Cell], list, dict]:
-    """The cells, their (a, b) grid points (linearity) and the settings a rerun must share.
-
-    Grid coefficients only name cells, so a rerun may grow the grid; everything else must match.
-    """
-    names = [t.name for t in traits]
-    if args.experiment == "linearity":
-        grid = linearity_cells(
-            vectors[names[0]],
-            vectors[names[1]],
-            args.layer,
-            split_list(args.coefs_a, finite_float),
-            split_list(args.coefs_b, finite_float),
-            args.steering_type,
-        )
-        cells, points, extra = [c for _, _, c in grid], [(a, b) for a, b, _ in grid], {}
-    else:
-        cells, points = interference_cells(vectors, args.layer, args.coef, args.steering_type), []
-        extra = {"coef": args.coef}
-    settings = {
-        "experiment": args.experiment,
-        "model": args.model,
-        "traits": names,
-        "layer": args.layer,
-        "vectors": {n: str(p) for n, p in _vector_paths(args, traits).items()},
-        "vector_sha256": {n: tensor_sha256(v) for n, v in vectors.items()},
-        "model_ref": model_ref(args.model),
-        "steering_type": args.steering_type,
-        "n_per_question": args.n_per_question,
-        "max_questions": args.max_questions,
-        "max_tokens": args.max_tokens,
-        "temperature": args.temperature,
-        "seed": _spec(args).seed,
-        "judge_model": args.judge_model,
-        **extra,
-    }
-    return cells, points, settings
-
-
 def _spec(args: argparse.Namespace) -> EvalSpec:
     """Every trait's first --max_questions eval questions, each answer judged for every trait."""
     names = split_list(args.traits)
@@ -201,112 +114,39 @@ def _spec(args: argparse.Namespace) -> EvalSpec:
     )
 
 
-def run_jobs(args: argparse.Namespace, jobs: list[Job]) -> None:
-    """Generate the missing cells in one packed sweep, then judge every trait and coherence, cell by cell."""
-    run = run_evaluation(
-        _spec(args),
-        jobs,
-        overwrite=args.overwrite,
-        on_finished=lambda job, _scored: print(f"{job.output} [{job.cell.name}]"),
+def experiment_from_args(args: argparse.Namespace) -> Experiment:
+    """The `Experiment` the flags describe."""
+    names = split_list(args.traits)
+    if args.experiment == "linearity":
+        grid = {"coefs_a": split_list(args.coefs_a, finite_float), "coefs_b": split_list(args.coefs_b, finite_float)}
+    else:
+        grid = {"coef": args.coef}
+    return Experiment(
+        kind=args.experiment,
+        spec=_spec(args),
+        vectors=experiment_vectors(
+            names, split_list(args.vector_path), args.vector_dir, suffix=args.vector_type, model=args.model
+        ),
+        layer=args.layer,
+        steering_type=args.steering_type,
+        output_dir=args.output_dir,
+        **grid,
     )
-    if not run.written:
-        print("every cell is on disk; nothing to run")
-
-
-def cell_means(jobs: list[Job], columns: list[str]) -> dict[str, dict[str, float]]:
-    """Mean scores of every cell on disk; missing cells are listed in one warning."""
-    means = {
-        j.cell.name: score_means(read_table(j.output, required=tuple(columns)), columns)
-        for j in jobs
-        if j.output.exists()
-    }
-    warn_missing("cells", [j.cell.name for j in jobs if j.cell.name not in means])
-    return means
-
-
-def _cell_frames(out: Path, names: list[str]) -> dict[str, pd.DataFrame]:
-    """The judged cells on disk, by name (per-question scores for the intervals)."""
-    paths = {n: out / "cells" / f"{n}.csv" for n in names}
-    return {n: read_table(p) for n, p in paths.items() if p.exists()}
-
-
-def report_linearity(
-    args: argparse.Namespace, traits: list[Trait], cells: list[Cell], points: list, means: dict, out: Path
-) -> None:
-    metrics = [t.judge_column for t in traits] + [COHERENCE]
-    rows = [{"a": a, "b": b, **means[c.name]} for (a, b), c in zip(points, cells, strict=True) if c.name in means]
-    grid = pd.DataFrame(rows, columns=["a", "b", *metrics])
-    frames = _cell_frames(out, [c.name for c in cells])
-    by_point = {point: frames[c.name] for point, c in zip(points, cells, strict=True) if c.name in frames}
-    table = additivity(question_grid(by_point, metrics), metrics)
-    summary = additivity_summary(table)
-    write_csv(out / "linearity_grid.csv", grid)
-    write_csv(out / "linearity.csv", table)
-    write_csv(out / "linearity_summary.csv", summary)
-    print(f"mean scores per cell:\n{grid.round(2).to_string(index=False)}\n")
-    print(
-        "additivity (residual = S(a,b) - S(a,0) - S(0,b) + S(0,0), per question; 95% intervals over questions):\n"
-        f"{summary.round(3).to_string(index=False)}"
-    )
-    for r in summary.itertuples():
-        if r.consistent_with_zero is not None:
-            verdict = "consistent with zero" if r.consistent_with_zero else "not consistent with zero"
-            print(f"{r.metric}: residuals {verdict} ({r.cells_nonzero}/{r.cells} joint cells exclude 0)")
-    save_figure(linearity_figure(table, traits[0].name, traits[1].name, args.layer), out / "linearity_residuals.png")
-
-
-def report_interference(args: argparse.Namespace, traits: list[Trait], vectors: dict, means: dict, out: Path) -> None:
-    if BASELINE not in means:
-        raise FileNotFoundError(
-            f"{out / 'cells' / (BASELINE + '.csv')}: the unsteered cell is missing; run without --no_run"
-        )
-    frames = _cell_frames(out, list(means))
-    table = interference(
-        means, cosine_table(vectors, args.layer), {t.name: t.judge_column for t in traits}, frames=frames
-    )
-    matrix = table.pivot(index="steered", columns="judged", values="delta")
-    fit = interference_fit(table)
-    write_csv(out / "interference.csv", table)
-    write_csv(out / "interference_matrix.csv", matrix.reset_index())
-    write_csv(out / "interference_fit.csv", pd.DataFrame([fit.columns()]))
-    print(f"change in judged B when steering with v_A (rows A, columns B):\n{matrix.round(2).to_string()}")
-    fig, _ = interference_figure(table, args.layer, args.coef)
-    print(
-        f"Pearson r(cos(v_A, v_B), change in B) over A != B: {fit.r:.3f} ({fit.text()})"
-        if fit.defined
-        else f"Pearson r(cos(v_A, v_B), change in B): {fit.text()} (too few distinct cosines; use 3+ traits)"
-    )
-    save_figure(fig, out / "interference_vs_cos.png")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    check_output_path(args.output_dir, folder=True)  # before any model loads
     setup_logging()
-    traits = _traits(args)
-    vectors = load_vectors(_vector_paths(args, traits))
-    args.layer, choice = resolve_layer(
-        args.layer, list(_vector_paths(args, traits).values()), load=lambda: load_model(args.model, device=args.device)
-    )  # --layer auto
-    cells, points, settings = _plan(args, traits, vectors)
-    settings.update({"layer_choice": choice.record()} if choice else {})
-    default = (
-        f"linearity_{traits[0].name}_{traits[1].name}_layer{args.layer}"
-        if args.experiment == "linearity"
-        else f"interference_layer{args.layer}_coef{args.coef:g}"
+    result = run_experiment(
+        experiment_from_args(args),
+        overwrite=args.overwrite,
+        no_run=args.no_run,
+        on_finished=lambda job, _scored: print(f"{job.output} [{job.cell.name}]"),
     )
-    out = args.output_dir or Path(Layout(args.model).root) / "multi_persona" / Layout(args.model).name / default
-    jobs = [Job(c, out / "cells" / f"{c.name}.csv") for c in cells]
-    if not args.no_run:
-        check_settings(out, settings, overwrite=args.overwrite)
-        run_jobs(args, jobs)
-    means = cell_means(jobs, [t.judge_column for t in traits] + [COHERENCE])
-    if not means:
-        raise FileNotFoundError(f"{out / 'cells'}: no cell files (<cell>.csv); run without --no_run first")
-    if args.experiment == "linearity":
-        report_linearity(args, traits, cells, points, means, out)
-    else:
-        report_interference(args, traits, vectors, means, out)
+    if result.run is not None and not result.run.written:
+        print("every cell is on disk; nothing to run")
+    print("\n".join(result.lines))
+    save_experiment_figure(result)
     return 0
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "summarize",
     "sweep_filename",
     "sweep_jobs",
+    "unsteered_job",
 ]
 
 log = logging.getLogger(__name__)
@@ -340,6 +341,11 @@ def summarize(df: pd.DataFrame, columns: Sequence[str]) -> str:
 
 def sweep_filename(trait: str, steering_type: str, layer: int, coef: float) -> str:
     return f"{trait}_steer_{steering_type}_layer_{layer}_coef_{float(coef)!r}.csv"
+
+
+def unsteered_job(output: str | Path) -> Job:
+    """The one job of an evaluation without steering (a persona evaluation, a baseline)."""
+    return Job(Cell("unsteered"), Path(output))
 
 
 def sweep_jobs(

@@ -17,7 +17,8 @@ from PIL import Image
 
 from persona.analysis.headline import COHERENCE_FLOOR, best_cell, cell_table, headline_rows, summary_text, typical_row
 from persona.evaluation import sweep_filename
-from study.demo import DemoPaths, DemoSettings, check_settings_record, plan
+from study.demo import DemoPaths, DemoSettings, check_settings_record, plan, steps
+from viz.plot_best_steering_layer import save_steering_layer_figures
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,30 +183,66 @@ def test_plan_runs_one_sweep_per_trait_and_names_every_output(tmp_path):
     )
     paths = DemoPaths.of(s)
     stages = plan(s, paths, judge_column=lambda t: t)
-    sweeps = [st for st in stages if "--vector_path" in st.command and "eval.eval_persona" in st.command]
+    sweeps = [st for st in stages if st.call.func is steps.evaluate_sweep]
     assert len(sweeps) == 4  # per trait: on the held-out eval questions and on the selection questions
     for st in sweeps:
-        assert st.command[st.command.index("--layer") + 1 : st.command.index("--coef")] == ["6", "10"]
-        assert len(st.outputs) == 4 and "--judge_model" in st.command
-        assert all("_steer_prompt_layer_" in p.name for p in st.outputs)
-    for st in stages:  # vectors and the selection cells come from the extract questions, reported cells from eval
-        if "eval.eval_persona" in st.command:
+        grid = st.call.keywords
+        assert grid["layers"] == (6, 10) and grid["coefs"] == (4.0, 8.0) and grid["positions"] == "prompt"
+        assert grid["vector"] == paths.vector(st.call.args[0].trait)
+        assert len(st.outputs) == 4 and all("_steer_prompt_layer_" in p.name for p in st.outputs)
+    evaluations = [st for st in stages if st.call.func in (steps.evaluate, steps.evaluate_sweep)]
+    assert len(evaluations) == 2 * 2 + 2 * 4  # pos/neg per trait, then baseline + sweep on two question sets
+    for st in evaluations:  # vectors and the selection cells come from the extract questions, reported cells from eval
+        spec = st.call.args[0]
+        assert (spec.model, spec.max_tokens, spec.batch_size) == (s.model, s.max_tokens, s.batch_size)
+        assert spec.judge.judge_model == "likelihood"
+        if spec.instruction_type:  # extraction samples; the rest is greedy
+            assert (spec.version, spec.n_per_question, spec.max_questions) == ("extract", 2, s.extract_questions)
+        else:
             held_out = all(p.parent == paths.baseline("evil").parent for p in st.outputs)
-            assert st.command[st.command.index("--version") + 1] == ("eval" if held_out else "extract")
-        if "--steering_type" in st.command:  # the sweep, its figure and the interference steer alike
-            assert st.command[st.command.index("--steering_type") + 1] == s.steering_type
-        if "--persona_instruction_type" in st.command:  # extraction samples; the rest is greedy
-            assert st.command[st.command.index("--n_per_question") + 1] == str(s.extract_samples)
-        elif "--n_per_question" in st.command:
-            assert st.command[st.command.index("--n_per_question") + 1] == "1"
-    assert sum("--steering_type" in st.command for st in stages) == 6  # 4 sweeps, 1 figure, 1 interference
+            assert spec.version == ("eval" if held_out else "extract") and spec.n_per_question == 1
+    (inter,) = [st.call.args[0] for st in stages if st.call.func is steps.interference]
+    assert (inter.kind, inter.layer, inter.coef, inter.steering_type) == ("interference", 10, 3.0, "prompt")
+    assert [inter.spec.trait, *inter.spec.extra_traits] == ["evil", "optimistic"]
+    assert inter.spec.max_questions == s.interference_questions and inter.output_dir == paths.interference
+    (figure,) = [st for st in stages if st.call.func is save_steering_layer_figures]
+    assert figure.call.args == (paths.baseline("evil").parent, paths.figs, "prompt")
     outputs = [p for st in stages for p in st.outputs]
     assert len(outputs) == len(set(outputs)) and all(tmp_path in p.parents for p in outputs)
-    assert any("eval.multi_persona" in st.command for st in stages)
-    assert not any(
-        "eval.multi_persona" in st.command
-        for st in plan(DemoSettings(traits=("evil",)), paths, judge_column=lambda t: t)
+    alone = plan(DemoSettings(traits=("evil",)), paths, judge_column=lambda t: t)
+    assert not any(st.call.func is steps.interference for st in alone)
+
+
+def test_plan_specs_are_what_the_clis_build_from_the_commands_the_demo_used_to_run(tmp_path):
+    """The stages' typed arguments equal what eval_persona / multi_persona parse from the old demo's command lines."""
+    from eval import eval_persona, multi_persona
+    from persona.cli import eval_spec_from_args
+
+    s = DemoSettings(traits=("evil", "pessimistic"), judge="likelihood", out=str(tmp_path))
+    paths = DemoPaths.of(s)
+    stages = plan(s, paths, judge_column=lambda t: t)
+    common = ["--model", s.model, "--max_tokens", "48", "--batch_size", "64", "--judge_model", "likelihood"]
+    pos = ["--trait", "evil", "--version", "extract", "--max_questions", "5", "--persona_instruction_type", "pos"]
+    pos += ["--output_path", str(paths.extract("evil", "pos")), "--n_per_question", "2", *common]
+    spec, output = next(st for st in stages if st.title.startswith("evil: pos persona evaluation")).call.args
+    assert (spec.resolve_judge(), output) == (
+        eval_spec_from_args(eval_persona.parse_args(pos)),
+        paths.extract("evil", "pos"),
     )
+    sweep = ["--trait", "evil", "--version", "eval", "--max_questions", "5", "--vector_path", str(paths.vector("evil"))]
+    sweep += ["--layer", "6", "8", "10", "--coef", "2", "2.5", "3", "--steering_type", "all", "--n_per_question", "1"]
+    args = eval_persona.parse_args([*sweep, "--output_dir", str(paths.baseline("evil").parent), *common])
+    stage = next(st for st in stages if st.title.startswith("evil: steering sweep") and "held-out" in st.title)
+    assert stage.call.args[0].resolve_judge() == eval_spec_from_args(args)
+    grid = stage.call.keywords
+    assert [grid["layers"], grid["coefs"], grid["positions"]] == [(6, 8, 10), (2.0, 2.5, 3.0), args.steering_type]
+    vectors = [str(paths.vector(t)) for t in s.traits]
+    inter = ["interference", "--traits", "evil", "pessimistic", "--vector_path", *vectors]
+    inter += ["--layer", "10", "--coef", "3", "--steering_type", "all", "--max_questions", "2"]
+    inter += ["--output_dir", str(paths.interference), "--n_per_question", "1", *common]
+    want = multi_persona.experiment_from_args(multi_persona.parse_args(inter))
+    (stage,) = [st for st in stages if st.call.func is steps.interference]
+    assert stage.call.args == (want,)
 
 
 def non_blank_png(path: Path) -> bool:

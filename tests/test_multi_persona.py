@@ -147,7 +147,7 @@ def test_interference_end_to_end(tmp_path, tiny_llama_dir, vector_dir, offline_e
 
 
 def test_bad_arguments(tmp_path, vector_dir):
-    with pytest.raises(ValueError, match="exactly two --traits"):
+    with pytest.raises(ValueError, match="exactly two `traits`"):
         multi_persona.main(_args("linearity", "m", vector_dir, tmp_path, ["evil"]))
     with pytest.raises(ValueError, match="share judge columns"):
         multi_persona.main(_args("interference", "m", vector_dir, tmp_path, ["anxious", "anxious_2"]))

@@ -69,9 +69,3 @@ def scatter_with_fit(
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fit
-
-
-def warn_missing(what: str, missing: Sequence[str]) -> None:
-    """One warning listing the grid cells without a result file (drawn as gaps)."""
-    if missing:
-        log.warning("%d missing %s drawn as gaps: %s", len(missing), what, ", ".join(missing))

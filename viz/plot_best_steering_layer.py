@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from persona.analysis.results import load_steering_sweep
+from persona.analysis.results import load_steering_sweep, warn_missing
 from persona.cli import run_cli, setup_logging
 from persona.judge.factory import is_proxy
 from persona.layout import Layout
 from persona.steering import POSITIONS
-from viz.common import panel_grid, save_figure, warn_missing
+from viz.common import panel_grid, save_figure
 
 METRIC_LABELS = {"score": "trait score", "coherence": "coherence"}
 
@@ -91,6 +91,24 @@ def steering_layer_figure(cells: pd.DataFrame, baselines: pd.DataFrame, metric: 
     return fig
 
 
+def save_steering_layer_figures(data_dir: Path, output_dir: Path, steering_type: str | None = None) -> pd.DataFrame:
+    """Write `steering_layer_plots.png` (trait score) and `..._coherence.png` from the sweep cells in `data_dir`.
+
+    Only cells of `steering_type` when given; a folder mixing several types must name one.
+    Returns the cells' table (the numbers behind both figures).
+    """
+    cells, baselines = load_steering_sweep(data_dir, steering_type)
+    if cells["steering_type"].nunique() > 1:
+        raise ValueError(
+            f"{data_dir} holds several steering types {sorted(cells['steering_type'].unique())}; "
+            "pick one with `steering_type`"
+        )
+    warn_missing("sweep cells", missing_cells(cells))
+    save_figure(steering_layer_figure(cells, baselines, "score"), output_dir / "steering_layer_plots.png")
+    save_figure(steering_layer_figure(cells, baselines, "coherence"), output_dir / "steering_layer_plots_coherence.png")
+    return cells
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -103,19 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", type=Path, default=Path("figs"), help="where the PNGs go")
     args = parser.parse_args(argv)
     setup_logging()
-    data_dir = args.data_dir or Layout(args.model).eval_dir
-    cells, baselines = load_steering_sweep(data_dir, args.steering_type)
-    if cells["steering_type"].nunique() > 1:
-        raise ValueError(
-            f"{data_dir} holds several steering types {sorted(cells['steering_type'].unique())}; "
-            "pick one with --steering_type"
-        )
-    warn_missing("sweep cells", missing_cells(cells))
-    print(cells.to_string(index=False))
-    save_figure(steering_layer_figure(cells, baselines, "score"), args.output_dir / "steering_layer_plots.png")
-    save_figure(
-        steering_layer_figure(cells, baselines, "coherence"), args.output_dir / "steering_layer_plots_coherence.png"
+    cells = save_steering_layer_figures(
+        args.data_dir or Layout(args.model).eval_dir, args.output_dir, args.steering_type
     )
+    print(cells.to_string(index=False))
     return 0
 
 

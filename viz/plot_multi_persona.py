@@ -1,4 +1,4 @@
-"""Figures of the multi-persona experiments (run by `python -m eval.multi_persona`, which calls these).
+"""Figures of the multi-persona experiments (`save_experiment_figure`: what `eval.multi_persona` and the demo draw).
 
 - `linearity_figure`: the additivity residual S(a,b) - S(a,0) - S(0,b) + S(0,0) over the (a, b)
   grid, one heatmap per judged score; missing cells are gaps, and a `*` marks a residual whose
@@ -6,16 +6,21 @@
 - `interference_figure`: the change in trait B when steering with v_A alone against cos(v_A, v_B),
   over all pairs A != B, with each change's interval, a fit line and Pearson r (bootstrap
   interval, permutation p; "r undefined" with fewer than 3 points).
+- `save_experiment_figure`: the figure of a `persona.experiments.run_experiment` result, written
+  beside its tables (`linearity_residuals.png` or `interference_vs_cos.png`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from persona.analysis.stats import Correlation
-from viz.common import heatmap, panel_grid, scatter_with_fit
+from persona.experiments import ExperimentResult
+from viz.common import heatmap, panel_grid, save_figure, scatter_with_fit
 
 
 def linearity_figure(table: pd.DataFrame, trait_a: str, trait_b: str, layer: int) -> Figure:
@@ -65,3 +70,15 @@ def interference_figure(table: pd.DataFrame, layer: int, coef: float) -> tuple[F
     )
     fig.tight_layout()
     return fig, fit
+
+
+def save_experiment_figure(result: ExperimentResult) -> Path:
+    """Draw a finished experiment's figure from its tables and write it into its folder."""
+    exp = result.experiment
+    layer = int(exp.layer)
+    if exp.kind == "linearity":
+        names = [t.name for t in result.traits]
+        fig = linearity_figure(result.tables["linearity"], names[0], names[1], layer)
+        return save_figure(fig, result.out / "linearity_residuals.png")
+    fig, _ = interference_figure(result.tables["interference"], layer, exp.coef)
+    return save_figure(fig, result.out / "interference_vs_cos.png")

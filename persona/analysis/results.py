@@ -28,6 +28,13 @@ from persona.vectors import PersonaVector
 
 log = logging.getLogger(__name__)
 
+
+def warn_missing(what: str, missing: Sequence[str]) -> None:
+    """One warning listing the grid cells without a result file (figures draw them as gaps)."""
+    if missing:
+        log.warning("%d missing %s drawn as gaps: %s", len(missing), what, ", ".join(missing))
+
+
 SWEEP_PATTERN = "{trait}_steer_{type}_layer_{L}_coef_{c}.csv"
 CHECKPOINT_PATTERN = "checkpoint-{N}_{judge_trait}.csv"
 _SWEEP = re.compile(

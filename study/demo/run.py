@@ -1,12 +1,8 @@
-"""Run the demo's plan: a banner per stage, finished stages skipped, the held-out headline at the end."""
+"""Run the demo's plan: a banner per stage, finished stages skipped, each unfinished one called, the headline last."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import shlex
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
@@ -16,33 +12,9 @@ from study.demo.paths import DemoPaths
 from study.demo.plan import Stage, held_out, plan
 from study.demo.settings import DemoSettings, check_settings_record
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 class StageFailed(RuntimeError):
-    """A stage's command exited with an error (its own message is already on stderr)."""
-
-
-def _entry_point(command: Sequence[str]):
-    """The `main(argv)` of `python -m module ...` or `python script.py ...`, imported in this process."""
-    if command[0] != "python":
-        raise ValueError(f"not a python command: {command}")
-    if command[1] == "-m":
-        return importlib.import_module(command[2]).main, list(command[3:])
-    spec = importlib.util.spec_from_file_location(Path(command[1]).stem, REPO / command[1])
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot load {command[1]}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main, list(command[2:])
-
-
-def run_command(command: Sequence[str]) -> None:
-    """Call the command's `main(argv)` directly (what is printed is what runs; no interpreter start-up)."""
-    main, argv = _entry_point(command)
-    status = main(argv)
-    if status not in (0, None):
-        raise StageFailed(f"`{shlex.join(command)}` exited with status {status}")
+    """A stage's call returned without writing every output it names."""
 
 
 def run_plan(stages: Sequence[Stage]) -> None:
@@ -53,11 +25,7 @@ def run_plan(stages: Sequence[Stage]) -> None:
             shown = ", ".join(str(p) for p in stage.outputs[:2]) + (" ..." if len(stage.outputs) > 2 else "")
             print(f"done already ({shown}); skipping")
             continue
-        if stage.command:
-            print("$ " + shlex.join(stage.command), flush=True)
-            run_command(stage.command)
-        if stage.action:
-            stage.action()
+        stage.call()
         missing = [str(p) for p in stage.outputs if not p.exists()]
         if missing:
             raise StageFailed(f"stage '{stage.title}' finished without writing {missing}")

@@ -26,7 +26,18 @@ from persona.io import write_text
 from viz.report.collect import PROVENANCE, Report, collect
 from viz.report.page import render
 
-__all__ = ["Report", "collect", "main", "render"]
+__all__ = ["Report", "collect", "main", "render", "write_report"]
+
+
+def write_report(results_dir: Path, out: Path | None = None) -> tuple[Path, Report]:
+    """Collect `results_dir` and write its page (default `results_dir/report.html`); the path and what it holds."""
+    report = collect(results_dir)
+    if report.empty:
+        patterns = ", ".join(p for group in PROVENANCE.values() for p in group)
+        raise FileNotFoundError(f"{results_dir}: no files matching *.csv, *.png or {patterns}")
+    out = out or results_dir / "report.html"
+    write_text(out, render(report))
+    return out, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="HTML file (default: RESULTS_DIR/report.html)")
     args = parser.parse_args(argv)
     setup_logging()
-    report = collect(args.results_dir)
-    if report.empty:
-        patterns = ", ".join(p for group in PROVENANCE.values() for p in group)
-        raise FileNotFoundError(f"{args.results_dir}: no files matching *.csv, *.png or {patterns}")
-    out = args.out or args.results_dir / "report.html"
-    write_text(out, render(report))
+    out, report = write_report(args.results_dir, args.out)
     print(
         f"wrote {out}: {len(report.sweeps)} steering sweeps, {len(report.evaluations)} evaluated files, "
         f"{len(report.tables)} tables, {len(report.figures)} figures, {len(report.settings)} provenance files"
