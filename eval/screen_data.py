@@ -5,15 +5,17 @@
 
 Per sample: the data response's and the base model's own response's projection onto the
 vector (response average, a·v/|v|) and their difference; per dataset the mean with a
-bootstrap interval. Writes screen_samples.csv, screen_summary.csv and
-screen_distributions.png to --output_dir. Base responses are cached per (model, prompt), so
-screening the same data along another vector generates nothing; a rerun resumes.
+t interval. Writes the per-sample CSV (--output_path, default screen_samples.csv in
+--output_dir), with screen_summary.csv and screen_distributions.png beside it. Base responses
+(--backend hf|vllm|auto) are cached per (model, prompt), so screening the same data along
+another vector generates nothing; a rerun resumes.
 
 The prediction check over dataset.zip (every trait x normal/misaligned_1/misaligned_2 along
-the trait's own vector; ordering and, given measured finetuning shifts, their correlation):
+the trait's own vector; the ordering, and the correlation with the measured effect of
+finetuning on the datasets named by --finetune and/or given by --shifts):
 
     python -m eval.screen_data --validate --vector_dir output/persona_vectors/smollm2-135m --layer 20 \\
-        [--max_samples 20] [--shifts shifts.csv]
+        [--max_samples 20] [--finetune evil:normal evil:misaligned_1 evil:misaligned_2 --finetune_steps 4]
 """
 
 from __future__ import annotations
@@ -24,8 +26,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona.cli import add_model_args, require_positive, run_cli, setup_logging, split_list
+from persona.cli import (
+    add_backend_args,
+    add_judge_args,
+    add_model_args,
+    judge_settings,
+    require_positive,
+    run_cli,
+    setup_logging,
+    split_list,
+)
 from persona.layout import Layout
+from persona.preflight import check_output_paths
 from viz.common import save_figure
 from viz.plot_screening import distributions_figure, ordering_figure, scatter_figure
 
@@ -36,6 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vector_path", default=None, help="persona vector .pt ([num_layers+1, hidden])")
     parser.add_argument("--layer", type=int, required=True, help="layer L = output of decoder block L")
     add_model_args(parser)
+    add_backend_args(parser)
     parser.add_argument(
         "--max_tokens",
         type=int,
@@ -45,7 +58,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.0, help="base-response sampling (default 0: greedy)")
     parser.add_argument("--seed", type=int, default=0, help="row seeds when --temperature > 0")
     parser.add_argument("--batch_size", type=int, default=16, help="generation and forward-pass batch size")
-    parser.add_argument("--output_dir", default=None, help="output folder (default: output/screen/<model>/...)")
+    parser.add_argument(
+        "--output_path",
+        default=None,
+        help="per-sample CSV of a screening; screen_summary.csv and the figure go beside it",
+    )
+    parser.add_argument(
+        "--output_dir",
+        default=None,
+        help="output folder, of a screening (instead of --output_path) or of --validate "
+        "(default: output/screen/<model>/...)",
+    )
     parser.add_argument("--top_k", type=int, default=5, help="samples with the largest difference to print")
     parser.add_argument("--overwrite", action="store_true", help="recompute finished outputs made otherwise")
     check = parser.add_argument_group("prediction check (--validate)")
@@ -60,14 +83,61 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="CSV of measured finetuning effects: trait, level, finetuning_shift [, trait_score]",
     )
+    check.add_argument(
+        "--finetune",
+        nargs="*",
+        default=None,
+        metavar="TRAIT:LEVEL",
+        help="datasets to finetune on and measure (trait:level, or trait for its three levels; "
+        "the flag alone: the first checked trait's three levels)",
+    )
+    check.add_argument("--finetune_steps", type=int, default=4, help="LoRA steps per finetune (default 4)")
+    check.add_argument(
+        "--train_config",
+        default="configs/train_demo.json",
+        help="training config template of the finetunes (model, data, folder and steps are set per run)",
+    )
+    check.add_argument(
+        "--eval_questions", type=int, default=5, help="eval questions answered by each finetuned model (default 5)"
+    )
     check.add_argument("--figs_dir", default="figs", help="folder of the check's figures (default figs)")
+    add_judge_args(parser)
     args = parser.parse_args(argv)
-    require_positive(parser, args, "--batch_size", "--max_tokens", "--max_samples", "--top_k")
+    require_positive(
+        parser, args, "--batch_size", "--max_tokens", "--max_samples", "--top_k", "--finetune_steps", "--eval_questions"
+    )
+    if args.output_path and (args.output_dir or args.validate):
+        parser.error(
+            "--output_path names a screening's per-sample CSV: give --output_dir instead with "
+            + ("--validate" if args.validate else "it, not both")
+        )
+    if args.output_path and Path(args.output_path).suffix != ".csv":
+        parser.error(f"--output_path {args.output_path} must end in .csv (the per-sample table)")
     if args.validate:
         args.traits = split_list(args.traits) or None
+        args.finetune = _finetune_runs(parser, args.finetune, args.traits)
     elif not (args.file_path and args.vector_path):
         parser.error("give --file_path and --vector_path (or --validate for the dataset.zip check)")
     return args
+
+
+def _finetune_runs(
+    parser: argparse.ArgumentParser, values: list[str] | None, traits: list[str] | None
+) -> list[tuple[str, str]] | None:
+    """--finetune as (trait, level) pairs; None: the flag alone (resolved once the traits are known)."""
+    from persona.screening_check import LEVELS
+
+    if values is None:
+        return []
+    if not split_list(values):
+        return [(traits[0], lv) for lv in LEVELS] if traits else None
+    runs = []
+    for value in split_list(values):
+        trait, _, level = value.partition(":")
+        if level and level not in LEVELS:
+            parser.error(f"--finetune {value}: the level must be one of {', '.join(LEVELS)}")
+        runs += [(trait, lv) for lv in ([level] if level else LEVELS)]
+    return list(dict.fromkeys(runs))
 
 
 def _screen_kwargs(args: argparse.Namespace) -> dict:
@@ -79,6 +149,8 @@ def _screen_kwargs(args: argparse.Namespace) -> dict:
         "overwrite": args.overwrite,
         "device": args.device,
         "dtype": args.dtype,
+        "backend": args.backend,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
     }
 
 
@@ -96,11 +168,20 @@ def _print_summary(summary: pd.DataFrame) -> None:
 
 
 def screen(args: argparse.Namespace) -> int:
-    from persona.screening import run_screening
+    from persona.screening import SAMPLES_FILE, SUMMARY_FILE, run_screening
 
-    out = _output_dir(args, f"{Path(args.vector_path).stem}_layer{args.layer}")
+    if args.output_path:
+        out, samples_name = Path(args.output_path).parent, Path(args.output_path).name
+    else:
+        out, samples_name = _output_dir(args, f"{Path(args.vector_path).stem}_layer{args.layer}"), SAMPLES_FILE
     result = run_screening(
-        out, args.file_path, args.vector_path, args.layer, model_name=args.model, **_screen_kwargs(args)
+        out,
+        args.file_path,
+        args.vector_path,
+        args.layer,
+        model_name=args.model,
+        samples_name=samples_name,
+        **_screen_kwargs(args),
     )
     for note in result.skipped:
         print(f"skipped {note}")
@@ -116,15 +197,37 @@ def screen(args: argparse.Namespace) -> int:
             f"  {row['dataset']}:{row['line']}  {row['projection_difference']:+.3f}  {str(row['data_response'])[:90]!r}"
         )
     save_figure(distributions_figure(result.samples), out / "screen_distributions.png")
-    print(f"wrote {out / 'screen_samples.csv'} and {out / 'screen_summary.csv'}")
+    print(f"wrote {out / samples_name} and {out / SUMMARY_FILE}")
     return 0
 
 
 def validate(args: argparse.Namespace) -> int:
+    from persona.evaluation import EvalSpec
     from persona.io import write_csv
-    from persona.screening_check import LEVELS, run_check
+    from persona.screening_check import LEVELS, archive_traits, run_check
+    from persona.screening_finetune import FinetuneSettings
 
     out = _output_dir(args, f"check_layer{args.layer}")
+    runs = args.finetune
+    if runs is None:  # the flag alone, no --traits: the archive's first trait
+        runs = [(archive_traits(args.dataset_zip)[0], level) for level in LEVELS]
+    settings = None
+    if runs:
+        spec = EvalSpec(
+            model=args.model,
+            trait=runs[0][0],
+            max_questions=args.eval_questions,
+            max_tokens=args.max_tokens or 48,
+            temperature=args.temperature,
+            seeds=(args.seed,),
+            batch_size=args.batch_size,
+            backend=args.backend,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            device=args.device,
+            dtype=args.dtype,
+            judge=judge_settings(args),
+        )
+        settings = FinetuneSettings(spec, steps=args.finetune_steps, template=Path(args.train_config))
     result = run_check(
         out,
         args.dataset_zip,
@@ -135,6 +238,8 @@ def validate(args: argparse.Namespace) -> int:
         vector_kind=args.vector_kind,
         max_rows=args.max_samples,
         shifts_path=args.shifts,
+        finetune=runs,
+        finetune_settings=settings,
         **_screen_kwargs(args),
     )
     write_csv(out / "check_summary.csv", result.summary)
@@ -172,6 +277,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_paths(files=[args.output_path], folders=[args.output_dir])  # before any model loads
     setup_logging()
     return validate(args) if args.validate else screen(args)
 

@@ -10,7 +10,9 @@ above 0; the dataset-level value is the mean of the per-sample column.
 Base responses are generated once per (model, prompt, sampling settings) and kept in a
 SQLite store (`<cache dir>/base_responses.sqlite`), written after every chunk of prompts:
 a killed run resumes at the first prompt without a response, and screening the same
-prompts along another vector or layer generates nothing.
+prompts along another vector or layer generates nothing. They are generated through the
+backend factory (`persona.vllm_backend.make_backend`): HF, or vLLM where it can run (asked
+for where it cannot, HF answers instead, with a logged warning).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from persona.sites import vector_at_layer
 from persona.steering import as_tensor
 from persona.training.data import Conversation, DataError, read_chat_file
 from persona.vectors import PersonaVector, load_vector
+from persona.vllm_backend import make_backend
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +111,11 @@ def read_samples(path: str | Path) -> tuple[list[ChatSample], list[str]]:
 
 
 class BaseResponses:
-    """The base model's own responses, cached per (model weights, prompt, sampling settings).
+    """The base model's own responses, cached per (model weights, prompt, sampling settings, engine).
 
-    `hits` and `generated` count prompts served from the store and newly generated.
+    `backend` is `make_backend`'s name (`auto`, `hf`, `vllm`); answers from vLLM are kept apart
+    from HF's in the store. `hits` and `generated` count prompts served from the store and newly
+    generated.
     """
 
     def __init__(
@@ -121,12 +126,15 @@ class BaseResponses:
         seed: int = 0,
         batch_size: int = 16,
         store: str | Path | None = None,
+        backend: str = "auto",
+        gpu_memory_utilization: float | None = None,
     ) -> None:
         self.lm, self.params, self.seed = lm, params, seed
-        self.backend = HFBackend(lm, batch_size)
+        self.backend = make_backend(backend, lm, batch_size=batch_size, gpu_memory_utilization=gpu_memory_utilization)
         self.store = JudgeCache(Path(store) if store is not None else cache_dir() / BASE_RESPONSES_FILE)
         self.model = model_identity(lm)
-        self.setting = "base_response:" + json.dumps({**asdict(params), "seed": seed}, sort_keys=True)
+        engine = {} if isinstance(self.backend, HFBackend) else {"engine": type(self.backend).__name__}
+        self.setting = "base_response:" + json.dumps({**asdict(params), "seed": seed, **engine}, sort_keys=True)
         self.hits = self.generated = 0
 
     def __call__(self, prompts: Sequence[str]) -> list[str]:
@@ -246,11 +254,14 @@ def screen_files(
     batch_size: int = 16,
     store: str | Path | None = None,
     ci: float = 0.95,
+    backend: str = "auto",
+    gpu_memory_utilization: float | None = None,
 ) -> Screening:
     """Screen chat JSONL files (paths or already read) along `vector` at `layer`; see the module docstring.
 
     `max_tokens` caps the base responses; None uses the longest data response (in tokens)
-    of all files, so base and data responses get the same length budget.
+    of all files, so base and data responses get the same length budget. `backend` generates
+    the base responses (`BaseResponses`).
     """
     if not paths:
         raise ValueError("give at least one chat JSONL file to screen")
@@ -261,7 +272,15 @@ def screen_files(
         max_tokens = max(1, max(len(ids) for ids in lm.tokenizer(texts, add_special_tokens=False)["input_ids"]))
         log.info("base responses capped at %d tokens (the longest data response)", max_tokens)
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature)
-    base = BaseResponses(lm, params, seed=seed, batch_size=batch_size, store=store)
+    base = BaseResponses(
+        lm,
+        params,
+        seed=seed,
+        batch_size=batch_size,
+        store=store,
+        backend=backend,
+        gpu_memory_utilization=gpu_memory_utilization,
+    )
     tables = [
         screen_samples(lm, f.samples, row, layer, base, batch_size=batch_size, dataset=label)
         for f, label in zip(read, dataset_labels([f.path for f in read]))
@@ -286,15 +305,19 @@ def run_screening(
     device: str | None = None,
     dtype: str | None = None,
     store: str | Path | None = None,
+    backend: str = "auto",
+    gpu_memory_utilization: float | None = None,
+    samples_name: str = SAMPLES_FILE,
 ) -> Screening:
-    """`screen_files` with outputs: `screen_samples.csv` and `screen_summary.csv` in `output_dir`.
+    """`screen_files` with outputs: `samples_name` (default `screen_samples.csv`) and `screen_summary.csv`
+    in `output_dir`.
 
     A rerun with the same inputs and settings reads the finished files back (no model load);
     other settings are an error unless `overwrite`. The record is written last, so a run
     killed before it recomputes (its base responses come from the store).
     """
     output_dir = Path(output_dir)
-    samples_path, summary_path = output_dir / SAMPLES_FILE, output_dir / SUMMARY_FILE
+    samples_path, summary_path = output_dir / samples_name, output_dir / SUMMARY_FILE
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"data file(s) {missing} do not exist (check the paths)")
@@ -329,6 +352,8 @@ def run_screening(
         seed=seed,
         batch_size=batch_size,
         store=store,
+        backend=backend,
+        gpu_memory_utilization=gpu_memory_utilization,
     )
     result.summary = result.summary.assign(
         file=[str(p) for p in paths], vector=str(vector_path), layer=layer, model=model_name

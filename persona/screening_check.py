@@ -3,9 +3,10 @@
 For every trait of the archive (`dataset/<trait>/{normal,misaligned_1,misaligned_2}.jsonl`)
 the three levels are screened along the trait's own vector. Chen et al. (2025) expect the
 dataset-level projection difference to grow with the level, normal < misaligned_1 <
-misaligned_2, and to correlate with the trait shift that finetuning on the dataset causes
-(measured elsewhere: `training.py`, then `eval.cal_projection --base_model`; passed here
-as a table).
+misaligned_2, and to correlate with the trait shift that finetuning on the dataset causes.
+The measured effects come from short finetunes the check runs itself on the datasets named
+in `finetune` (`persona.screening_finetune`), from a table measured elsewhere (`training.py`,
+then `eval.cal_projection --base_model`), or both.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from persona.analysis.stats import correlation
 from persona.io import read_table, write_text
 from persona.screening import run_screening
+from persona.screening_finetune import FinetuneSettings, finetune_effects
 
 log = logging.getLogger(__name__)
 
@@ -117,23 +119,30 @@ def run_check(
     vector_kind: str = "response_avg",
     max_rows: int | None = None,
     shifts_path: str | Path | None = None,
+    finetune: Sequence[tuple[str, str]] = (),
+    finetune_settings: FinetuneSettings | None = None,
     **screen_kwargs,
 ) -> CheckResult:
     """Screen every level of every trait along `<vector_dir>/<trait>_<kind>_diff.pt` (see the module docstring).
 
     Traits without a vector file are skipped with a warning. Each trait's screening lands in
     `output_dir/<trait>/` and resumes like `run_screening`; base responses are shared across
-    traits and levels through the store (the archive reuses its prompts).
+    traits and levels through the store (the archive reuses its prompts). The `(trait, level)`
+    datasets in `finetune` are finetuned with `finetune_settings` into `output_dir/finetune/`
+    (resumable); their measured effects join those of `shifts_path`.
     """
+    if finetune and finetune_settings is None:
+        raise ValueError("`finetune` needs `finetune_settings` (how to train and evaluate each run)")
     output_dir = Path(output_dir)
     traits = list(traits) if traits else archive_traits(dataset_zip)
     paths = extract_datasets(dataset_zip, output_dir / "data", traits, max_rows=max_rows)
-    rows = []
+    rows, vectors = [], {}
     for trait in traits:
         vector = Path(vector_dir) / f"{trait}_{vector_kind}_diff.pt"
         if not vector.is_file():
             log.warning("no vector %s: trait %s is left out of the check", vector, trait)
             continue
+        vectors[trait] = vector
         files = [paths[trait, level] for level in LEVELS]
         screened = run_screening(output_dir / trait, files, vector, layer, model_name=model_name, **screen_kwargs)
         rows.append(screened.summary.assign(trait=trait, level=list(LEVELS)))
@@ -141,8 +150,19 @@ def run_check(
         raise FileNotFoundError(f"no {vector_kind} vector in {vector_dir} for any of {traits} (extract them first)")
     summary = pd.concat(rows, ignore_index=True)
     result = CheckResult(summary, ordering_table(summary))
-    if shifts_path is not None:
-        merged = summary.merge(read_shifts(shifts_path), on=["trait", "level"], how="inner")
+    measured = [read_shifts(shifts_path)] if shifts_path is not None else []
+    if finetune:
+        assert finetune_settings is not None
+        measured.append(
+            finetune_effects(
+                output_dir / "finetune", finetune, paths, vectors, layer, model=model_name, settings=finetune_settings
+            )
+        )
+    if measured:
+        effects = pd.concat(measured, ignore_index=True)
+        if effects.duplicated(["trait", "level"]).any():
+            raise ValueError("a finetuned dataset also has a row in the `shifts` table: give each effect once")
+        merged = summary.merge(effects, on=["trait", "level"], how="inner")
         if merged.empty:
             raise ValueError(f"{shifts_path}: no (trait, level) row matches a screened dataset")
         targets = [c for c in ("finetuning_shift", "trait_score") if c in merged.columns]

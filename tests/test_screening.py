@@ -50,12 +50,12 @@ def write_chat(path, questions, answers, extra_rows=()):
     return path
 
 
-def naive(lm, prompt: str, answer: str, v: torch.Tensor) -> tuple[float, float]:
+def naive(lm, prompt: str, answer: str, v: torch.Tensor, layer: int = LAYER) -> tuple[float, float]:
     """(response-mean projection, last-prompt projection) from one plain forward pass."""
     n = len(lm.tokenizer(prompt, add_special_tokens=False).input_ids)
     ids = lm.tokenizer(prompt + answer, add_special_tokens=False, return_tensors="pt").input_ids
     with torch.no_grad():
-        h = lm.model(input_ids=ids, output_hidden_states=True).hidden_states[LAYER][0]
+        h = lm.model(input_ids=ids, output_hidden_states=True).hidden_states[layer][0]
     unit = v / v.norm()
     return float(h[n:].mean(0) @ unit), float(h[n - 1] @ unit)
 
@@ -134,6 +134,56 @@ def test_cli_writes_outputs_and_a_rerun_reads_them_back(tiny_llama_dir, vector, 
     monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
     assert screen_main([*argv[:-4], "--output_dir", str(tmp_path / "out2")]) == 0
     assert "base responses: 0 generated, 3 from the cache" in capsys.readouterr().out
+
+
+def test_output_path_names_the_sample_table_and_the_rest_lands_beside_it(
+    tiny_llama_dir, vector, tmp_path, monkeypatch, capsys
+):
+    data = write_chat(tmp_path / "a.jsonl", QUESTIONS, OTHER)
+    monkeypatch.setenv("PERSONA_CACHE", str(tmp_path / "cache"))
+    target = tmp_path / "out" / "evil_screen.csv"
+    argv = ["--file_path", str(data), "--vector_path", str(vector), "--layer", str(LAYER), "--model"]
+    argv += [str(tiny_llama_dir), "--max_tokens", str(MAX_TOKENS), "--backend", "hf", "--output_path", str(target)]
+    assert screen_main(argv) == 0
+    assert f"wrote {target} and {target.parent / 'screen_summary.csv'}" in capsys.readouterr().out
+    assert sorted(p.name for p in target.parent.glob("*.csv")) == ["evil_screen.csv", "screen_summary.csv"]
+    assert (target.parent / "screen_distributions.png").stat().st_size > 0
+    samples = pd.read_csv(target)
+    assert list(samples["data_response"]) == OTHER and len(samples) == 3
+    assert screen_main(argv) == 0  # finished: read back from the named file
+    assert "finished with these settings: read back" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        screen_main([*argv, "--output_dir", str(tmp_path / "other")])
+    assert "give --output_dir instead" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        screen_main([*argv[:-1], str(tmp_path / "x.jsonl")])
+    assert "must end in .csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_base_responses_come_through_the_backend_factory(lm, vector, tmp_path, monkeypatch, caplog, backend):
+    import persona.screening as screening
+    from persona.vllm_backend import make_backend
+
+    asked = []
+
+    def recording(name, *args, **kwargs):
+        asked.append(name)
+        return make_backend(name, *args, **kwargs)
+
+    monkeypatch.setattr(screening, "make_backend", recording)
+    monkeypatch.setattr("persona.vllm_backend.vllm_unusable_reason", lambda device: "no vLLM in this test")
+    data = write_chat(tmp_path / "a.jsonl", QUESTIONS, OTHER)
+    with caplog.at_level("WARNING", logger="persona.vllm_backend"):
+        result = screen_files(
+            lm, [data], torch.load(vector), LAYER, max_tokens=MAX_TOKENS, store=tmp_path / "s.sqlite", backend=backend
+        )
+    assert asked == [backend]
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == (
+        ["backend vllm: no vLLM in this test; generating with the HF backend instead"] if backend == "vllm" else []
+    )
+    assert list(result.samples["base_response"]) == own_answers(lm)  # HF greedy answers either way
 
 
 def test_row_without_assistant_turn_is_skipped_with_its_line_number(lm, vector, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,3 +111,66 @@ def test_monitor_experiment_end_to_end(tiny_llama_dir, tmp_path, offline_env, ca
     r = pearson_r(table["prompt_last_proj"], table["evil"])
     assert f"over 13 conditions: r = {r:.2f}" in capsys.readouterr().out
     assert (out / "monitor_projection_vs_score.png").is_file()
+
+
+def test_validate_finetunes_the_named_datasets_and_measures_their_shift(
+    tiny_llama_dir, archive, tmp_path, offline_env, monkeypatch, capsys
+):
+    from persona.models import load_model
+    from tests.test_screening import naive
+
+    vectors = tmp_path / "vectors"
+    torch.manual_seed(0)
+    save_vector(vectors / "evil_response_avg_diff.pt", torch.randn(4, 64))
+    demo = json.loads((Path(__file__).parents[1] / "configs" / "train_demo.json").read_text())
+    template = tmp_path / "train.json"  # a visible step: no warm-up (step 0 of a warm-up has lr 0)
+    template.write_text(json.dumps({**demo, "learning_rate": 0.05, "warmup_steps": 0}))
+    out, figs = tmp_path / "check", tmp_path / "figs"
+    argv = ["--validate", "--dataset_zip", str(archive), "--vector_dir", str(vectors), "--layer", "2"]
+    argv += ["--model", str(tiny_llama_dir), "--max_tokens", "4", "--max_samples", "2", "--output_dir", str(out)]
+    argv += ["--figs_dir", str(figs), "--finetune", "evil", "--finetune_steps", "1", "--train_config", str(template)]
+    argv += ["--eval_questions", "2", "--judge_model", "likelihood"]
+    assert screen_main(argv) == 0
+    printed = capsys.readouterr().out
+    effects = pd.read_csv(out / "check_shifts.csv")
+    assert list(effects["level"]) == list(LEVELS) and set(effects["steps"]) == {1}
+    base = load_model(str(tiny_llama_dir), device="cpu", dtype="float32")
+    v = torch.load(vectors / "evil_response_avg_diff.pt")[2]
+    for row in effects.itertuples():
+        run = Path(row.run_dir)
+        assert json.loads((run / "training_results.json").read_text())["global_step"] == 1
+        answers = pd.read_csv(out / "finetune" / f"evil_{row.level}_eval.csv")
+        assert len(answers) == row.n_answers == 2
+        tuned = load_model(str(run), device="cpu", dtype="float32")
+        expected = np.mean(
+            [naive(tuned, p, a, v)[0] - naive(base, p, a, v)[0] for p, a in zip(answers["prompt"], answers["answer"])]
+        )
+        assert row.finetuning_shift == pytest.approx(expected, abs=1e-4)
+        assert row.trait_score == pytest.approx(answers["evil"].mean())
+    assert (effects["finetuning_shift"].abs() > 1e-4).all()  # the one step really moved the model
+    r = pearson_r(effects["projection_difference"], effects["finetuning_shift"])
+    assert f"Pearson r(projection_difference, finetuning_shift) = {r:.2f}" in printed
+    assert (figs / "projection_difference_vs_shift.png").is_file()
+
+    import persona.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "build_trainer", lambda cfg: pytest.fail("a finished run was retrained"))
+    monkeypatch.setattr("persona.evaluation._evaluate", lambda *a: pytest.fail("a finished evaluation was redone"))
+    assert screen_main(argv) == 0
+    assert pd.read_csv(out / "check_shifts.csv").equals(effects)
+
+
+def test_finetune_flag_forms(archive):
+    from eval.screen_data import parse_args
+
+    base = ["--validate", "--layer", "2", "--dataset_zip", str(archive)]
+    assert parse_args([*base, "--finetune", "evil:normal", "kind"]).finetune == [
+        ("evil", "normal"),
+        ("kind", "normal"),
+        ("kind", "misaligned_1"),
+        ("kind", "misaligned_2"),
+    ]
+    assert parse_args([*base, "--traits", "kind", "--finetune"]).finetune == [("kind", lv) for lv in LEVELS]
+    assert parse_args(base).finetune == []
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--finetune", "evil:worst"])
