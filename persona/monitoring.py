@@ -127,8 +127,7 @@ def monitoring_run(
     generator = make_backend(backend, lm, batch_size=batch_size, gpu_memory_utilization=gpu_memory_utilization)
     frames = []
     for sample in range(n_per_question):
-        responses = BaseResponses(lm, params, seed=seed + sample, batch_size=batch_size, store=store)
-        responses.backend = generator  # type: ignore[assignment]  # BaseResponses itself builds an HF backend
+        responses = BaseResponses(lm, params, seed=seed + sample, batch_size=batch_size, store=store, backend=generator)
         answers = responses(prompts)
         frames.append(
             pd.DataFrame(

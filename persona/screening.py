@@ -30,7 +30,7 @@ from torch import Tensor
 from persona.activations import capture
 from persona.analysis.stats import mean_interval
 from persona.fingerprint import check_finished, code_version, file_sha256, model_ref, read_record, record_path
-from persona.generation import HFBackend, chat_prompts, row_seed
+from persona.generation import GenerationBackend, HFBackend, chat_prompts, row_seed
 from persona.io import read_table, write_csv, write_json
 from persona.judge.cache import JudgeCache, model_identity
 from persona.models import LoadedModel, load_model
@@ -113,7 +113,8 @@ def read_samples(path: str | Path) -> tuple[list[ChatSample], list[str]]:
 class BaseResponses:
     """The base model's own responses, cached per (model weights, prompt, sampling settings, engine).
 
-    `backend` is `make_backend`'s name (`auto`, `hf`, `vllm`); answers from vLLM are kept apart
+    `backend` is `make_backend`'s name (`auto`, `hf`, `vllm`) or a backend already built (one engine
+    shared by several stores); answers from vLLM are kept apart
     from HF's in the store. `hits` and `generated` count prompts served from the store and newly
     generated.
     """
@@ -126,11 +127,15 @@ class BaseResponses:
         seed: int = 0,
         batch_size: int = 16,
         store: str | Path | None = None,
-        backend: str = "auto",
+        backend: str | GenerationBackend = "auto",
         gpu_memory_utilization: float | None = None,
     ) -> None:
         self.lm, self.params, self.seed = lm, params, seed
-        self.backend = make_backend(backend, lm, batch_size=batch_size, gpu_memory_utilization=gpu_memory_utilization)
+        self.backend = (
+            make_backend(backend, lm, batch_size=batch_size, gpu_memory_utilization=gpu_memory_utilization)
+            if isinstance(backend, str)
+            else backend
+        )
         self.store = JudgeCache(Path(store) if store is not None else cache_dir() / BASE_RESPONSES_FILE)
         self.model = model_identity(lm)
         engine = {} if isinstance(self.backend, HFBackend) else {"engine": type(self.backend).__name__}
