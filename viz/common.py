@@ -1,4 +1,4 @@
-"""Shared figure plumbing: the Agg backend, atomic PNG writes, heatmaps with gaps, fit-line scatters."""
+"""Shared figure plumbing: the Agg backend, atomic PNG writes, heatmaps with gaps, fit-line scatters, banded lines."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from persona.analysis.stats import Correlation, correlation, fit_line  # noqa: E402
 from persona.io import atomic_path  # noqa: E402
@@ -95,11 +96,11 @@ def scatter_with_fit(
     """
     fit = correlation(x, y)
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ax.scatter(xa, ya, s=25, zorder=3, label=None if fit.defined else fit.text())
     if yerr is not None:
         low, high = np.asarray(yerr[0], dtype=float), np.asarray(yerr[1], dtype=float)
         err = np.nan_to_num(np.vstack([ya - low, high - ya]), nan=0.0)
         ax.errorbar(xa, ya, yerr=err, fmt="none", ecolor="gray", elinewidth=1, capsize=2, zorder=2)
-    ax.scatter(xa, ya, s=25, zorder=3, label=None if fit.defined else fit.text())
     for xi, yi, text in zip(x, y, labels, strict=False):
         ax.annotate(text, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     slope, intercept = fit_line(x, y)
@@ -109,6 +110,26 @@ def scatter_with_fit(
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fit
+
+
+def line_with_band(
+    ax: Axes,
+    x: Sequence[float] | pd.Series,
+    y: Sequence[float] | pd.Series,
+    low: Sequence[float] | pd.Series,
+    high: Sequence[float] | pd.Series,
+    *,
+    label: str,
+    **style,
+) -> Line2D:
+    """A line of means with their intervals as a band of the line's colour (NaN bounds leave a gap).
+
+    The band is labelled `_ci <label>`: kept out of the legend, and found again by tests.
+    """
+    (line,) = ax.plot(x, y, label=label, **style)
+    xs, lows, highs = (np.asarray(v, dtype=float) for v in (x, low, high))
+    ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15, lw=0, label=f"_ci {label}")
+    return line
 
 
 def warn_missing(what: str, missing: Sequence[str]) -> None:
