@@ -1,4 +1,4 @@
-"""Shared figure plumbing: atomic PNG writes and fit-line scatters.
+"""Shared figure plumbing: atomic PNG writes, fit-line scatters and banded lines.
 
 The drawing primitives (`panel_grid`, `heatmap`) and the geometry figures live in the library
 (`persona.analysis.figures`), which the explorer draws with too; they are re-exported here for
@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from persona.analysis.figures import heatmap, panel_grid
 from persona.analysis.stats import Correlation, correlation, fit_line
 from persona.io import atomic_path
 
-__all__ = ["heatmap", "panel_grid", "save_figure", "scatter_with_fit", "show_requested", "warn_missing"]
+__all__ = ["heatmap", "line_with_band", "panel_grid", "save_figure", "scatter_with_fit", "show_requested"]
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,11 @@ def scatter_with_fit(
     """
     fit = correlation(x, y)
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ax.scatter(xa, ya, s=25, zorder=3, label=None if fit.defined else fit.text())
     if yerr is not None:
         low, high = np.asarray(yerr[0], dtype=float), np.asarray(yerr[1], dtype=float)
         err = np.nan_to_num(np.vstack([ya - low, high - ya]), nan=0.0)
         ax.errorbar(xa, ya, yerr=err, fmt="none", ecolor="gray", elinewidth=1, capsize=2, zorder=2)
-    ax.scatter(xa, ya, s=25, zorder=3, label=None if fit.defined else fit.text())
     for xi, yi, text in zip(x, y, labels, strict=False):
         ax.annotate(text, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     slope, intercept = fit_line(x, y)
@@ -69,3 +71,23 @@ def scatter_with_fit(
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fit
+
+
+def line_with_band(
+    ax: Axes,
+    x: Sequence[float] | pd.Series,
+    y: Sequence[float] | pd.Series,
+    low: Sequence[float] | pd.Series,
+    high: Sequence[float] | pd.Series,
+    *,
+    label: str,
+    **style,
+) -> Line2D:
+    """A line of means with their intervals as a band of the line's colour (NaN bounds leave a gap).
+
+    The band is labelled `_ci <label>`: kept out of the legend, and found again by tests.
+    """
+    (line,) = ax.plot(x, y, label=label, **style)
+    xs, lows, highs = (np.asarray(v, dtype=float) for v in (x, low, high))
+    ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15, lw=0, label=f"_ci {label}")
+    return line

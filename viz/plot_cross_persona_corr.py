@@ -49,13 +49,20 @@ SHIFT_FIGURES = {
 
 
 def cross_persona_figure(table: pd.DataFrame, y: str, ylabel: str) -> tuple[Figure, Correlation]:
-    """cos(v_A, v_B) against one column of the cross-persona table, with fit line and Pearson r (with its interval)."""
+    """cos(v_A, v_B) against one column of the cross-persona table, with fit line and Pearson r (with its interval).
+
+    A mean column with interval columns (`shift_judged`) gets error bars: each point's 95% interval
+    over questions. The ratios (`relative_trait_score`, `relative_shift`) are drawn bare: a ratio of
+    two uncertain changes has no question-clustered interval here.
+    """
     fig, (ax,) = panel_grid(1, size=(6, 4.5))
+    bounds = [f"{y}_ci_low", f"{y}_ci_high"]
     fit = scatter_with_fit(
         ax,
         table["cos"].tolist(),
         table[y].tolist(),
         [f"{a}->{b}" for a, b in zip(table["finetuned"], table["judged"], strict=True)],
+        yerr=(table[bounds[0]].tolist(), table[bounds[1]].tolist()) if set(bounds) <= set(table.columns) else None,
     )
     ax.axvline(0, color="gray", ls="--", lw=1, alpha=0.5)
     ax.axhline(0, color="gray", ls="--", lw=1, alpha=0.5)

@@ -10,7 +10,8 @@ mean score and the coherence averaged over personas; right, each persona's mean 
 (`--combine`: all in one panel). `--sequential-dir DIR` appends a second run (finetune on A, then
 on B) after the first, offset by its last checkpoint, personas restricted to the second run's.
 The project's layouts: `--per_trait` (one panel per judged trait, every projection on a twin axis)
-and `--combined` (all scores, all projections). Writes `figs/projection_eval_<folder>.png`.
+and `--combined` (all scores, all projections). Every line carries its 95% interval over questions
+as a band of its colour. Writes `figs/projection_eval_<folder>.png`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from persona.analysis.checkpoint_summary import summarize_projection_eval
 from persona.analysis.results import load_projection_eval
 from persona.cli import run_cli, setup_logging
 from persona.projection import PROJECTION_TYPES
-from viz.common import panel_grid, save_figure, show_requested
+from viz.common import line_with_band, panel_grid, save_figure, show_requested
 
 
 def chain_runs(first: pd.DataFrame, second: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -36,14 +37,26 @@ def chain_runs(first: pd.DataFrame, second: pd.DataFrame) -> tuple[pd.DataFrame,
     return pd.concat([first.assign(phase="first"), second], ignore_index=True), switch
 
 
+def step_means(data: pd.DataFrame) -> pd.DataFrame:
+    """One series' rows by step: the mean and its interval; a step holding several evaluations (a sequential
+    run's switch step) shows their mean without a band (their answers are not pooled here)."""
+    grouped = data.groupby("step", as_index=False)
+    out = grouped.agg(value=("value", "mean"), ci_low=("ci_low", "first"), ci_high=("ci_high", "first"))
+    several = grouped.size()["size"] > 1
+    out.loc[several.to_numpy(), ["ci_low", "ci_high"]] = float("nan")
+    return out.sort_values("step")
+
+
 def _lines(ax: Axes, data: pd.DataFrame, label_prefix: str = "", **style) -> None:
     for series, t in data.groupby("series", sort=True):
-        t = t.groupby("step", as_index=False)["value"].mean().sort_values("step")
-        ax.plot(t["step"], t["value"], marker="o", ms=3, label=f"{label_prefix}{series}", **style)
+        t = step_means(t)
+        label = f"{label_prefix}{series}"
+        line_with_band(ax, t["step"], t["value"], t["ci_low"], t["ci_high"], label=label, marker="o", ms=3, **style)
 
 
 def projection_eval_figure(data: pd.DataFrame, *, combined: bool = False, switch_step: int | None = None) -> Figure:
-    """Scores and projections vs step; per judged trait, or `combined` in two panels."""
+    """Scores and projections vs step (each with its interval over questions as a band); per judged trait,
+    or `combined` in two panels."""
     scores, projections = data[data["kind"] == "score"], data[data["kind"] == "projection"]
     if combined:
         fig, axes = panel_grid(2, ncols=2, size=(6, 4))
@@ -78,7 +91,17 @@ def projection_eval_figure(data: pd.DataFrame, *, combined: bool = False, switch
 
 def _persona_lines(ax: Axes, summary: pd.DataFrame, metric: str, colors: dict[str, str], ls: str) -> None:
     for persona, t in summary.groupby("persona", sort=False):
-        ax.plot(t["checkpoint"], t[metric], label=f"{persona} ({metric})", color=colors[persona], ls=ls, marker="o")
+        line_with_band(
+            ax,
+            t["checkpoint"],
+            t[metric],
+            t[f"{metric}_ci_low"],
+            t[f"{metric}_ci_high"],
+            label=f"{persona} ({metric})",
+            color=colors[persona],
+            ls=ls,
+            marker="o",
+        )
 
 
 def _mark_switch(ax: Axes, offset: int) -> None:
@@ -89,16 +112,22 @@ def _mark_switch(ax: Axes, offset: int) -> None:
 def original_projection_figure(
     summary: pd.DataFrame, *, combine: bool = False, offset: int = 0, title: str = ""
 ) -> Figure:
-    """The original study's figure of `summarize_projection_eval`'s table: scores + coherence, then shifts."""
+    """The original study's figure of `summarize_projection_eval`'s table: scores + coherence, then shifts.
+
+    Each line carries its 95% interval over questions as a band of its colour (the original drew bare means).
+    """
     personas = list(dict.fromkeys(summary["persona"]))
     colors = {p: f"C{i % 10}" for i, p in enumerate(personas)}
     fig, axes = panel_grid(1 if combine else 2, ncols=2, size=(9, 6) if not combine else (9, 5))
     scores = axes[0]
     _persona_lines(scores, summary, "persona_score", colors, "-")
     steps = summary.drop_duplicates("checkpoint")
-    scores.plot(
+    line_with_band(
+        scores,
         steps["checkpoint"],
         steps["coherence_avg"],
+        steps["coherence_avg_ci_low"],
+        steps["coherence_avg_ci_high"],
         label="coherence (avg all personas)",
         color="black",
         ls="--",
@@ -178,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         summary, offset = summarize_projection_eval(
             data_dir, args.sequential_dir, personas=args.personas, projection_type=args.shift_type, layer=args.layer
         )
-        print(summary.round(3).to_string(index=False))
+        print(summary.drop(columns="path").round(3).to_string(index=False))
         title = run_title(Path(data_dir), args.sequential_dir)
         fig = original_projection_figure(summary, combine=args.combine, offset=offset, title=title)
     show_requested(args.show)

@@ -8,7 +8,9 @@ Reads `checkpoint-{N}_{judge_trait}.csv` and its columns onto the trait's varian
 `..._prompt_last_proj_layer{L}_finetuning_shift`, as `scripts/eval_projection_variants.sh` adds
 them). As the original study's figure: left, the mean projection of each variant; right, its mean
 finetuning shift (0 at checkpoint 0, the base model). `--scores` puts the project's variant on the
-right instead: the judge scores. Writes `figs/variant_projections_{trait}.png`.
+right instead: the judge scores. Every line carries its 95% interval over questions as a band of
+its colour (the base model's shift of 0 at checkpoint 0 is exact: no band). Writes
+`figs/variant_projections_{trait}.png`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from matplotlib.figure import Figure
 from persona.analysis.results import CHECKPOINT_PATTERN, load_projection_eval
 from persona.cli import run_cli, setup_logging
 from persona.projection import PROJECTION_TYPES, SHIFT_SUFFIX
-from viz.common import panel_grid, save_figure, show_requested
+from viz.common import line_with_band, panel_grid, save_figure, show_requested
 
 PANELS = {
     "projection": ("Projection Values", "Mean Projection Value"),
@@ -42,10 +44,12 @@ def variant_table(
     vector_type: str = "response_avg_diff",
     layer: int | None = None,
 ) -> pd.DataFrame:
-    """step, variant, metric (projection | finetuning_shift | score), value for `judge_trait`'s files.
+    """step, variant, metric (projection | finetuning_shift | score), value, ci_low, ci_high for `judge_trait`'s files.
 
     Projections are of `projection_type`, shifts of `shift_type`, at `layer` (None: the only one
-    present). A checkpoint 0 without a shift column gets shift 0 (the base model), as the original.
+    present); ci_low/ci_high are each mean's interval over questions (`load_projection_eval`). A
+    checkpoint 0 without a shift column gets shift 0 (the base model), as the original, with
+    bounds 0 (no uncertainty: it is not measured).
     """
     at = str(layer) if layer is not None else r"\d+"
     pattern = re.compile(
@@ -55,36 +59,41 @@ def variant_table(
     rows = data[data["judge_trait"] == judge_trait]
     out, layers = [], set()
     for r in rows.itertuples():
+        interval = {"value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high}
         if r.kind == "score":
-            out.append({"step": r.step, "variant": r.series, "metric": "score", "value": r.value})
+            out.append({"step": r.step, "variant": r.series, "metric": "score", **interval})
             continue
         m = pattern.fullmatch(r.series)
         if not m or m["type"] != (shift_type if m["shift"] else projection_type):
             continue
         layers.add(int(m["layer"]))
         metric = "finetuning_shift" if m["shift"] else "projection"
-        out.append({"step": r.step, "variant": m["variant"], "metric": metric, "value": r.value})
+        out.append({"step": r.step, "variant": m["variant"], "metric": metric, **interval})
     if len(layers) > 1:
         raise ValueError(f"projections at layers {sorted(layers)}: choose one with layer")
-    table = pd.DataFrame(out, columns=["step", "variant", "metric", "value"])
+    table = pd.DataFrame(out, columns=["step", "variant", "metric", "value", "ci_low", "ci_high"])
     shifted = set(table.loc[table["metric"] == "finetuning_shift", ["step", "variant"]].itertuples(index=False))
     zero = table[
         (table["metric"] == "projection") & (table["step"] == 0) & ~table["variant"].map(lambda v: (0, v) in shifted)
     ]
-    return pd.concat([table, zero.assign(metric="finetuning_shift", value=0.0)], ignore_index=True)
+    zero = zero.assign(metric="finetuning_shift", value=0.0, ci_low=0.0, ci_high=0.0)
+    return pd.concat([table, zero], ignore_index=True)
 
 
 def variant_projection_figure(
     table: pd.DataFrame, trait: str, *, right: str = "finetuning_shift", title: str = ""
 ) -> Figure:
-    """Mean projection per variant vs checkpoint (left) and its shift, or the judge scores (right)."""
+    """Mean projection per variant vs checkpoint (left) and its shift, or the judge scores (right), each line
+    with its interval over questions as a band."""
     fig, axes = panel_grid(2, ncols=2, size=(9, 6))
     for ax, metric in zip(axes, ("projection", right), strict=True):
         t = table[table["metric"] == metric]
         names = sorted(t["variant"].unique(), key=lambda v: (v != trait, v))
         for name in names:
             line = t[t["variant"] == name].sort_values("step")
-            ax.plot(line["step"], line["value"], marker="o", lw=2, ms=6, label=name)
+            line_with_band(
+                ax, line["step"], line["value"], line["ci_low"], line["ci_high"], label=name, marker="o", lw=2, ms=6
+            )
         panel_title, ylabel = PANELS[metric]
         ax.set(xlabel="Checkpoint", ylabel=ylabel, title=panel_title)
         ax.grid(True, alpha=0.3)

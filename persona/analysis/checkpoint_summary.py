@@ -6,6 +6,11 @@ and the mean finetuning shift along the persona's vector (the column
 `prompt_last_proj`, as the original pipelines write it); `coherence_avg` is the coherence averaged
 over the personas of each checkpoint. A second, sequential run (finetuned on A, then on B) is
 appended with its checkpoints offset by the first run's last one, personas restricted to its own.
+
+Every mean carries its question-clustered interval (`_ci_low`, `_ci_high`, `persona.analysis.stats`).
+`coherence_avg`'s interval is that of the pooled answers of the checkpoint's files, clustered by
+(persona, question): its centre is `coherence_avg` itself when every file holds the same number of
+scored answers, as the pipelines write them.
 """
 
 from __future__ import annotations
@@ -17,14 +22,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona.analysis.results import checkpoint_files, score_means
+from persona.analysis.results import checkpoint_files
+from persona.analysis.stats import NAN_INTERVAL, Interval, mean_interval
 from persona.io import read_table
 from persona.projection import SHIFT_SUFFIX
 from persona.traits import base_trait
 
 log = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = ["checkpoint", "persona", "persona_score", "coherence", "finetuning_shift", "stage"]
+MEANS = ("persona_score", "coherence", "finetuning_shift")
+SUMMARY_COLUMNS = [
+    "checkpoint",
+    "persona",
+    *(f"{m}{end}" for m in MEANS for end in ("", "_ci_low", "_ci_high")),
+    "n_questions",
+    "stage",
+    "path",
+]
 
 
 def shift_column(
@@ -57,13 +71,15 @@ def load_run_summary(
     vector_type: str = "response_avg_diff",
     projection_type: str = "prompt_last_proj",
     layer: int | None = None,
+    ci: float = 0.95,
 ) -> pd.DataFrame:
-    """One row per (checkpoint, persona) of a run's folder (columns `SUMMARY_COLUMNS`)."""
+    """One row per (checkpoint, persona) of a run's folder (columns `SUMMARY_COLUMNS`: each mean with its
+    question-clustered interval, and the file it comes from)."""
     rows, no_shift = [], []
     for f in checkpoint_files(folder).itertuples():
         if personas and f.judge_trait not in personas:
             continue
-        df = read_table(f.path)
+        df = read_table(f.path, required=("question_id",))
         score = f.judge_trait if f.judge_trait in df.columns else base_trait(f.judge_trait)
         if score not in df.columns or "coherence" not in df.columns:
             raise ValueError(f"{f.path}: needs the columns {score} and coherence (an eval_persona output)")
@@ -76,15 +92,19 @@ def load_run_summary(
         )
         if column is None:
             no_shift.append(f.path.name)
-        means = score_means(df, [score, "coherence"] + ([column] if column else []))
+        found = {
+            "persona_score": mean_interval(df, score, ci=ci),
+            "coherence": mean_interval(df, "coherence", ci=ci),
+            "finetuning_shift": mean_interval(df, column, ci=ci) if column else NAN_INTERVAL,
+        }
         rows.append(
             {
                 "checkpoint": f.step,
                 "persona": f.judge_trait,
-                "persona_score": means[score],
-                "coherence": means["coherence"],
-                "finetuning_shift": means[column] if column else float("nan"),
+                **{k: v for m, interval in found.items() for k, v in interval.columns(m).items()},
+                "n_questions": found["persona_score"].n_questions,
                 "stage": stage,
+                "path": str(f.path),
             }
         )
     if no_shift:
@@ -97,7 +117,7 @@ def load_run_summary(
 def summarize_projection_eval(
     folder: str | Path, sequential: str | Path | None = None, **options
 ) -> tuple[pd.DataFrame, int]:
-    """The summary of a run (and of a sequential second run), with `coherence_avg`; and the offset.
+    """The summary of a run (and of a sequential second run), with `coherence_avg` and its interval; and the offset.
 
     The offset is the first run's last checkpoint (0 without a second run); `options` go to
     `load_run_summary`.
@@ -115,4 +135,21 @@ def summarize_projection_eval(
         raise ValueError(f"{folder}: no checkpoint files for the personas asked for")
     df = df.sort_values(["checkpoint", "persona"], ignore_index=True)
     coherence_avg = df.groupby("checkpoint")["coherence"].mean().rename("coherence_avg")
-    return df.merge(coherence_avg, left_on="checkpoint", right_index=True, how="left"), offset
+    ci = options.get("ci", 0.95)
+    bands = pd.DataFrame(
+        [
+            {"checkpoint": step, **pooled_coherence(group, ci=ci).columns("coherence_avg")}
+            for step, group in df.groupby("checkpoint")
+        ]
+    ).drop(columns="coherence_avg")
+    out = df.merge(coherence_avg, left_on="checkpoint", right_index=True, how="left")
+    return out.merge(bands, on="checkpoint", how="left"), offset
+
+
+def pooled_coherence(rows: pd.DataFrame, *, ci: float = 0.95) -> Interval:
+    """Coherence over the pooled answers of summary `rows` (their files), clustered by (persona, question)."""
+    frames = []
+    for r in rows.itertuples():
+        frame = read_table(r.path)
+        frames.append(frame.assign(_cluster=f"{r.persona}/" + frame["question_id"].astype(str)))
+    return mean_interval(pd.concat(frames, ignore_index=True), "coherence", cluster="_cluster", ci=ci)

@@ -15,32 +15,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona.analysis.results import parse_sweep_name
-from persona.analysis.selection import COHERENCE_FLOOR, CellKey, Headline, select_best
+from persona.analysis.selection import (
+    COHERENCE_FLOOR,
+    SCORE_COLUMNS,
+    CellKey,
+    Headline,
+    cell_label,
+    layer_coef,
+    select_best,
+)
 from persona.analysis.stats import NAN_INTERVAL, Interval, mean_interval, paired_delta
 from persona.io import read_table
 
-CELL_COLUMNS = [
-    "cell",
-    "layer",
-    "coef",
-    "trait",
-    "trait_ci_low",
-    "trait_ci_high",
-    "coherence",
-    "coherence_ci_low",
-    "coherence_ci_high",
-    "n",
-    "n_questions",
-    "path",
-]
+CELL_COLUMNS = ["cell", "layer", "coef", *SCORE_COLUMNS, "n", "n_questions", "path"]
 
 
 def _cell_key(path: Path) -> tuple[str, int | None, float | None]:
-    parsed = parse_sweep_name(path.name)
-    if parsed:
-        _, _, layer, coef = parsed
-        return f"layer {layer}, coef {coef:g}", layer, coef
+    """(label, layer, coef) of a planned file: a sweep cell (`selection.layer_coef`) or the baseline."""
+    layer, coef = layer_coef(path.name)
+    if layer is not None:
+        return cell_label(path.name), layer, coef
     if path.name.endswith("_baseline.csv"):
         return "baseline", None, None
     raise ValueError(f"{path}: not a baseline or sweep cell file")

@@ -208,8 +208,12 @@ def checkpoint_files(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["judge_trait", "step"], ignore_index=True)
 
 
-def load_projection_eval(folder: str | Path) -> pd.DataFrame:
-    """Long table of checkpoint evaluations: step, judge_trait, series, kind (score|projection), value (mean).
+PROJECTION_EVAL_COLUMNS = ["step", "judge_trait", "series", "kind", "value", "ci_low", "ci_high", "n_questions"]
+
+
+def load_projection_eval(folder: str | Path, *, ci: float = 0.95) -> pd.DataFrame:
+    """Long table of checkpoint evaluations: step, judge_trait, series, kind (score|projection), value (mean),
+    ci_low, ci_high (its question-clustered interval), n_questions.
 
     Scores are the judged trait's column and coherence; projections are every projection column,
     labelled without the checkpoint's model name.
@@ -217,20 +221,22 @@ def load_projection_eval(folder: str | Path) -> pd.DataFrame:
     out = []
     for f in checkpoint_files(folder).itertuples():
         judge_col = base_trait(f.judge_trait)
-        df = read_table(f.path, required=(judge_col,))
+        df = read_table(f.path, required=(judge_col, "question_id"))
         scores = [judge_col] + (["coherence"] if "coherence" in df.columns else [])
-        for series, value in score_means(df, scores).items():
-            out.append(
-                {"step": f.step, "judge_trait": f.judge_trait, "series": series, "kind": "score", "value": value}
-            )
-        for column in filter(is_projection_column, df.columns):
+        series = [(c, "score", c) for c in scores]
+        series += [(projection_label(c), "projection", c) for c in filter(is_projection_column, df.columns)]
+        for label, kind, column in series:
+            found = mean_interval(df, column, ci=ci)
             out.append(
                 {
                     "step": f.step,
                     "judge_trait": f.judge_trait,
-                    "series": projection_label(column),
-                    "kind": "projection",
-                    "value": float(pd.to_numeric(df[column], errors="coerce").mean()),
+                    "series": label,
+                    "kind": kind,
+                    "value": found.mean,
+                    "ci_low": found.ci_low,
+                    "ci_high": found.ci_high,
+                    "n_questions": found.n_questions,
                 }
             )
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=PROJECTION_EVAL_COLUMNS)

@@ -23,19 +23,9 @@ from persona.analysis.stats import NAN_INTERVAL, Interval, mean_interval, paired
 
 COHERENCE_FLOOR = 80.0
 CellKey = Hashable  # (layer, coef) or a name
-CANDIDATE_COLUMNS = [
-    "cell",
-    "layer",
-    "coef",
-    "n_questions",
-    "trait",
-    "trait_ci_low",
-    "trait_ci_high",
-    "coherence",
-    "coherence_ci_low",
-    "coherence_ci_high",
-    "eligible",
-]
+# a cell's trait and coherence means with their intervals, as the cell tables hold them
+SCORE_COLUMNS = [f"{m}{end}" for m in ("trait", "coherence") for end in ("", "_ci_low", "_ci_high")]
+CANDIDATE_COLUMNS = ["cell", "layer", "coef", "n_questions", *SCORE_COLUMNS, "eligible"]
 
 
 def layer_coef(key: CellKey) -> tuple[int | None, float | None]:
@@ -47,6 +37,7 @@ def layer_coef(key: CellKey) -> tuple[int | None, float | None]:
 
 
 def cell_label(key: CellKey) -> str:
+    """`layer 10, coef 3` for a sweep cell key (tuple or file name), the key itself for any other name."""
     layer, coef = layer_coef(key)
     return str(key) if layer is None else f"layer {layer}, coef {coef:g}"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -117,6 +117,15 @@ class Interval:
 NAN_INTERVAL = Interval(0, 0, math.nan, math.nan, math.nan)
 
 
+class IntervalOptions(TypedDict, total=False):
+    """The settings `mean_interval` and `paired_delta` pass on to `cluster_interval` (defaults there)."""
+
+    ci: float
+    method: Method
+    seed: int
+    n_boot: int
+
+
 class QuestionMismatch(ValueError):
     """Two cells compared question by question do not hold the same questions."""
 
@@ -135,6 +144,28 @@ def _ids(ids: Sequence[str], shown: int = 10) -> str:
 def _check_level(ci: float) -> None:
     if not 0 < ci < 1:
         raise ValueError(f"ci={ci}: the confidence level must lie strictly between 0 and 1, e.g. 0.95")
+
+
+def resampled(
+    statistic: Callable[[np.ndarray], np.ndarray], n: int, n_draws: int, rng: np.random.Generator, *, replace: bool
+) -> tuple[np.ndarray, bool]:
+    """`statistic` of resamplings of range(n), one per row of an index matrix `[draws, n]`; and whether exact.
+
+    With `replace`: `n_draws` bootstrap draws. Without: permutations, every one of them when
+    n! <= `n_draws` (then the second value is True: the distribution is exact), else `n_draws`
+    random ones. `statistic` maps the index matrix to one value per row.
+    """
+    if replace:
+        return statistic(rng.integers(0, n, size=(n_draws, n))), False
+    if math.factorial(n) <= n_draws:
+        return statistic(np.array(list(itertools.permutations(range(n))))), True
+    return statistic(rng.permuted(np.tile(np.arange(n), (n_draws, 1)), axis=1)), False
+
+
+def percentile_bounds(draws: np.ndarray, ci: float) -> tuple[float, float]:
+    """The central `ci` percentile interval of resampled statistics (undefined draws, NaN, left out)."""
+    low, high = np.nanquantile(draws, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(low), float(high)
 
 
 def cluster_interval(
@@ -175,10 +206,8 @@ def cluster_interval(
     alpha = 1 - ci
     if method == "bootstrap":
         rng = np.random.default_rng(seed)
-        draws = rng.integers(0, n_q, size=(n_boot, n_q))
-        boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-        low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-        return Interval(n_q, n, mean, float(low), float(high))
+        boot, _ = resampled(lambda d: sums[d].sum(axis=1) / counts[d].sum(axis=1), n_q, n_boot, rng, replace=True)
+        return Interval(n_q, n, mean, *percentile_bounds(boot, ci))
     residual_sums = sums - counts * mean  # per question: sum of (y - mean) over its answers
     se = math.sqrt(n_q / (n_q - 1) * float((residual_sums**2).sum())) / counts.sum()
     q = float(scipy_stats.t.ppf(1 - alpha / 2, n_q - 1) if method == "t" else scipy_stats.norm.ppf(1 - alpha / 2))
@@ -193,22 +222,16 @@ def _column(frame: pd.DataFrame, column: str, cluster: str) -> tuple[np.ndarray,
 
 
 def mean_interval(
-    frame: pd.DataFrame,
-    column: str,
-    *,
-    cluster: str = "question_id",
-    ci: float = 0.95,
-    seed: int = 0,
-    n_boot: int = N_BOOT,
-    method: Method = "t",
+    frame: pd.DataFrame, column: str, *, cluster: str = "question_id", **options: Unpack[IntervalOptions]
 ) -> Interval:
     """Mean of a score column over the scored answers, with a question-clustered interval.
 
     Unscored answers (NaN) are dropped. Several samples or seeds of one question share its
-    cluster, so duplicating answers adds no certainty. See `cluster_interval` for the methods.
+    cluster, so duplicating answers adds no certainty. `options` (ci, method, seed, n_boot)
+    and their defaults are `cluster_interval`'s.
     """
     values, clusters = _column(frame, column, cluster)
-    return cluster_interval(values, clusters, ci=ci, method=method, seed=seed, n_boot=n_boot)
+    return cluster_interval(values, clusters, **options)
 
 
 def question_means(frame: pd.DataFrame, column: str, cluster: str = "question_id") -> pd.Series:
@@ -230,10 +253,7 @@ def paired_delta(
     column: str,
     *,
     cluster: str = "question_id",
-    ci: float = 0.95,
-    seed: int = 0,
-    n_boot: int = N_BOOT,
-    method: Method = "t",
+    **options: Unpack[IntervalOptions],
 ) -> Interval:
     """Mean over questions of (cell's question mean - baseline's question mean), with its interval.
 
@@ -247,7 +267,7 @@ def paired_delta(
     check_same_questions(frame, baseline, cluster)
     diff = (question_means(frame, column, cluster) - question_means(baseline, column, cluster)).dropna()
     values, _ = _column(frame, column, cluster)
-    found = cluster_interval(diff.to_numpy(), diff.index.to_numpy(), ci=ci, method=method, seed=seed, n_boot=n_boot)
+    found = cluster_interval(diff.to_numpy(), diff.index.to_numpy(), **options)
     return dataclasses.replace(found, n_answers=int(np.isfinite(values).sum()))
 
 
@@ -287,13 +307,6 @@ def _rows_r(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(spread, (dx * dy).sum(axis=1) / np.where(spread, denom, 1.0), np.nan)
 
 
-def permutations_of(n: int, n_perm: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """Every permutation of range(n) when there are at most `n_perm` of them, else `n_perm` random ones."""
-    if math.factorial(n) <= n_perm:
-        return np.array(list(itertools.permutations(range(n)))), True
-    return rng.permuted(np.tile(np.arange(n), (n_perm, 1)), axis=1), False
-
-
 def correlation(
     x: Points,
     y: Points,
@@ -318,11 +331,9 @@ def correlation(
     if not math.isfinite(r):
         return Correlation(math.nan, math.nan, math.nan, math.nan, n)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(n_boot, n))
-    boot = _rows_r(xa[draws], ya[draws])
-    low, high = np.nanquantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    perms, exact = permutations_of(n, n_perm, rng)
-    perm_r = _rows_r(np.broadcast_to(xa, perms.shape), ya[perms])
+    boot, _ = resampled(lambda d: _rows_r(xa[d], ya[d]), n, n_boot, rng, replace=True)
+    low, high = percentile_bounds(boot, ci)
+    perm_r, exact = resampled(lambda p: _rows_r(np.broadcast_to(xa, p.shape), ya[p]), n, n_perm, rng, replace=False)
     tol = 1e-12
     if alternative == "greater":
         hits = perm_r >= r - tol
@@ -330,5 +341,5 @@ def correlation(
         hits = perm_r <= r + tol
     else:
         hits = np.abs(perm_r) >= abs(r) - tol
-    p = hits.mean() if exact else (hits.sum() + 1) / (len(perms) + 1)
-    return Correlation(r, float(low), float(high), float(p), n)
+    p = hits.mean() if exact else (hits.sum() + 1) / (len(perm_r) + 1)
+    return Correlation(r, low, high, float(p), n)

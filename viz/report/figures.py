@@ -15,8 +15,8 @@ from viz.report.html import esc, figure
 # figure file pattern -> (what it shows, what it was drawn from)
 CAPTIONS: dict[str, tuple[str, str]] = {
     "steering_layer_plots.png": (
-        "Mean trait score of each steering cell against its coefficient, one line per layer; the dashed line is the "
-        "unsteered baseline.",
+        "Mean trait score of each steering cell against its layer, one line per coefficient, with each cell's 95% "
+        "interval over questions; the dashed line is the unsteered baseline, its interval the gray band.",
         "the sweep cells <code>{trait}_steer_{type}_layer_{L}_coef_{c}.csv</code> and "
         "<code>{trait}_baseline.csv</code>",
     ),
@@ -40,10 +40,13 @@ CAPTIONS: dict[str, tuple[str, str]] = {
         "<code>cross_persona_corr.csv</code>",
     ),
     "projection_eval_*.png": (
-        "Trait score and projection over finetuning checkpoints.",
+        "Trait score and projection over finetuning checkpoints; the bands are 95% intervals over questions.",
         "<code>checkpoint-*.csv</code>",
     ),
-    "variant_projections_*.png": ("Projections onto each variant of a trait's vector.", "the projection columns"),
+    "variant_projections_*.png": (
+        "Projections onto each variant of a trait's vector; the bands are 95% intervals over questions.",
+        "the projection columns",
+    ),
 }
 
 
