@@ -2,7 +2,10 @@
 
 The choice reads `vector_quality.csv` beside the vector (computing it first when the vector
 has no rows there) and takes the layer with the highest held-out AUROC; for several vectors
-sharing one layer, the highest mean AUROC. Every choice is logged and returned as a record
+sharing one layer, the highest mean AUROC. Row 0 (the embedding output, before any block) is
+never chosen: it is measured in the table, but steering there only rewrites the token
+embeddings, and a `prompt_*` vector's row 0 separates pos from neg trivially (the system
+prompts differ in their tokens), so it would win for the wrong reason. Every choice is logged and returned as a record
 for the caller's settings record. The original default layer (20) stays the default: "auto"
 is only ever asked for.
 """
@@ -25,7 +28,8 @@ from persona.vectors import PersonaVector, parse_vector_filename
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-RULE = "highest held-out AUROC (vector_quality.csv)"
+FIRST_BLOCK = 1  # row 0 is the embeddings: never a choice
+RULE = "highest held-out AUROC (vector_quality.csv), layers >= 1"
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,17 @@ def choose_layer(
     load: Callable[[], LoadedModel] | None = None,
     heldout: tuple[str | os.PathLike, str | os.PathLike] | None = None,
 ) -> LayerChoice:
-    """The one layer with the highest (mean) held-out AUROC over `vector_paths` (ties: the lowest layer)."""
+    """The one layer >= 1 with the highest (mean) held-out AUROC over `vector_paths` (ties: the lowest layer)."""
     if not vector_paths:
         raise ValueError("layer 'auto' needs a vector to choose the layer for")
     tables = [quality_rows(p, load=load, heldout=heldout) for p in vector_paths]
     by_layer = pd.concat([rows.groupby("layer")["auroc"].mean() for rows, _ in tables], axis=1).dropna()
+    by_layer = by_layer[by_layer.index >= FIRST_BLOCK]
     if by_layer.empty:
-        raise ValueError(f"the vectors {[str(p) for p in vector_paths]} have no layer measured in common")
+        raise ValueError(
+            f"the vectors {[str(p) for p in vector_paths]} have no layer >= {FIRST_BLOCK} measured in common "
+            "(row 0, the embeddings, is never chosen): measure more layers with eval.vector_quality"
+        )
     mean = by_layer.mean(axis=1)
     layer = int(mean[mean == mean.max()].index.min())
     choice = LayerChoice(layer, tuple(str(p) for p in vector_paths), float(mean[layer]), str(tables[0][1]))
