@@ -82,6 +82,12 @@ def default_heldout(path: Path, trait: str) -> tuple[Path, Path]:
     return heldout_paths(Path(source).parent if source else path.parent, trait)
 
 
+def ranked_layers(auroc_by_layer: pd.Series) -> list[int]:
+    """The layers >= 1 of a layer-indexed AUROC series, best first (ties: the lower layer); row 0 never."""
+    kept = auroc_by_layer[auroc_by_layer.index >= FIRST_BLOCK].dropna()
+    return [int(layer) for layer in sorted(kept.index, key=lambda layer: (-kept[layer], layer))]
+
+
 def choose_layer(
     vector_paths: Sequence[str | os.PathLike],
     *,
@@ -93,14 +99,14 @@ def choose_layer(
         raise ValueError("layer 'auto' needs a vector to choose the layer for")
     tables = [quality_rows(p, load=load, heldout=heldout) for p in vector_paths]
     by_layer = pd.concat([rows.groupby("layer")["auroc"].mean() for rows, _ in tables], axis=1).dropna()
-    by_layer = by_layer[by_layer.index >= FIRST_BLOCK]
-    if by_layer.empty:
+    mean = by_layer.mean(axis=1)
+    ranked = ranked_layers(mean)
+    if not ranked:
         raise ValueError(
             f"the vectors {[str(p) for p in vector_paths]} have no layer >= {FIRST_BLOCK} measured in common "
             "(row 0, the embeddings, is never chosen): measure more layers with eval.vector_quality"
         )
-    mean = by_layer.mean(axis=1)
-    layer = int(mean[mean == mean.max()].index.min())
+    layer = ranked[0]
     choice = LayerChoice(layer, tuple(str(p) for p in vector_paths), float(mean[layer]), str(tables[0][1]))
     log.info("layer auto -> %d (held-out AUROC %.3f) for %s", layer, choice.auroc, ", ".join(choice.vectors))
     return choice
