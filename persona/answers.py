@@ -52,7 +52,8 @@ def split_done(jobs: Sequence[Job], overwrite: bool = False) -> tuple[list[Job],
 
     A finished job's answers still waiting for judging (a kill just after its CSV) are dropped.
     """
-    todo, done = [], []
+    todo: list[Job] = []
+    done: list[Job] = []
     for job in jobs:  # by output file: two cells of one name and different vectors never compare their tensors
         (todo if overwrite or not job.output.exists() else done).append(job)
     for job in done:
