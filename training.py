@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "eval" in results:
         print(f"held-out loss {results['eval'].get('eval_loss', float('nan')):.4f}")
+    for choice in results.get("layer_choice", []):
+        print(
+            f"steering layer auto -> {choice['layer']} (held-out AUROC {choice['auroc']:.3f}, {choice['quality_csv']})"
+        )
     print(f"newest checkpoint: {results['checkpoint'] or '(none: save_strategy is no)'}")
     print(f"config and results: {cfg.output_dir}/training_config.json, training_results.json")
     return 0

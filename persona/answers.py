@@ -52,8 +52,10 @@ def split_done(jobs: Sequence[Job], overwrite: bool = False) -> tuple[list[Job],
 
     A finished job's answers still waiting for judging (a kill just after its CSV) are dropped.
     """
-    todo = [job for job in jobs if overwrite or not job.output.exists()]
-    done = [job for job in jobs if job not in todo]
+    todo: list[Job] = []
+    done: list[Job] = []
+    for job in jobs:  # by output file: two cells of one name and different vectors never compare their tensors
+        (todo if overwrite or not job.output.exists() else done).append(job)
     for job in done:
         drop_answers(job)
     return todo, done

@@ -2,7 +2,10 @@
 
 The choice reads `vector_quality.csv` beside the vector (computing it first when the vector
 has no rows there) and takes the layer with the highest held-out AUROC; for several vectors
-sharing one layer, the highest mean AUROC. Every choice is logged and returned as a record
+sharing one layer, the highest mean AUROC. Row 0 (the embedding output, before any block) is
+never chosen: it is measured in the table, but steering there only rewrites the token
+embeddings, and a `prompt_*` vector's row 0 separates pos from neg trivially (the system
+prompts differ in their tokens), so it would win for the wrong reason. Every choice is logged and returned as a record
 for the caller's settings record. The original default layer (20) stays the default: "auto"
 is only ever asked for.
 """
@@ -25,7 +28,8 @@ from persona.vectors import PersonaVector, parse_vector_filename
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-RULE = "highest held-out AUROC (vector_quality.csv)"
+FIRST_BLOCK = 1  # row 0 is the embeddings: never a choice
+RULE = "highest held-out AUROC (vector_quality.csv), layers >= 1"
 
 
 @dataclass(frozen=True)
@@ -78,21 +82,31 @@ def default_heldout(path: Path, trait: str) -> tuple[Path, Path]:
     return heldout_paths(Path(source).parent if source else path.parent, trait)
 
 
+def ranked_layers(auroc_by_layer: pd.Series) -> list[int]:
+    """The layers >= 1 of a layer-indexed AUROC series, best first (ties: the lower layer); row 0 never."""
+    kept = auroc_by_layer[auroc_by_layer.index >= FIRST_BLOCK].dropna()
+    return [int(layer) for layer in sorted(kept.index, key=lambda layer: (-kept[layer], layer))]
+
+
 def choose_layer(
     vector_paths: Sequence[str | os.PathLike],
     *,
     load: Callable[[], LoadedModel] | None = None,
     heldout: tuple[str | os.PathLike, str | os.PathLike] | None = None,
 ) -> LayerChoice:
-    """The one layer with the highest (mean) held-out AUROC over `vector_paths` (ties: the lowest layer)."""
+    """The one layer >= 1 with the highest (mean) held-out AUROC over `vector_paths` (ties: the lowest layer)."""
     if not vector_paths:
         raise ValueError("layer 'auto' needs a vector to choose the layer for")
     tables = [quality_rows(p, load=load, heldout=heldout) for p in vector_paths]
     by_layer = pd.concat([rows.groupby("layer")["auroc"].mean() for rows, _ in tables], axis=1).dropna()
-    if by_layer.empty:
-        raise ValueError(f"the vectors {[str(p) for p in vector_paths]} have no layer measured in common")
     mean = by_layer.mean(axis=1)
-    layer = int(mean[mean == mean.max()].index.min())
+    ranked = ranked_layers(mean)
+    if not ranked:
+        raise ValueError(
+            f"the vectors {[str(p) for p in vector_paths]} have no layer >= {FIRST_BLOCK} measured in common "
+            "(row 0, the embeddings, is never chosen): measure more layers with eval.vector_quality"
+        )
+    layer = ranked[0]
     choice = LayerChoice(layer, tuple(str(p) for p in vector_paths), float(mean[layer]), str(tables[0][1]))
     log.info("layer auto -> %d (held-out AUROC %.3f) for %s", layer, choice.auroc, ", ".join(choice.vectors))
     return choice

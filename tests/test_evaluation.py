@@ -81,6 +81,10 @@ def test_sweep_jobs_and_split_done(tmp_path):
     assert done == [jobs[1]] and todo == [jobs[0], *jobs[2:]]
     assert split_done(jobs, overwrite=True) == (jobs, [])
     assert jobs[0].answers_path.name == jobs[0].output.stem + ".answers.csv"
+    # two methods' sweeps: the same cell names, other vectors, other folders (comparing them would compare tensors)
+    other = sweep_jobs("evil", torch.ones(4, 8), [1, 2], [0.5, 2.0], "response", tmp_path / "probe")
+    todo, done = split_done([*jobs, *other])
+    assert [j.output for j in done] == [jobs[1].output] and len(todo) == 7
 
 
 class _CountingBackend:

@@ -90,7 +90,8 @@ def test_probe_vectors_then_eval_persona_layer_auto_records_the_chosen_layer(
     quality = pd.read_csv(out / "vector_quality.csv")
     rows = quality[quality["vector_file"] == vector.name]
     assert set(rows["method"]) == {"probe"} and sorted(rows["layer"]) == [0, 1, 2, 3]
-    best = int(rows.sort_values(["auroc", "layer"], ascending=[False, True]).iloc[0]["layer"])
+    blocks = rows[rows["layer"] >= 1]  # row 0, the embeddings, is never chosen
+    best = int(blocks.sort_values(["auroc", "layer"], ascending=[False, True]).iloc[0]["layer"])
     record = read_record(steered)
     assert record["layer_choice"][0]["layer"] == best and record["layer_choice"][0]["vectors"] == [str(vector)]
     assert record["steers"][0]["layer"] == best

@@ -309,3 +309,42 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_llama_dir, tr
     resumed = load_file(killed / "checkpoint-4" / "adapter_model.safetensors")
     for key in whole:
         torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6)
+
+
+def test_steering_layers_auto_trains_at_the_best_held_out_layer_and_records_it(
+    tiny_llama_dir, train_file, vector_file, tmp_path
+):
+    import pandas as pd
+
+    from persona.training.trainer import RunConflict
+
+    quality = vector_file.parent / "vector_quality.csv"
+    columns = ["trait", "method", "kind", "layer", "vector_file", "auroc"]
+    rows = [
+        ["trait", "mean_diff", "response_avg", layer, vector_file.name, auc]
+        for layer, auc in enumerate([1.0, 0.6, 0.9, 0.7])
+    ]
+    pd.DataFrame(rows, columns=columns).to_csv(quality, index=False)  # row 0 (the embeddings) is never chosen
+    auto = steering_overrides(vector_file, "steer", "auto")
+    auto["steering_config"]["layers"] = "auto"  # the bare string, as a config may write it
+    results = train(tiny_config(tiny_llama_dir, train_file, tmp_path / "auto", **auto))
+    explicit = train(
+        tiny_config(tiny_llama_dir, train_file, tmp_path / "two", **steering_overrides(vector_file, "steer", 2))
+    )
+    assert results["train"]["train_loss"] == pytest.approx(explicit["train"]["train_loss"], abs=1e-6)
+    elsewhere = train(
+        tiny_config(tiny_llama_dir, train_file, tmp_path / "one", **steering_overrides(vector_file, "steer", 1))
+    )
+    assert abs(elsewhere["train"]["train_loss"] - explicit["train"]["train_loss"]) > 1e-4  # the layer matters
+    saved = json.loads((tmp_path / "auto" / CONFIG_FILE).read_text())
+    assert saved["steering_config"]["layers"] == [2]
+    choice = saved["layer_choice"][0]
+    assert choice["layer"] == 2 and choice["auroc"] == pytest.approx(0.9) and choice["vectors"] == [str(vector_file)]
+    assert json.loads((tmp_path / "auto" / RESULTS_FILE).read_text())["layer_choice"] == saved["layer_choice"]
+
+    again = tiny_config(tiny_llama_dir, train_file, tmp_path / "auto", **auto)
+    assert train(again) == results  # the same choice: the finished run is reused
+    rows[3][-1] = 0.95  # new evidence moves the choice to layer 3: not the run in output_dir
+    pd.DataFrame(rows, columns=columns).to_csv(quality, index=False)
+    with pytest.raises(RunConflict, match=r"layer_choice, steering_config differ"):
+        train(again)

@@ -262,3 +262,14 @@ def test_no_test_split_trains_on_every_row(files, tmp_path):
     assert [c[0]["content"] for c in train] == [f"q{i}" for i in range(20)] and held_out == []
     with pytest.raises(ConfigError, match="no_test_split is true but test_file is set"):
         parse_config({**full_config(data, vec), "no_test_split": True, "test_file": str(data)})
+
+
+def test_steering_layers_take_auto_alone_or_in_the_list(files):
+    raw = full_config(*files)
+    for layers, expected in (("auto", ["auto"]), ([20, "Auto"], [20, "auto"]), (["7"], [7])):
+        raw["steering_config"] = {**raw["steering_config"], "layers": layers}
+        cfg = parse_config(raw)
+        assert cfg.steering is not None and cfg.steering.layers == expected
+    raw["steering_config"]["layers"] = ["best"]
+    with pytest.raises(ConfigError, match=r"steering_config.layers\[0\]: must be a layer index >= 0 or 'auto'"):
+        parse_config(raw)

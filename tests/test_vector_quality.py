@@ -90,6 +90,21 @@ def test_auto_takes_the_best_layer_ties_the_lowest_and_shared_layers_the_best_me
     assert resolve_layer_list(["20"], [str(a)]) == (["20"], [])
 
 
+def test_auto_never_takes_row_0_the_embeddings(tmp_path):
+    vector = tmp_path / "a_prompt_last_diff.pt"
+    save_vector(vector, torch.zeros(LAYERS, HIDDEN))
+    rows = [
+        ["a", "mean_diff", "prompt_last", layer, vector.name, auc] for layer, auc in enumerate([1.0, 0.6, 0.8, 0.7])
+    ]
+    quality_csv(tmp_path, rows)  # row 0 separates best (the system prompts' tokens differ), yet block 2 is chosen
+    layer, choice = resolve_layer("auto", vector)
+    assert layer == 2 and choice.auroc == pytest.approx(0.8) and "layers >= 1" in choice.rule
+    assert resolve_layer_list(["auto"], [str(vector)]) == (["2"], [choice.record()])
+    quality_csv(tmp_path, rows[:1])  # only the embeddings measured: nothing to choose from
+    with pytest.raises(ValueError, match=r"no layer >= 1 measured .*row 0, the embeddings, is never chosen"):
+        choose_layer([vector])
+
+
 def test_auto_without_quality_rows_or_held_out_answers_says_what_to_run(tmp_path):
     vector = tmp_path / "evil_response_avg_diff.pt"
     save_vector(vector, torch.zeros(LAYERS, HIDDEN))

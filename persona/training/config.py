@@ -18,7 +18,7 @@ import operator
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,7 +27,9 @@ from pydantic import (
     FilePath,
     NonNegativeFloat,
     NonNegativeInt,
+    PlainValidator,
     PositiveInt,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -45,6 +47,22 @@ class ConfigError(InputError):
     """A training config is invalid; the message lists every bad key with its fix."""
 
 
+_LAYER_INDEX: TypeAdapter[int] = TypeAdapter(NonNegativeInt)
+
+
+def _steering_layer(value: Any) -> int | str:
+    """A layer index >= 0 (as the other int keys read it), or "auto": the vector's best held-out layer."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _LAYER_INDEX.validate_python(value)
+    except ValidationError:
+        raise ValueError(f"must be a layer index >= 0 or 'auto', got {value!r}") from None
+
+
+SteeringLayer = Annotated[int | str, PlainValidator(_steering_layer)]
+
+
 class SteeringConfig(BaseModel):
     """Hooks active during training only: `steer` adds coef*v (preventative steering), `ablate` removes v (CAFT)."""
 
@@ -53,7 +71,12 @@ class SteeringConfig(BaseModel):
     steering_vector_path: FilePath
     type: Literal["steer", "ablate"] = "steer"
     steering_coef: float = 1.0
-    layers: list[NonNegativeInt] = Field(min_length=1)
+    layers: list[SteeringLayer] = Field(min_length=1)
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _auto_alone(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 class TrainingConfig(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from persona.training.backend import resolve_optim, unsloth_wanted
 from persona.training.config import TrainingConfig
 from persona.training.data import tokenized_dataset, train_eval_split
 from persona.training.guard import FiniteGuard
-from persona.training.hooks import check_training_hooks, training_hooks
+from persona.training.hooks import check_training_hooks, resolve_auto_layers, training_hooks
 from persona.training.preference import PREFERENCE_LOSSES, preference_split, preference_trainer
 
 log = logging.getLogger(__name__)
@@ -164,18 +165,24 @@ class RunConflict(InputError):
     """`output_dir` holds a run made with other settings."""
 
 
-def finished_results(cfg: TrainingConfig) -> dict[str, Any] | None:
+def config_record(cfg: TrainingConfig, layer_choice: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """What `training_config.json` holds: the config as run (steering layers resolved), plus how "auto" was resolved."""
+    record = cfg.model_dump(mode="json")
+    return {**record, "layer_choice": list(layer_choice)} if layer_choice else record
+
+
+def finished_results(cfg: TrainingConfig, layer_choice: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
     """The results of a finished run of exactly this config in `output_dir`, else None.
 
     A run of another config there is refused (naming the keys that differ), so checkpoints of
-    two settings never mix.
+    two settings never mix; an "auto" layer that now resolves differently counts as a difference.
     """
     out = Path(cfg.output_dir)
     saved_config = out / CONFIG_FILE
     if not saved_config.is_file():
         return None
     saved = json.loads(saved_config.read_text(encoding="utf-8"))
-    current = cfg.model_dump(mode="json")
+    current = config_record(cfg, layer_choice)
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differ:
         raise RunConflict(
@@ -200,13 +207,14 @@ def resume_point(out: Path) -> Path | None:
     return complete[-1][1] if complete else None
 
 
-def run_training(trainer: Trainer, cfg: TrainingConfig) -> dict[str, Any]:
+def run_training(trainer: Trainer, cfg: TrainingConfig, layer_choice: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Train (hooks active only meanwhile), evaluate the held-out set, write the results file.
 
     An interrupted run of the same config resumes from its newest complete checkpoint.
+    `layer_choice` (from `resolve_auto_layers`) is recorded in the config and results files.
     """
     out = Path(cfg.output_dir)
-    write_json(out / CONFIG_FILE, cfg.model_dump(mode="json"))
+    write_json(out / CONFIG_FILE, config_record(cfg, layer_choice))
     resume = resume_point(out)
     if resume is not None:
         log.info("resuming from %s", resume)
@@ -218,6 +226,8 @@ def run_training(trainer: Trainer, cfg: TrainingConfig) -> dict[str, Any]:
         results["eval"] = trainer.evaluate()
     checkpoint = newest_checkpoint(out) if out.is_dir() else None
     results["checkpoint"] = str(checkpoint) if checkpoint else None
+    if layer_choice:
+        results["layer_choice"] = list(layer_choice)
     write_json(out / RESULTS_FILE, results)
     if cfg.finetuned_model_id:
         log.info(
@@ -230,12 +240,14 @@ def train(cfg: TrainingConfig) -> dict[str, Any]:
     """Run one finetuning job end to end (a finished identical run is not redone); see `run_training`.
 
     `output_dir` is checked before the model loads and locked while training (`<output_dir>.lock`),
-    so a second run into it is refused instead of mixing checkpoints.
+    so a second run into it is refused instead of mixing checkpoints. Steering `layers` "auto"
+    becomes the vector's best held-out layer first (`resolve_auto_layers`), recorded in both files.
     """
     check_output_path(cfg.output_dir, folder=True)
-    done = finished_results(cfg)
+    cfg, layer_choice = resolve_auto_layers(cfg, load=lambda: load_model(cfg.model))
+    done = finished_results(cfg, layer_choice)
     if done is not None:
         log.info("%s already holds the finished run of this config; not retraining", cfg.output_dir)
         return done
     with output_lock(cfg.output_dir):
-        return run_training(build_trainer(cfg), cfg)
+        return run_training(build_trainer(cfg), cfg, layer_choice)
