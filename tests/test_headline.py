@@ -84,3 +84,25 @@ def test_held_out_headline_chooses_on_selection_files_and_reports_on_disjoint_on
     assert "layer 6, coef 2: baseline 25.0 [" in text and "-> best 49.0 [" in text and "steering effect" in text
     with pytest.raises(ValueError, match="share 2 question"):
         held_out_headlines({"evil": selection}, {"evil": selection}, {"evil": "evil"})
+
+
+def test_held_out_intervals_stay_on_the_score_scale_and_same_ids_are_explained(tmp_path):
+    """Two selection questions with the same ids as the report's (each set numbers its own), and a
+    coherence spread whose t interval reaches past 100: the headline cuts it at the scale's end."""
+    sel, rep = tmp_path / "select", tmp_path / "steering"
+    selection = [
+        write_cell(sel / "evil_baseline.csv", "extract", [10.0, 12.0], [95.0, 95.0]),
+        write_cell(sel / sweep_filename("evil", "all", 6, 2.0), "extract", [50.0, 70.0], [90.0, 90.0]),
+    ]
+    coherence = [100.0, 60.0]
+    report = [
+        write_cell(rep / "evil_baseline.csv", "eval", [20.0, 30.0], [95.0, 95.0]),
+        write_cell(rep / sweep_filename("evil", "all", 6, 2.0), "eval", [45.0, 52.0], coherence),
+    ]
+    raw_low, raw_high = t_interval(coherence)
+    assert raw_high > 100 and raw_low < 0  # the uncut t interval on 1 degree of freedom
+    h = held_out_headlines({"evil": selection}, {"evil": report}, {"evil": "evil"})["evil"]
+    assert (h.best_coherence.ci_low, h.best_coherence.ci_high) == (0.0, 100.0)
+    assert h.best_coherence.mean == pytest.approx(80.0)
+    assert h.delta.ci_high == pytest.approx(t_interval([25.0, 22.0])[1])  # a difference is not cut
+    assert "ids are numbered within each set" in h.lines()[0]

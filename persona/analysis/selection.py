@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from persona.analysis.results import parse_sweep_name
-from persona.analysis.stats import NAN_INTERVAL, Interval, mean_interval, paired_delta
+from persona.analysis.stats import NAN_INTERVAL, SCORE_SCALE, Interval, mean_interval, paired_delta
 
 COHERENCE_FLOOR = 80.0
 CellKey = Hashable  # (layer, coef) or a name
@@ -79,6 +79,12 @@ class Headline:
             return f"steering effect: the {self.ci:.0%} interval of the delta lies above 0"
         return f"no demonstrated steering effect: the {self.ci:.0%} interval of the delta includes 0"
 
+    def _same_ids(self) -> str:
+        """Each question set numbers its own questions, so disjoint sets can show the same ids."""
+        return (
+            "; ids are numbered within each set" if set(self.selection_questions) == set(self.report_questions) else ""
+        )
+
     def lines(self, digits: int | None = 1) -> list[str]:
         """The printed headline: which questions chose the cell, which measured it, and the numbers."""
         below = int((~self.candidates["eligible"]).sum())
@@ -86,7 +92,7 @@ class Headline:
             f"  chosen on {len(self.selection_questions)} selection questions "
             f"({', '.join(self.selection_questions)}) among {len(self.candidates)} cells "
             f"({below} below coherence {self.floor:g}); measured on {len(self.report_questions)} "
-            f"other questions ({', '.join(self.report_questions)})"
+            f"other questions ({', '.join(self.report_questions)}{self._same_ids()})"
         ]
         if self.selected is not None:
             lines.append(
@@ -190,9 +196,9 @@ def select_best(
         "selection_questions": _ids(baseline_selection),
         "report_questions": _ids(baseline_report),
         "candidates": candidates,
-        "selection_baseline": mean_interval(baseline_selection, trait_column, ci=ci),
-        "baseline": mean_interval(baseline_report, trait_column, ci=ci),
-        "baseline_coherence": mean_interval(baseline_report, "coherence", ci=ci),
+        "selection_baseline": mean_interval(baseline_selection, trait_column, ci=ci).within(*SCORE_SCALE),
+        "baseline": mean_interval(baseline_report, trait_column, ci=ci).within(*SCORE_SCALE),
+        "baseline_coherence": mean_interval(baseline_report, "coherence", ci=ci).within(*SCORE_SCALE),
     }
     if eligible.empty:
         return Headline(selected=None, **common)
@@ -204,11 +210,11 @@ def select_best(
             "run the chosen cell on the report questions"
         )
     report = report_cells[selected]
-    best_coherence = mean_interval(report, "coherence", ci=ci)
+    best_coherence = mean_interval(report, "coherence", ci=ci).within(*SCORE_SCALE)
     delta = paired_delta(report, baseline_report, trait_column, ci=ci)
     return Headline(
         selected=selected,
-        best=mean_interval(report, trait_column, ci=ci),
+        best=mean_interval(report, trait_column, ci=ci).within(*SCORE_SCALE),
         best_coherence=best_coherence,
         delta=delta,
         effect=bool(delta.ci_low > 0 and best_coherence.mean >= coherence_floor),

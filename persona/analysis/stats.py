@@ -7,11 +7,10 @@ for a cell's mean score, `paired_delta` for a cell against its baseline on the s
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypedDict, Unpack
 
 import numpy as np
@@ -109,12 +108,22 @@ class Interval:
             return f"{self.mean:{sign}.{d}f} [no interval: {self.n_questions} question(s)]"
         return f"{self.mean:{sign}.{d}f} [{self.ci_low:{sign}.{d}f}, {self.ci_high:{sign}.{d}f}]"
 
+    def within(self, low: float, high: float) -> Interval:
+        """The interval cut to the range `[low, high]` the mean cannot leave (judge scores: 0-100): a t
+        interval over a few questions reaches past a bounded scale's ends, where no mean can lie."""
+
+        def cut(v: float) -> float:
+            return min(max(v, low), high) if math.isfinite(v) else v
+
+        return replace(self, ci_low=cut(self.ci_low), ci_high=cut(self.ci_high))
+
     def columns(self, prefix: str) -> dict[str, float]:
         """`{prefix}`, `{prefix}_ci_low`, `{prefix}_ci_high`: the interval as table columns."""
         return {prefix: self.mean, f"{prefix}_ci_low": self.ci_low, f"{prefix}_ci_high": self.ci_high}
 
 
 NAN_INTERVAL = Interval(0, 0, math.nan, math.nan, math.nan)
+SCORE_SCALE = (0.0, 100.0)  # a judge score's range: mean-score intervals are cut to it (`Interval.within`)
 
 
 class IntervalOptions(TypedDict, total=False):
@@ -268,7 +277,7 @@ def paired_delta(
     diff = (question_means(frame, column, cluster) - question_means(baseline, column, cluster)).dropna()
     values, _ = _column(frame, column, cluster)
     found = cluster_interval(diff.to_numpy(), diff.index.to_numpy(), **options)
-    return dataclasses.replace(found, n_answers=int(np.isfinite(values).sum()))
+    return replace(found, n_answers=int(np.isfinite(values).sum()))
 
 
 # --- correlation --------------------------------------------------------------------------------------

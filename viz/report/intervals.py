@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from persona.analysis.stats import Interval, mean_interval
+from persona.analysis.stats import SCORE_SCALE, Interval, mean_interval
 from viz.report.html import number
 
 
@@ -41,24 +41,13 @@ def interval_text(interval: Interval, *, signed: bool = False, max_decimals: int
     return dataclasses.replace(interval, **zeroed).text(digits, signed=signed)  # no "-0.0" for a rounded -0.04
 
 
-SCORE_SCALE = (0.0, 100.0)
-
-
-def on_scale(interval: Interval) -> Interval:
-    """A mean judge score's interval cut to the 0-100 scale: a t interval over a few questions reaches past
-    the scale's ends, where no mean score can lie."""
-    low, high = SCORE_SCALE
-    cut = {k: min(max(v, low), high) for k, v in (("ci_low", interval.ci_low), ("ci_high", interval.ci_high))}
-    return dataclasses.replace(interval, **{k: v for k, v in cut.items() if math.isfinite(getattr(interval, k))})
-
-
 def score_text(interval: Interval, *, signed: bool = False) -> str:
     """A judge score's interval text (at most `SCORE_DECIMALS` decimals, rounded by the interval's full width).
 
-    A mean's bounds are cut to the 0-100 scale (`on_scale`); a `signed` difference is shown as it is.
+    A mean's bounds are cut to the 0-100 scale (`Interval.within`); a `signed` difference is shown as it is.
     """
     digits = min(interval.decimals(), SCORE_DECIMALS)
-    return interval_text(interval if signed else on_scale(interval), signed=signed, max_decimals=digits)
+    return interval_text(interval if signed else interval.within(*SCORE_SCALE), signed=signed, max_decimals=digits)
 
 
 def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
