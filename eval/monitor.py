@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         xlabel=f"mean last-prompt-token projection (layer {args.layer})",
         ylabel=f"mean {trait.judge_column} score of the answers",
         title=f"{trait.name}: prompt projection vs trait expression",
+        yerr=(table[f"{trait.judge_column}_ci_low"].tolist(), table[f"{trait.judge_column}_ci_high"].tolist()),
     )
     save_figure(fig, out / "monitor_projection_vs_score.png")
     print(f"wrote {samples_path} and {out / 'monitor_conditions.csv'}")

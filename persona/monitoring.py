@@ -20,7 +20,7 @@ import pandas as pd
 from torch import Tensor
 
 from persona.activations import capture
-from persona.analysis.stats import Correlation, correlation
+from persona.analysis.stats import SCORE_SCALE, Correlation, correlation, mean_interval
 from persona.generation import chat_prompts
 from persona.judge import score_all
 from persona.judge.runner import Judge
@@ -152,14 +152,19 @@ def monitoring_run(
     return table[first + [c for c in table.columns if c not in first]]
 
 
-def condition_table(samples: pd.DataFrame, trait_column: str) -> pd.DataFrame:
-    """Per condition: mean last-prompt projection, mean trait score and coherence, number of answers."""
+def condition_table(samples: pd.DataFrame, trait_column: str, *, ci: float = 0.95) -> pd.DataFrame:
+    """Per condition: mean last-prompt projection, mean trait score (with its question-clustered
+    interval, `{trait}_ci_low`/`_ci_high`) and coherence, number of questions and answers."""
     grouped = samples.groupby("condition", sort=False)
+    scores = grouped.apply(lambda rows: mean_interval(rows, trait_column, ci=ci).within(*SCORE_SCALE))
     return pd.DataFrame(
         {
             "prompt_last_proj": grouped["prompt_last_proj"].mean(),
             trait_column: grouped[trait_column].mean(),
+            f"{trait_column}_ci_low": scores.map(lambda i: i.ci_low),
+            f"{trait_column}_ci_high": scores.map(lambda i: i.ci_high),
             "coherence": grouped["coherence"].mean() if "coherence" in samples else np.nan,
+            "n_questions": grouped["question_id"].nunique(),
             "n": grouped.size(),
         }
     ).reset_index()

@@ -44,11 +44,19 @@ def ordering_figure(summary: pd.DataFrame, levels: list[str]) -> Figure:
 
 
 def scatter_figure(
-    x: list[float], y: list[float], labels: list[str], *, xlabel: str, ylabel: str, title: str
+    x: list[float],
+    y: list[float],
+    labels: list[str],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    yerr: tuple[list[float], list[float]] | None = None,
 ) -> Figure:
-    """One point per dataset or condition, the least-squares line and Pearson r (cross-persona style)."""
+    """One point per dataset or condition (with `yerr` = (ci_low, ci_high) error bars), the
+    least-squares line and Pearson r (cross-persona style)."""
     fig, (ax,) = panel_grid(1, size=(6, 4.5))
-    fit = scatter_with_fit(ax, x, y, labels)
+    fit = scatter_with_fit(ax, x, y, labels, yerr=yerr)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}\n{fit.text()}")
     fig.tight_layout()
     return fig
