@@ -163,3 +163,14 @@ def test_bad_paths_and_levels_are_one_line_errors(tmp_path, capsys):
         summarize(tmp_path / "missing")
     with pytest.raises(SystemExit):
         summarize_cli.main([str(tmp_path), "--ci", "95"])
+
+
+def test_a_summary_written_into_the_folder_is_not_read_back_as_a_cell(sweep):
+    """Summarizing a folder twice, the first summary saved inside it, gives the same table."""
+    folder, _ = sweep
+    inside = folder / "summary.csv"
+    assert summarize_cli.main([str(folder), "--by", "seed", "--output_path", str(inside)]) == 0
+    first = pd.read_csv(inside)
+    assert summarize_cli.main([str(folder), "--by", "seed", "--output_path", str(inside)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(inside), first)
+    assert "summary" not in set(first["cell"])

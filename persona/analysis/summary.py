@@ -61,8 +61,22 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return judged + ([COHERENCE] if COHERENCE in numeric else []) + projections
 
 
+EVAL_COLUMNS = ("question_id", "answer")  # what makes a CSV an eval CSV (a cell)
+
+
 def _csvs(folder: Path) -> list[Path]:
-    return [p for p in sorted(folder.glob("*.csv")) if not p.name.endswith(".answers.csv")]
+    """The folder's eval CSVs. Other tables beside them (a summary written into the folder, the
+    demo's `cells.csv`) are skipped, so summarizing a folder twice reads the same cells."""
+    found = []
+    for p in sorted(folder.glob("*.csv")):
+        if p.name.endswith(".answers.csv"):
+            continue
+        header = pd.read_csv(p, nrows=0).columns
+        if all(c in header for c in EVAL_COLUMNS):
+            found.append(p)
+        else:
+            log.info("%s: not an eval CSV (no %s columns), skipped", p, " / ".join(EVAL_COLUMNS))
+    return found
 
 
 def _read(paths: Mapping[str, Path]) -> dict[str, pd.DataFrame]:
