@@ -174,3 +174,17 @@ def test_a_summary_written_into_the_folder_is_not_read_back_as_a_cell(sweep):
     assert summarize_cli.main([str(folder), "--by", "seed", "--output_path", str(inside)]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(inside), first)
     assert "summary" not in set(first["cell"])
+
+
+def test_mean_scores_are_cut_to_the_scale_and_projections_are_not(tmp_path):
+    """Coherence 100/100/20 per question: its t interval reaches past 100 and is cut there; the same
+    values as a projection column keep their raw t bounds."""
+    values = [100.0, 100.0, 100.0, 100.0, 20.0, 20.0]
+    path = tmp_path / "evil_baseline.csv"
+    write_eval(path, {"coherence": values, PROJ: values}, n_questions=3)
+    assert summarize_cli.main([str(path), "--output_path", str(tmp_path / "s.csv")]) == 0
+    table = pd.read_csv(tmp_path / "s.csv").set_index("metric")
+    low, high = t_interval(np.array([100.0, 100.0, 20.0]))
+    assert high > 100 and low < 0
+    assert (table.loc["coherence", "ci_low"], table.loc["coherence", "ci_high"]) == (0.0, 100.0)
+    assert (table.loc[PROJ, "ci_low"], table.loc[PROJ, "ci_high"]) == pytest.approx((low, high))
