@@ -37,7 +37,7 @@ from persona.monitoring import condition_table, conditions, monitoring_run, proj
 from persona.traits import load_trait
 from persona.vectors import PersonaVector
 from viz.common import save_figure
-from viz.plot_screening import scatter_figure
+from viz.plot_screening import interval_columns, scatter_figure
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         xlabel=f"mean last-prompt-token projection (layer {args.layer})",
         ylabel=f"mean {trait.judge_column} score of the answers",
         title=f"{trait.name}: prompt projection vs trait expression",
-        yerr=(table[f"{trait.judge_column}_ci_low"].tolist(), table[f"{trait.judge_column}_ci_high"].tolist()),
+        yerr=interval_columns(table, trait.judge_column),
     )
     save_figure(fig, out / "monitor_projection_vs_score.png")
     print(f"wrote {samples_path} and {out / 'monitor_conditions.csv'}")

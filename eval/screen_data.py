@@ -39,7 +39,7 @@ from persona.cli import (
 from persona.layout import Layout
 from persona.preflight import check_output_paths
 from viz.common import save_figure
-from viz.plot_screening import distributions_figure, ordering_figure, scatter_figure
+from viz.plot_screening import distributions_figure, interval_columns, ordering_figure, scatter_figure
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -269,6 +269,7 @@ def validate(args: argparse.Namespace) -> int:
             xlabel="projection difference (before finetuning)",
             ylabel=f"measured {first.y.replace('_', ' ')}",
             title="projection difference predicts the finetuning shift?",
+            yerr=interval_columns(result.merged, first.y),
         )
         save_figure(fig, figs / "projection_difference_vs_shift.png")
     print(f"wrote {out / 'check_summary.csv'} and {out / 'check_ordering.csv'}")

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from persona.analysis.stats import mean_interval
 from persona.answers import Job
 from persona.cells import Cell
 from persona.evaluation import EvalSpec
@@ -34,7 +35,17 @@ from persona.judge.factory import LIKELIHOOD, resolve_spec
 log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = Path("configs/train_demo.json")
-EFFECT_COLUMNS = ("trait", "level", "finetuning_shift", "trait_score", "n_answers", "steps", "run_dir")
+EFFECT_COLUMNS = (
+    "trait",
+    "level",
+    "finetuning_shift",
+    "finetuning_shift_ci_low",
+    "finetuning_shift_ci_high",
+    "trait_score",
+    "n_answers",
+    "steps",
+    "run_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -108,13 +119,14 @@ def finetune_one(
         dtype=s.eval.dtype,
     )
     table = read_table(answers)
-    shift = pd.to_numeric(table[column_name(str(run_dir), str(vector), "proj", layer, shift=True)], errors="coerce")
+    shift_column = column_name(str(run_dir), str(vector), "proj", layer, shift=True)
+    shift = pd.to_numeric(table[shift_column], errors="coerce")
     judge_column = replace(s.eval, trait=trait).load_traits()[0].judge_column
     score = pd.to_numeric(table[judge_column], errors="coerce")
     return {
         "trait": trait,
         "level": level,
-        "finetuning_shift": float(shift.mean()),
+        **mean_interval(table, shift_column).columns("finetuning_shift"),
         "trait_score": float(score.mean()),
         "n_answers": int(shift.notna().sum()),
         "steps": s.steps,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats as scipy_stats
 
 from eval.monitor import main as monitor_main
 from eval.screen_data import main as screen_main
@@ -146,6 +147,13 @@ def test_validate_finetunes_the_named_datasets_and_measures_their_shift(
             [naive(tuned, p, a, v)[0] - naive(base, p, a, v)[0] for p, a in zip(answers["prompt"], answers["answer"])]
         )
         assert row.finetuning_shift == pytest.approx(expected, abs=1e-4)
+        per_answer = [
+            naive(tuned, p, a, v)[0] - naive(base, p, a, v)[0] for p, a in zip(answers["prompt"], answers["answer"])
+        ]
+        half = scipy_stats.t.ppf(0.975, len(per_answer) - 1) * np.std(per_answer, ddof=1) / np.sqrt(len(per_answer))
+        assert (row.finetuning_shift_ci_low, row.finetuning_shift_ci_high) == pytest.approx(
+            (expected - half, expected + half), abs=1e-3
+        )  # 2 questions, one answer each: the t interval on 1 degree of freedom
         assert row.trait_score == pytest.approx(answers["evil"].mean())
     assert (effects["finetuning_shift"].abs() > 1e-4).all()  # the one step really moved the model
     r = pearson_r(effects["projection_difference"], effects["finetuning_shift"])

@@ -43,6 +43,15 @@ def ordering_figure(summary: pd.DataFrame, levels: list[str]) -> Figure:
     return fig
 
 
+def interval_columns(table: pd.DataFrame, column: str) -> tuple[list[float], list[float]] | None:
+    """`(column_ci_low, column_ci_high)` as `scatter_figure`'s `yerr`, or None when the table has no interval
+    (e.g. a `--shifts` CSV measured elsewhere)."""
+    low, high = f"{column}_ci_low", f"{column}_ci_high"
+    if low not in table.columns or high not in table.columns:
+        return None
+    return table[low].astype(float).tolist(), table[high].astype(float).tolist()
+
+
 def scatter_figure(
     x: list[float],
     y: list[float],
