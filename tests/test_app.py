@@ -26,7 +26,7 @@ from persona.activations import capture
 from persona.app import browse
 from persona.app.__main__ import main
 from persona.app.actions import Explorer, VectorChoice, chat_sample, judge_label, question_id, sampling
-from persona.app.render import token_html
+from persona.app.render import rounded, token_html
 from persona.app.tabs import guarded
 from persona.cli import run_cli
 from persona.cli.commands import app_args
@@ -220,6 +220,13 @@ def test_results_pair_a_cell_with_the_baseline(tmp_path):
     assert summary["score"].tolist() == [25.0, 65.0]  # baseline first, then the cell
     with pytest.raises(FileNotFoundError, match="folder does not exist"):
         browse.sweep_cells(tmp_path / "nowhere")
+
+
+def test_tables_are_rounded_for_reading_only():
+    table = pd.DataFrame({"vector": ["evil"], "norm": [1.23456], "n": [4]})
+    shown = rounded(table, 2)
+    assert shown.to_dict("records") == [{"vector": "evil", "norm": 1.23, "n": 4}]
+    assert table["norm"].item() == 1.23456  # the library's table keeps its precision
 
 
 def test_token_html_escapes_and_carries_values():

@@ -54,6 +54,12 @@ def score_line(scores: pd.Series, trait_column: str | None) -> str:
     return " · ".join(parts)
 
 
+def rounded(table: pd.DataFrame, digits: int) -> pd.DataFrame:
+    """The table with its float columns rounded for reading (the library's tables keep full precision)."""
+    floats = table.select_dtypes("float").columns
+    return table.round(dict.fromkeys(floats, digits))
+
+
 def geometry_figures(cosines: pd.DataFrame, norms: pd.DataFrame, layer: int) -> tuple[Figure, Figure]:
     """The cosine heatmap at `layer` and the norms by layer, drawn as `viz/analyze_vector_geometry.py` draws them
     (both draw with `persona.analysis.figures`)."""

@@ -15,11 +15,13 @@ from typing import Any
 import gradio as gr
 
 from persona.app import browse
-from persona.app.render import geometry_figures
+from persona.app.render import geometry_figures, rounded
 from persona.cli import error_line
 
 log = logging.getLogger(__name__)
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}  # UI events are not API endpoints (`steer` is)
+SCORE_DIGITS = 1  # judge scores are 0-100; a tenth is already finer than a 5-question interval
+NORM_DIGITS = 3
 
 
 def guarded(n_outputs: int, fn: Callable[..., tuple]) -> Callable[..., tuple]:
@@ -65,7 +67,7 @@ def vectors_tab(
     def run(path: str, at: int) -> tuple:
         cosines, norms = browse.vector_geometry(path, int(at))
         heat, lines = geometry_figures(cosines, norms, int(at))
-        table = norms.loc[int(at)].rename("norm").rename_axis("vector").reset_index()
+        table = rounded(norms.loc[int(at)].rename("norm").rename_axis("vector").reset_index(), NORM_DIGITS)
         refill = gr.update(choices=vector_choices(path))
         return (f"{len(cosines)} vectors in {path}", heat, lines, table, *[refill] * len(dropdowns))
 
@@ -95,7 +97,8 @@ def results_tab(results_dir: str | Path | None) -> None:
         if not name:
             return ("", gr.skip(), gr.skip())
         file = Path(path) / name
-        return (str(file), browse.sweep_summary(file), browse.cell_with_baseline(file))
+        scores = (browse.sweep_summary(file), browse.cell_with_baseline(file))
+        return (str(file), *(rounded(table, SCORE_DIGITS) for table in scores))
 
     load.click(guarded(1, run_load), [folder], [status, cell], **PRIVATE)
     cell.change(guarded(2, run_cell), [folder, cell], [status, summary, answers], **PRIVATE)
