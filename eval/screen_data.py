@@ -244,12 +244,15 @@ def validate(args: argparse.Namespace) -> int:
     )
     write_csv(out / "check_summary.csv", result.summary)
     write_csv(out / "check_ordering.csv", result.ordering)
-    cols = ["trait", *LEVELS, "normal_lt_misaligned_2", "ordered"]
+    paired = [f"misaligned_2_minus_normal{end}" for end in ("", "_ci_low", "_ci_high")]
+    cols = ["trait", *LEVELS, "normal_lt_misaligned_2", "ordered", *paired, "misaligned_2_above_normal"]
     print(result.ordering[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     n = len(result.ordering)
     print(
         f"ordered normal < misaligned_1 < misaligned_2: {int(result.ordering['ordered'].sum())} of {n} traits; "
-        f"normal < misaligned_2: {int(result.ordering['normal_lt_misaligned_2'].sum())} of {n}"
+        f"normal < misaligned_2: {int(result.ordering['normal_lt_misaligned_2'].sum())} of {n}; "
+        "misaligned_2 above normal by the paired 95% interval: "
+        f"{int(result.ordering['misaligned_2_above_normal'].sum())} of {n}"
     )
     figs = Path(args.figs_dir)
     save_figure(ordering_figure(result.summary, list(LEVELS)), figs / "projection_difference_by_level.png")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona.analysis.stats import correlation
+from persona.analysis.stats import NAN_INTERVAL, QuestionMismatch, correlation, paired_delta
 from persona.io import read_table, write_text
 from persona.screening import run_screening
 from persona.screening_finetune import FinetuneSettings, finetune_effects
@@ -62,15 +62,43 @@ def extract_datasets(
     return paths
 
 
-def ordering_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per trait: the dataset-level projection difference of each level and whether they rise with it."""
+def ordering_table(summary: pd.DataFrame, samples: pd.DataFrame | None = None, *, ci: float = 0.95) -> pd.DataFrame:
+    """Per trait: the dataset-level projection difference of each level and whether they rise with it.
+
+    With the per-sample rows (`trait, level, question, projection_difference`) each misaligned
+    level also gets its paired difference from `normal` over the prompts the levels share
+    (`misaligned_2_minus_normal` with `_ci_low`/`_ci_high`): the base response of a prompt is
+    the same at every level, so it cancels, and the interval says whether the levels differ at
+    all; `misaligned_2_above_normal` is True when that interval lies above 0.
+    """
     wide = summary.pivot(index="trait", columns="level", values="projection_difference").reindex(columns=list(LEVELS))
     out = wide.reset_index()
     out["normal_lt_misaligned_2"] = wide["normal"].to_numpy() < wide["misaligned_2"].to_numpy()
     out["ordered"] = (wide["normal"] < wide["misaligned_1"]).to_numpy() & (
         wide["misaligned_1"] < wide["misaligned_2"]
     ).to_numpy()
+    if samples is None:
+        return out
+    paired = [_level_differences(samples[samples["trait"] == trait], trait, ci) for trait in out["trait"]]
+    out = pd.concat([out, pd.DataFrame(paired)], axis=1)
+    out["misaligned_2_above_normal"] = out["misaligned_2_minus_normal_ci_low"] > 0
     return out
+
+
+def _level_differences(samples: pd.DataFrame, trait: str, ci: float) -> dict[str, float]:
+    """Each misaligned level minus `normal`, paired by prompt; NaN (with a warning) when the prompts differ."""
+    normal = samples[samples["level"] == "normal"]
+    row: dict[str, float] = {}
+    for level in LEVELS[1:]:
+        try:
+            delta = paired_delta(
+                samples[samples["level"] == level], normal, "projection_difference", cluster="question", ci=ci
+            )
+        except QuestionMismatch as err:
+            log.warning("%s: %s and normal do not share their prompts (%s): no paired difference", trait, level, err)
+            delta = NAN_INTERVAL
+        row.update(delta.columns(f"{level}_minus_normal"))
+    return row
 
 
 @dataclass(frozen=True)
@@ -136,7 +164,7 @@ def run_check(
     output_dir = Path(output_dir)
     traits = list(traits) if traits else archive_traits(dataset_zip)
     paths = extract_datasets(dataset_zip, output_dir / "data", traits, max_rows=max_rows)
-    rows, vectors = [], {}
+    rows, per_sample, vectors = [], [], {}
     for trait in traits:
         vector = Path(vector_dir) / f"{trait}_{vector_kind}_diff.pt"
         if not vector.is_file():
@@ -146,10 +174,12 @@ def run_check(
         files = [paths[trait, level] for level in LEVELS]
         screened = run_screening(output_dir / trait, files, vector, layer, model_name=model_name, **screen_kwargs)
         rows.append(screened.summary.assign(trait=trait, level=list(LEVELS)))
+        level_of = dict(zip(screened.summary["dataset"], LEVELS))
+        per_sample.append(screened.samples.assign(trait=trait, level=screened.samples["dataset"].map(level_of)))
     if not rows:
         raise FileNotFoundError(f"no {vector_kind} vector in {vector_dir} for any of {traits} (extract them first)")
     summary = pd.concat(rows, ignore_index=True)
-    result = CheckResult(summary, ordering_table(summary))
+    result = CheckResult(summary, ordering_table(summary, pd.concat(per_sample, ignore_index=True)))
     measured = [read_shifts(shifts_path)] if shifts_path is not None else []
     if finetune:
         assert finetune_settings is not None

@@ -39,6 +39,29 @@ def test_ordering_table_flags_each_trait():
     assert not table.loc["b", "ordered"] and table.loc["b", "normal_lt_misaligned_2"]
 
 
+def test_ordering_table_pairs_each_level_with_normal_by_prompt():
+    summary = pd.DataFrame({"trait": ["a"] * 3, "level": list(LEVELS), "projection_difference": [0.0, 1.0, 2.0]})
+    per_level = {"normal": [1.0, 5.0, 2.0], "misaligned_1": [1.5, 5.5, 2.0], "misaligned_2": [3.0, 6.0, 5.5]}
+    samples = pd.DataFrame(
+        [
+            {"trait": "a", "level": level, "question": q, "projection_difference": v}
+            for level, values in per_level.items()
+            for q, v in zip(["q0", "q1", "q2"], values)
+        ]
+    )
+    row = ordering_table(summary, samples).iloc[0]
+    diffs = np.array(per_level["misaligned_2"]) - np.array(per_level["normal"])  # [2, 1, 3.5]
+    half = scipy_stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3)
+    assert row["misaligned_2_minus_normal"] == pytest.approx(diffs.mean())
+    assert row["misaligned_2_minus_normal_ci_low"] == pytest.approx(diffs.mean() - half)
+    assert row["misaligned_2_minus_normal_ci_high"] == pytest.approx(diffs.mean() + half)
+    assert row["misaligned_2_above_normal"] == (diffs.mean() - half > 0)
+    assert row["misaligned_1_minus_normal"] == pytest.approx(1 / 3)
+    other = samples.assign(question=samples["question"].where(samples["level"] != "misaligned_1", "elsewhere"))
+    row = ordering_table(summary, other).iloc[0]  # prompts not shared: no paired difference, not an error
+    assert np.isnan(row["misaligned_1_minus_normal"]) and np.isfinite(row["misaligned_2_minus_normal"])
+
+
 def test_correlate_matches_numpy_and_brackets_r():
     rng = np.random.default_rng(0)
     x = rng.normal(size=12)
