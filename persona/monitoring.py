@@ -20,7 +20,7 @@ import pandas as pd
 from torch import Tensor
 
 from persona.activations import capture
-from persona.analysis.stats import SCORE_SCALE, Correlation, correlation, mean_interval
+from persona.analysis.stats import Correlation, correlation, score_interval
 from persona.generation import chat_prompts
 from persona.judge import score_all
 from persona.judge.runner import Judge
@@ -156,7 +156,7 @@ def condition_table(samples: pd.DataFrame, trait_column: str, *, ci: float = 0.9
     """Per condition: mean last-prompt projection, mean trait score (with its question-clustered
     interval, `{trait}_ci_low`/`_ci_high`) and coherence, number of questions and answers."""
     grouped = samples.groupby("condition", sort=False)
-    scores = grouped.apply(lambda rows: mean_interval(rows, trait_column, ci=ci).within(*SCORE_SCALE))
+    scores = grouped.apply(lambda rows: score_interval(rows, trait_column, ci=ci))
     return pd.DataFrame(
         {
             "prompt_last_proj": grouped["prompt_last_proj"].mean(),

@@ -47,7 +47,12 @@ def test_cell_table_and_headline_rows_carry_intervals(tmp_path):
     base = write_cell(tmp_path / "evil_baseline.csv", "eval", [10.0, 20.0, 30.0], [90.0, 95.0, 100.0], [1, 2, 3])
     cell = write_cell(tmp_path / sweep_filename("evil", "all", 6, 2.0), "eval", [40.0, 55.0, 60.0], [85.0] * 3)
     table = cell_table([base, cell], "evil").set_index("cell")
-    assert tuple(table.loc["baseline", ["trait_ci_low", "trait_ci_high"]]) == pytest.approx(t_interval([10, 20, 30]))
+    low, high = t_interval([10, 20, 30])  # (-4.8, 44.8): a mean score cannot lie below 0, so the bound is cut there
+    assert tuple(table.loc["baseline", ["trait_ci_low", "trait_ci_high"]]) == pytest.approx((max(low, 0.0), high))
+    cell_low, cell_high = t_interval([40, 55, 60])  # inside 0-100: as computed
+    assert tuple(table.loc["layer 6, coef 2", ["trait_ci_low", "trait_ci_high"]]) == pytest.approx(
+        (cell_low, cell_high)
+    )
     assert table.loc["layer 6, coef 2", "n_questions"] == 3
     assert table.loc["layer 6, coef 2", "coherence_ci_low"] == 85.0  # no spread: a zero-width interval
     head = headline_rows({"evil": table.reset_index()}, columns={"evil": "evil"}).iloc[0]

@@ -11,7 +11,15 @@ import pytest
 from scipy import stats as scipy_stats
 
 from persona.analysis.selection import select_best
-from persona.analysis.stats import Interval, QuestionMismatch, correlation, mean_interval, paired_delta, question_means
+from persona.analysis.stats import (
+    Interval,
+    QuestionMismatch,
+    correlation,
+    mean_interval,
+    paired_delta,
+    question_means,
+    score_interval,
+)
 
 
 def answers(scores_by_question: dict[str, list[float]], column: str = "evil", **extra: list) -> pd.DataFrame:
@@ -114,6 +122,15 @@ def test_coverage_of_the_95_interval_over_500_simulated_datasets(method, n_q):
         found = mean_interval(simulated(rng, n_q, 3, 50.0, 10.0, 8.0), "evil", method=method, seed=i, n_boot=1000)
         hits += found.ci_low <= 50.0 <= found.ci_high
     assert 0.92 <= hits / 500 <= 0.98
+
+
+def test_a_judge_score_interval_stays_on_the_0_100_scale():
+    frame = pd.DataFrame({"question_id": ["q0", "q1", "q2"], "evil": [100.0, 100.0, 90.0]})
+    half = scipy_stats.t.ppf(0.975, 2) * np.std([100, 100, 90], ddof=1) / math.sqrt(3)
+    raw, cut = mean_interval(frame, "evil"), score_interval(frame, "evil")
+    assert raw.ci_high == pytest.approx(frame["evil"].mean() + half) and raw.ci_high > 100
+    assert cut.ci_high == 100.0 and cut.ci_low == pytest.approx(frame["evil"].mean() - half)
+    assert cut.mean == raw.mean and cut.n_questions == 3
 
 
 def test_interval_text_rounds_to_the_width():

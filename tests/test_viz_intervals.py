@@ -1,5 +1,6 @@
 """Every viz figure that draws a mean draws its interval: the bands and error bars read back from the
-matplotlib artists equal `persona.analysis.stats.mean_interval` on the synthetic CSVs the test writes,
+matplotlib artists equal `persona.analysis.stats.mean_interval` (`score_interval` for a judge score) on
+the synthetic CSVs the test writes,
 and, for one band, the Student t interval of the question means computed by hand with scipy."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from scipy import stats as scipy_stats
 
 from persona.analysis.checkpoint_summary import summarize_projection_eval
 from persona.analysis.results import load_projection_eval
-from persona.analysis.stats import mean_interval
+from persona.analysis.stats import mean_interval, score_interval
 from persona.projection import column_name
 from viz import plot_cross_persona_corr, plot_projection_eval, plot_variant_projections
 
@@ -57,7 +58,9 @@ def band(ax, label: str) -> dict[float, tuple[float, float]]:
 
 
 def expected(folder, step: int, persona: str, column: str) -> tuple[float, float]:
-    found = mean_interval(pd.read_csv(folder / f"checkpoint-{step}_{persona}.csv"), column)
+    """The interval a band must show: a projection's as computed, a judge score's cut to 0-100."""
+    interval = mean_interval if "_proj" in column else score_interval
+    found = interval(pd.read_csv(folder / f"checkpoint-{step}_{persona}.csv"), column)
     return found.ci_low, found.ci_high
 
 
@@ -81,14 +84,14 @@ def test_original_projection_figure_bands_are_mean_interval(tmp_path):
     df = pd.read_csv(folder / "checkpoint-10_evil.csv")
     means = df.groupby("question_id")["evil"].mean()
     se = means.std(ddof=1) / np.sqrt(N_QUESTIONS)
-    hand = scipy_stats.t.interval(0.95, N_QUESTIONS - 1, means.mean(), se)
+    hand = np.clip(scipy_stats.t.interval(0.95, N_QUESTIONS - 1, means.mean(), se), 0, 100)  # a score's scale
     assert band(scores, "evil (persona_score)")[10] == pytest.approx(hand)
     # coherence averaged over personas: the pooled answers, clustered by (persona, question)
     drawn = band(scores, "coherence (avg all personas)")
     for step in STEPS:
         frames = [pd.read_csv(folder / f"checkpoint-{step}_{p}.csv") for p in ("evil", "humorous")]
         pooled = pd.concat([f.assign(q=f"{p}/" + f["question_id"]) for f, p in zip(frames, ("evil", "humorous"))])
-        want = mean_interval(pooled, "coherence", cluster="q")
+        want = score_interval(pooled, "coherence", cluster="q")
         assert drawn[step] == pytest.approx((want.ci_low, want.ci_high))
         avg = summary.loc[summary["checkpoint"] == step, "coherence_avg"].iloc[0]
         assert want.mean == pytest.approx(avg)  # equal answers per file: the band is centred on the line

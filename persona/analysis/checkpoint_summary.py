@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from persona.analysis.results import checkpoint_files
-from persona.analysis.stats import NAN_INTERVAL, Interval, mean_interval
+from persona.analysis.stats import NAN_INTERVAL, Interval, mean_interval, score_interval
 from persona.io import read_table
 from persona.projection import SHIFT_SUFFIX
 from persona.traits import base_trait
@@ -93,8 +93,8 @@ def load_run_summary(
         if column is None:
             no_shift.append(f.path.name)
         found = {
-            "persona_score": mean_interval(df, score, ci=ci),
-            "coherence": mean_interval(df, "coherence", ci=ci),
+            "persona_score": score_interval(df, score, ci=ci),
+            "coherence": score_interval(df, "coherence", ci=ci),
             "finetuning_shift": mean_interval(df, column, ci=ci) if column else NAN_INTERVAL,
         }
         rows.append(
@@ -152,4 +152,4 @@ def pooled_coherence(rows: pd.DataFrame, *, ci: float = 0.95) -> Interval:
     for r in rows.itertuples():
         frame = read_table(r.path)
         frames.append(frame.assign(_cluster=f"{r.persona}/" + frame["question_id"].astype(str)))
-    return mean_interval(pd.concat(frames, ignore_index=True), "coherence", cluster="_cluster", ci=ci)
+    return score_interval(pd.concat(frames, ignore_index=True), "coherence", cluster="_cluster", ci=ci)

@@ -24,7 +24,7 @@ from persona.analysis.selection import (
     layer_coef,
     select_best,
 )
-from persona.analysis.stats import NAN_INTERVAL, Interval, mean_interval, paired_delta
+from persona.analysis.stats import NAN_INTERVAL, Interval, mean_interval, paired_delta, score_interval
 from persona.io import read_table
 
 CELL_COLUMNS = ["cell", "layer", "coef", *SCORE_COLUMNS, "n", "n_questions", "path"]
@@ -52,14 +52,14 @@ def cell_table(files: Sequence[Path], column: str, *, ci: float = 0.95) -> pd.Da
     for path in map(Path, files):
         cell, layer, coef = _cell_key(path)
         df = read_table(path)
-        trait = mean_interval(df, column, ci=ci)
+        trait = score_interval(df, column, ci=ci)
         rows.append(
             {
                 "cell": cell,
                 "layer": layer,
                 "coef": coef,
                 **trait.columns("trait"),
-                **mean_interval(df, "coherence", ci=ci).columns("coherence"),
+                **score_interval(df, "coherence", ci=ci).columns("coherence"),
                 "n": len(df),
                 "n_questions": trait.n_questions,
                 "path": str(path),

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from persona.analysis.geometry import check_same_shape
-from persona.analysis.stats import mean_interval
+from persona.analysis.stats import mean_interval, score_interval
 from persona.io import read_table
 from persona.judge.sidecar import read_sidecar
 from persona.projection import PROJECTION_TYPES, SHIFT_SUFFIX, column_name
@@ -75,10 +75,10 @@ def score_means(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
 
 def score_intervals(df: pd.DataFrame, column: str, *, ci: float = 0.95) -> dict[str, float]:
     """`score`, `coherence` with their question-clustered `_ci_low`/`_ci_high`, and `n_questions`, of one cell."""
-    score = mean_interval(df, column, ci=ci)
+    score = score_interval(df, column, ci=ci)
     return {
         **score.columns("score"),
-        **mean_interval(df, "coherence", ci=ci).columns("coherence"),
+        **score_interval(df, "coherence", ci=ci).columns("coherence"),
         "n_questions": score.n_questions,
     }
 
@@ -226,7 +226,7 @@ def load_projection_eval(folder: str | Path, *, ci: float = 0.95) -> pd.DataFram
         series = [(c, "score", c) for c in scores]
         series += [(projection_label(c), "projection", c) for c in filter(is_projection_column, df.columns)]
         for label, kind, column in series:
-            found = mean_interval(df, column, ci=ci)
+            found = (score_interval if kind == "score" else mean_interval)(df, column, ci=ci)
             out.append(
                 {
                     "step": f.step,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from persona.analysis.results import parse_sweep_name
-from persona.analysis.stats import NAN_INTERVAL, SCORE_SCALE, Interval, mean_interval, paired_delta
+from persona.analysis.stats import NAN_INTERVAL, Interval, paired_delta, score_interval
 
 COHERENCE_FLOOR = 80.0
 CellKey = Hashable  # (layer, coef) or a name
@@ -143,8 +143,8 @@ def candidate_table(cells: Mapping[CellKey, pd.DataFrame], trait_column: str, fl
     rows = []
     for key, frame in cells.items():
         layer, coef = layer_coef(key)
-        trait = mean_interval(frame, trait_column, ci=ci)
-        coherence = mean_interval(frame, "coherence", ci=ci)
+        trait = score_interval(frame, trait_column, ci=ci)
+        coherence = score_interval(frame, "coherence", ci=ci)
         rows.append(
             {
                 "cell": key,
@@ -196,9 +196,9 @@ def select_best(
         "selection_questions": _ids(baseline_selection),
         "report_questions": _ids(baseline_report),
         "candidates": candidates,
-        "selection_baseline": mean_interval(baseline_selection, trait_column, ci=ci).within(*SCORE_SCALE),
-        "baseline": mean_interval(baseline_report, trait_column, ci=ci).within(*SCORE_SCALE),
-        "baseline_coherence": mean_interval(baseline_report, "coherence", ci=ci).within(*SCORE_SCALE),
+        "selection_baseline": score_interval(baseline_selection, trait_column, ci=ci),
+        "baseline": score_interval(baseline_report, trait_column, ci=ci),
+        "baseline_coherence": score_interval(baseline_report, "coherence", ci=ci),
     }
     if eligible.empty:
         return Headline(selected=None, **common)
@@ -210,11 +210,11 @@ def select_best(
             "run the chosen cell on the report questions"
         )
     report = report_cells[selected]
-    best_coherence = mean_interval(report, "coherence", ci=ci).within(*SCORE_SCALE)
+    best_coherence = score_interval(report, "coherence", ci=ci)
     delta = paired_delta(report, baseline_report, trait_column, ci=ci)
     return Headline(
         selected=selected,
-        best=mean_interval(report, trait_column, ci=ci).within(*SCORE_SCALE),
+        best=score_interval(report, trait_column, ci=ci),
         best_coherence=best_coherence,
         delta=delta,
         effect=bool(delta.ci_low > 0 and best_coherence.mean >= coherence_floor),

@@ -243,6 +243,14 @@ def mean_interval(
     return cluster_interval(values, clusters, **options)
 
 
+def score_interval(
+    frame: pd.DataFrame, column: str, *, cluster: str = "question_id", **options: Unpack[IntervalOptions]
+) -> Interval:
+    """`mean_interval` of a judge score column (trait, coherence), cut to the 0-100 scale (`Interval.within`):
+    a t interval over a few questions reaches past the scale's ends, where no mean score can lie."""
+    return mean_interval(frame, column, cluster=cluster, **options).within(*SCORE_SCALE)
+
+
 def question_means(frame: pd.DataFrame, column: str, cluster: str = "question_id") -> pd.Series:
     """Mean score per question (over its samples and seeds), NaN for a question without a scored answer."""
     values, clusters = _column(frame, column, cluster)

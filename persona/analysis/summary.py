@@ -23,7 +23,7 @@ import pandas as pd
 
 from persona.analysis.multi_persona import BASELINE, linearity_cell_name
 from persona.analysis.results import is_projection_column, parse_sweep_name
-from persona.analysis.stats import SCORE_SCALE, Interval, Method, QuestionMismatch, mean_interval, paired_delta
+from persona.analysis.stats import Interval, Method, QuestionMismatch, mean_interval, paired_delta, score_interval
 from persona.io import read_table
 from persona.judge import COHERENCE
 
@@ -162,9 +162,8 @@ def summarize_group(group: CellGroup, *, ci: float = 0.95, by: By = "cell", meth
             if base is not None and name != group.baseline:
                 base_part = _split(base, by).get(seed, base) if seed is not None else base
             for metric in metric_columns(frame):
-                found = mean_interval(part, metric, ci=ci, method=method)
-                if not is_projection_column(metric):  # a judge score's mean stays on its 0-100 scale
-                    found = found.within(*SCORE_SCALE)
+                interval = mean_interval if is_projection_column(metric) else score_interval  # scores stay on 0-100
+                found = interval(part, metric, ci=ci, method=method)
                 row: dict[str, object] = {"cell": name, **({"seed": seed} if by == "seed" else {})}
                 row |= {"metric": metric, "n_questions": found.n_questions, "n_answers": found.n_answers}
                 row |= {"mean": found.mean, "ci_low": found.ci_low, "ci_high": found.ci_high}
