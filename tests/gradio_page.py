@@ -26,9 +26,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SLIDER_NUMBER = "input[type=number]"
+
+
 def set_field(tab: Tab, selector: str, value) -> None:
-    """Type `value` into the input or textarea at `selector`, as a user would (input, change, blur)."""
+    """Type `value` into the input or textarea at `selector`, as a user would (input, change, blur).
+
+    A slider's number box (`... input[type=number]` beside an `input[type=range]`) reaches the
+    slider's state a moment later; a button pressed before then would send the old value. So for
+    a slider this waits until its range input shows `value` (a plain number box has no range).
+    """
     tab.js(f"({SET_VALUE})({json.dumps(selector)}, {json.dumps(str(value))})")
+    if selector.endswith(SLIDER_NUMBER):
+        slider = json.dumps(selector.removesuffix(SLIDER_NUMBER) + "input[type=range]")
+        shown = f"(r => !r || Number(r.value) === {float(value)!r})(document.querySelector({slider}))"
+        tab.wait(shown, 10.0)
 
 
 def value_of(selector: str) -> str:
