@@ -21,7 +21,7 @@ import pandas as pd
 
 from persona.analysis.stats import NAN_INTERVAL, QuestionMismatch, correlation, paired_delta
 from persona.io import read_table, write_text
-from persona.screening import run_screening
+from persona.screening import dataset_labels, run_screening
 from persona.screening_finetune import FinetuneSettings, finetune_effects
 
 log = logging.getLogger(__name__)
@@ -173,8 +173,8 @@ def run_check(
         vectors[trait] = vector
         files = [paths[trait, level] for level in LEVELS]
         screened = run_screening(output_dir / trait, files, vector, layer, model_name=model_name, **screen_kwargs)
-        rows.append(screened.summary.assign(trait=trait, level=list(LEVELS)))
-        level_of = dict(zip(screened.summary["dataset"], LEVELS))
+        level_of = dict(zip(dataset_labels(files), LEVELS))  # each file's `dataset` label -> its level
+        rows.append(screened.summary.assign(trait=trait, level=screened.summary["dataset"].map(level_of)))
         per_sample.append(screened.samples.assign(trait=trait, level=screened.samples["dataset"].map(level_of)))
     if not rows:
         raise FileNotFoundError(f"no {vector_kind} vector in {vector_dir} for any of {traits} (extract them first)")

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from persona.analysis.checkpoint_summary import summarize_projection_eval
-from persona.analysis.results import load_projection_eval
+from persona.analysis.results import is_projection_column, load_projection_eval
 from persona.analysis.stats import mean_interval, score_interval
 from persona.projection import column_name
 from viz import plot_cross_persona_corr, plot_projection_eval, plot_variant_projections
@@ -59,7 +59,7 @@ def band(ax, label: str) -> dict[float, tuple[float, float]]:
 
 def expected(folder, step: int, persona: str, column: str) -> tuple[float, float]:
     """The interval a band must show: a projection's as computed, a judge score's cut to 0-100."""
-    interval = mean_interval if "_proj" in column else score_interval
+    interval = mean_interval if is_projection_column(column) else score_interval
     found = interval(pd.read_csv(folder / f"checkpoint-{step}_{persona}.csv"), column)
     return found.ci_low, found.ci_high
 
