@@ -32,15 +32,18 @@ SLIDER_NUMBER = "input[type=number]"
 def set_field(tab: Tab, selector: str, value) -> None:
     """Type `value` into the input or textarea at `selector`, as a user would (input, change, blur).
 
-    A slider's number box (`... input[type=number]` beside an `input[type=range]`) reaches the
-    slider's state a moment later; a button pressed before then would send the old value. So for
-    a slider this waits until its range input shows `value` (a plain number box has no range).
+    A slider (a number box `... input[type=number]` beside an `input[type=range]`) can miss a value
+    typed while its tab is still mounting, and a button pressed then sends the old value. So for a
+    slider the value is typed again until the slider's range input shows it (a plain number box
+    has no range and is typed once).
     """
-    tab.js(f"({SET_VALUE})({json.dumps(selector)}, {json.dumps(str(value))})")
-    if selector.endswith(SLIDER_NUMBER):
-        slider = json.dumps(selector.removesuffix(SLIDER_NUMBER) + "input[type=range]")
-        shown = f"(r => !r || Number(r.value) === {float(value)!r})(document.querySelector({slider}))"
-        tab.wait(shown, 10.0)
+    typed = f"({SET_VALUE})({json.dumps(selector)}, {json.dumps(str(value))})"
+    if not selector.endswith(SLIDER_NUMBER):
+        tab.js(typed)
+        return
+    slider = json.dumps(selector.removesuffix(SLIDER_NUMBER) + "input[type=range]")
+    shown = f"(r => !r || Number(r.value) === {float(value)!r})(document.querySelector({slider}))"
+    tab.wait(f"({typed}, {shown})", 10.0)
 
 
 def value_of(selector: str) -> str:
